@@ -1,0 +1,40 @@
+"""``python -m warpkit``: the command line.
+
+* ``python -m warpkit run [NOTEBOOK ...] [--size fast|full] [--device auto|cpu|cuda] [-p NAME VALUE ...]``
+  executes lessons headlessly (see :mod:`warpkit.runner`);
+* ``python -m warpkit assign SOURCE --out DIR`` writes student and solution notebooks (see :mod:`warpkit.assign`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: python -m warpkit {run,assign} ...
+
+commands:
+  run      execute notebooks headlessly through papermill and summarise their recorded values
+  assign   generate the student and solution copies of an assignment and prove the solution passes
+
+Run `python -m warpkit COMMAND --help` for a command's options."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        from warpkit.runner import main as run_main
+
+        return run_main(rest)
+    if command == "assign":
+        from warpkit.assign import main as assign_main
+
+        return assign_main(rest)
+    print(f"python -m warpkit: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""What every notebook imports: recorded values, figure saving, seeding, device choice, progress bars.
+
+Recorded values
+---------------
+A notebook reports the numbers a lesson is about with :func:`record`. Each call emits one display output with
+the mimetype ``application/vnd.warpkit.record+json`` holding ``{"name": ..., "value": ...}`` and a readable
+``text/plain`` fallback ``name = value``. :func:`read_records` returns them from an executed notebook, so tests,
+the runner's summary and anyone else read results the same way (the idea of recommenders' notebook_utils,
+without scrapbook).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+RECORD_MIMETYPE = "application/vnd.warpkit.record+json"
+FIGURES_ENV = "WARPKIT_FIGURES_DIR"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: values recorded in this process, name -> value (what the notebook's own cells can read back)
+RECORDS: dict[str, Any] = {}
+
+
+def _to_jsonable(value: Any, name: str) -> Any:
+    """Convert numpy / torch scalars and arrays to plain Python; refuse what JSON cannot hold."""
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars, torch tensors
+        value = value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _to_jsonable(v, name) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v, name) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"record({name!r}, ...): the value {value!r} is not finite; JSON cannot hold it")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"record({name!r}, ...): a value of type {type(value).__name__} is not JSON-able; "
+        "pass a number, string, bool, None, or a list/dict of those"
+    )
+
+
+def record(name: str, value: Any) -> Any:
+    """Record a named result of this notebook; returns the JSON-able value that was recorded.
+
+    The value is shown as display data (mimetype ``application/vnd.warpkit.record+json``) with a
+    ``text/plain`` fallback, and kept in :data:`RECORDS`.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"record(): the name must be an identifier-like string, got {name!r}")
+    value = _to_jsonable(value, name)
+    RECORDS[name] = value
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # plain Python without IPython: the in-process dict is enough
+        return value
+    if get_ipython() is not None:
+        display({RECORD_MIMETYPE: {"name": name, "value": value}, "text/plain": f"{name} = {value!r}"}, raw=True)
+    return value
+
+
+def read_records(notebook: "str | os.PathLike | Any") -> dict[str, Any]:
+    """Return ``{name: value}`` for every :func:`record` output of an executed notebook.
+
+    ``notebook`` is a path to an ``.ipynb`` file or an ``nbformat`` notebook node. A name recorded twice keeps
+    its last value.
+    """
+    if isinstance(notebook, (str, os.PathLike)):
+        with open(notebook, encoding="utf-8") as handle:
+            notebook = json.load(handle)
+    records: dict[str, Any] = {}
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            data = output.get("data", {})
+            if RECORD_MIMETYPE in data:
+                payload = data[RECORD_MIMETYPE]
+                if isinstance(payload, str):  # some writers store JSON mimetypes as text
+                    payload = json.loads(payload)
+                records[payload["name"]] = payload["value"]
+    return records
+
+
+def figures_dir() -> Path:
+    """The folder figures are written to: ``$WARPKIT_FIGURES_DIR`` if set, else ``figures/`` in the repo."""
+    folder = Path(os.environ.get(FIGURES_ENV) or REPO_ROOT / "figures")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_figure(fig, name: str, save: bool = True, dpi: int = 120) -> Path | None:
+    """Save a matplotlib figure as ``<figures_dir>/<name>.png`` (when ``save``); returns the path or None."""
+    if not save:
+        return None
+    if "/" in name or name.endswith(".png"):
+        raise ValueError(f"save_figure(): give a bare name such as '01_trajectories', got {name!r}")
+    path = figures_dir() / f"{name}.png"
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python's, NumPy's and torch's generators; returns the seed so a notebook can record it."""
+    import numpy as np
+    import torch
+
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed_everything(): the seed must be an int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return seed
+
+
+def pick_device(device: str = "auto"):
+    """``"auto"`` gives CUDA when available, else CPU; ``"cpu"``/``"cuda"`` are taken as asked (checked)."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"pick_device(): device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"DEVICE={device!r} was asked for but torch sees no CUDA GPU (torch {torch.__version__}). "
+            "Use DEVICE='auto' or 'cpu', or install a CUDA build of torch (see the README's GPU section)."
+        )
+    return torch.device(device)
+
+
+def check_size(size: str, allowed: Iterable[str] = ("fast", "full")) -> str:
+    """Validate a notebook's ``SIZE`` parameter and return it."""
+    allowed = tuple(allowed)
+    if size not in allowed:
+        raise ValueError(f"SIZE must be one of {allowed}, got {size!r}")
+    return size
+
+
+def progress(iterable=None, show: bool = True, **kwargs):
+    """A tqdm progress bar that is switched by an explicit flag.
+
+    ``tqdm.notebook`` ignores ``TQDM_DISABLE``, and under papermill widget bars only clutter the executed
+    notebook, so notebooks pass ``SHOW_PROGRESS`` here and get the plain-text bar.
+    """
+    from tqdm.auto import tqdm as auto_tqdm
+    from tqdm.std import tqdm as text_tqdm
+
+    bar = auto_tqdm if _in_live_notebook() else text_tqdm
+    return bar(iterable, disable=not show, **kwargs)
+
+
+def _in_live_notebook() -> bool:
+    """True inside an interactive Jupyter front end (not under papermill, which sets PAPERMILL_EXECUTION)."""
+    if os.environ.get("PAPERMILL_EXECUTION") or os.environ.get("WARPKIT_HEADLESS"):
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"

@@ -1,0 +1,94 @@
+"""What a *task* is to warpkit: a source of batches for the inner loop and for the meta-objective.
+
+WarpGrad needs, for every buffered trajectory point θ_k of a task τ, two *different* batches
+(warpgrad.md §3): one for the task loss L_task^τ that takes the lookahead step, one for the meta loss
+L_meta^τ evaluated at the stepped point. Which data those batches come from is the experiment's business:
+
+* Omniglot (multi-shot): both from the task's training split;
+* few-shot: support and query;
+* continual learning: the current sub-task for L_task, all sub-tasks seen so far for L_meta.
+
+So a task exposes exactly that, and nothing about models or algorithms (data never imports the algorithms).
+A *batch* is a pair ``(inputs, target)``; ``inputs`` is a tensor, ``target`` a tensor or any pytree of
+tensors that the experiment's loss function understands (e.g. ``(y, weights)``). Within one task every batch
+has the same shapes, so points can be replayed in a stacked (vmapped) batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Tuple, runtime_checkable
+
+import torch
+
+Batch = Tuple[torch.Tensor, Any]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """The protocol every task sampler's tasks follow."""
+
+    def sample_batch(self, step: int) -> Batch:
+        """The batch the inner loop uses for its step ``step`` (0-based)."""
+        ...
+
+    def sample_meta_batches(self, step: int) -> tuple[Batch, Batch]:
+        """``(task_batch, meta_batch)`` for replaying the point buffered before inner step ``step``.
+
+        They must be two different draws (trap 3 in warpgrad.md §6).
+        """
+        ...
+
+    def evaluation_batch(self) -> Batch:
+        """Held-out data on which an adapted learner is scored."""
+        ...
+
+
+class SupervisedTask:
+    """A task given by a training set and a held-out set of tensors; batches are drawn with replacement-free
+    shuffles from the training set.
+
+    ``sample_meta_batches`` returns two independent draws from the training set (the multi-shot protocol).
+    Subclass and override ``sample_meta_batches`` for support/query or continual variants.
+    """
+
+    def __init__(
+        self,
+        train_inputs: torch.Tensor,
+        train_targets: torch.Tensor,
+        test_inputs: torch.Tensor | None = None,
+        test_targets: torch.Tensor | None = None,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+        transform=None,
+    ):
+        if len(train_inputs) != len(train_targets):
+            raise ValueError(
+                f"SupervisedTask: {len(train_inputs)} training inputs but {len(train_targets)} targets"
+            )
+        self.train_inputs, self.train_targets = train_inputs, train_targets
+        self.test_inputs, self.test_targets = test_inputs, test_targets
+        self.batch_size = batch_size or len(train_inputs)
+        if self.batch_size > len(train_inputs):
+            raise ValueError(
+                f"SupervisedTask: batch_size={self.batch_size} exceeds the {len(train_inputs)} training examples"
+            )
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.transform = transform  # applied to inputs of training batches only (augmentation)
+
+    def _draw(self) -> Batch:
+        index = torch.randperm(len(self.train_inputs), generator=self.generator)[: self.batch_size]
+        inputs = self.train_inputs[index]
+        if self.transform is not None:
+            inputs = self.transform(inputs, self.generator)
+        return inputs, self.train_targets[index]
+
+    def sample_batch(self, step: int) -> Batch:
+        return self._draw()
+
+    def sample_meta_batches(self, step: int) -> tuple[Batch, Batch]:
+        return self._draw(), self._draw()
+
+    def evaluation_batch(self) -> Batch:
+        if self.test_inputs is None:
+            raise ValueError("SupervisedTask: this task was built without held-out data")
+        return self.test_inputs, self.test_targets
