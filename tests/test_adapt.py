@@ -171,3 +171,27 @@ def test_mismatched_init_params_are_refused_clearly():
     model = nn.Sequential(nn.Linear(3, 4), ResidualMLPWarp(4), nn.Linear(4, 2))
     with pytest.raises(KeyError, match="unknown"):
         adapt(model, regression_task(dtype=torch.float32), mse, 1, 0.1, init_params={"nope": torch.zeros(1)})
+
+
+def test_adapt_tasks_equals_adapting_each_task_alone():
+    from warpkit.adapt import adapt_tasks
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.Tanh(), ResidualMLPWarp(5), nn.Linear(5, 2)).double()
+    with torch.no_grad():
+        for p in warp_parameters(model).values():
+            p.add_(0.2 * torch.randn_like(p))
+    together = adapt_tasks(model, [regression_task(seed=s) for s in range(3)], mse, 6, 0.05, momentum=0.5,
+                           keep_gradients=True)
+    for seed, batched in enumerate(together):
+        alone = adapt(model, regression_task(seed=seed), mse, 6, 0.05, momentum=0.5, keep_gradients=True)
+        assert batched.losses == pytest.approx(alone.losses, abs=1e-12)
+        assert batched.final_loss == pytest.approx(alone.final_loss, abs=1e-12)
+        for k in range(6):
+            for name in alone.params[k]:
+                assert torch.allclose(batched.params[k][name], alone.params[k][name], atol=1e-12)
+                assert torch.allclose(batched.gradients[k][name], alone.gradients[k][name], atol=1e-12)
+            for name in alone.buffers[k]:
+                assert torch.allclose(batched.buffers[k][name].double(), alone.buffers[k][name].double(), atol=1e-12)
+        for name in alone.final_params:
+            assert torch.allclose(batched.final_params[name], alone.final_params[name], atol=1e-12)

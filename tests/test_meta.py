@@ -274,3 +274,36 @@ def test_bad_configuration_is_refused_clearly():
         MetaLearner(small_model(), mse, algorithm="sideways")
     with pytest.raises(ValueError, match="meta-batch"):
         MetaLearner(small_model(), mse).meta_step([])
+
+
+def test_on_disk_buffer_streams_states_and_gives_the_same_meta_step(tmp_path):
+    tasks = [full_batch_task(s) for s in range(2)]
+    in_memory, on_disk = small_model(), small_model()
+    MetaLearner(in_memory, mse, inner_steps=4, replay_chunk_size=3).meta_step(tasks)
+    streamed = MetaLearner(on_disk, mse, inner_steps=4, replay_chunk_size=3, buffer_directory=str(tmp_path / "buf"))
+    streamed.meta_step(tasks)
+    for (name, a), b in zip(warp_parameters(in_memory).items(), warp_parameters(on_disk).values()):
+        assert torch.allclose(a, b, atol=1e-12), name
+    assert list((tmp_path / "buf").iterdir()) == []  # replayed points are deleted after the meta-step
+
+
+def test_maml_without_warp_objective_skips_the_long_adaptation():
+    calls = []
+
+    class CountingTask:
+        def __init__(self, task):
+            self.task = task
+
+        def sample_batch(self, step):
+            calls.append(step)
+            return self.task.sample_batch(step)
+
+        def sample_meta_batches(self, step):
+            return self.task.sample_meta_batches(step)
+
+        def evaluation_batch(self):
+            return self.task.evaluation_batch()
+
+    learner = MetaLearner(small_model(warp=False), mse, inner_steps=100, warp_objective=None, init_learner=MAML(2))
+    learner.meta_step([CountingTask(full_batch_task(0))])
+    assert max(calls) < 100  # only MAML's own 2-step loop drew batches

@@ -148,3 +148,25 @@ def test_unknown_mode_and_mismatched_batches_are_refused():
         warp_objective(model, mse, warp_parameters(model), [point], [a], [b], 0.1, mode="second_order")
     with pytest.raises(ValueError, match="one of each per point"):
         warp_objective(model, mse, warp_parameters(model), [point, point], [a], [b], 0.1)
+
+
+def test_batched_exact_replay_is_right_with_batchnorm_above_a_warp():
+    """The fused batch_norm kernel's double backward is wrong under vmap (functorch #534); the engine must
+    still give the per-point (and so the true) exact gradient."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), ResidualMLPWarp(4, hidden=5), nn.BatchNorm1d(4),
+                          nn.Linear(4, 2)).double()
+    with torch.no_grad():
+        for p in warp_parameters(model).values():
+            p.add_(0.5 * torch.randn_like(p))
+    points, task_batches, meta_batches = [], [], []
+    for seed in range(4):
+        point, a, b = make_point_and_batches(model, seed=seed + 20)
+        points.append(point)
+        task_batches.append(a)
+        meta_batches.append(b)
+    warp = warp_parameters(model)
+    batched, _ = warp_meta_gradient(model, mse, warp, points, task_batches, meta_batches, INNER_LR, "exact", True)
+    looped, _ = warp_meta_gradient(model, mse, warp, points, task_batches, meta_batches, INNER_LR, "exact", False)
+    for name in warp:
+        assert torch.allclose(batched[name], looped[name], atol=1e-12, rtol=0), name

@@ -91,6 +91,22 @@ def train_mode(model: nn.Module, training: bool = True) -> _TrainMode:
 # ----------------------------------------------------------------------------------------------------------
 # the inner loop
 # ----------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def sgd_step(theta: Params, gradients: Params, lr: float | Params, momentum: float = 0.0,
+             velocity: Params | None = None) -> Params:
+    r"""One (momentum) SGD step: v ← μ v + g (in place in ``velocity``), θ ← θ − α v (α per parameter when
+    ``lr`` is a dict); without ``velocity``, θ ← θ − α g. Returns the new θ (the given dict is not modified)."""
+    new_theta = {}
+    for name, value in theta.items():
+        direction = gradients[name]
+        if velocity is not None:
+            velocity[name] = momentum * velocity[name] + direction
+            direction = velocity[name]
+        step_size = lr[name].detach() if isinstance(lr, dict) else lr
+        new_theta[name] = value - step_size * direction
+    return new_theta
+
+
 @dataclass
 class Trajectory:
     """A task's adaptation run.
@@ -140,12 +156,15 @@ def adapt(
     keep_trajectory: bool = True,
     keep_gradients: bool = False,
     final_loss: bool = True,
+    on_state: Callable[[int, Params, Params], None] | None = None,
 ) -> Trajectory:
     r"""Adapt θ to ``task`` by ``num_steps`` steps of SGD (momentum ``momentum``) at learning rate ``lr``.
 
     θ starts from ``init_params`` (default: the model's task parameters), φ is ``warp_params`` (default: the
     model's warp parameters) and stays frozen. Neither is mutated. ``lr`` is a float or, for Meta-SGD, a dict of
-    per-parameter step sizes (broadcast against each parameter). Returns the :class:`Trajectory`; with
+    per-parameter step sizes (broadcast against each parameter). ``on_state(k, θ_k, buffers_k)`` receives
+    each pre-step state as a detached snapshot (e.g. to stream it into an on-disk buffer with
+    ``keep_trajectory=False``, so that memory does not grow with ``num_steps``). Returns the :class:`Trajectory`; with
     ``keep_trajectory=False`` only the losses and final state are kept (for evaluation runs).
     """
     if num_steps < 0:
@@ -163,22 +182,19 @@ def adapt(
     trajectory = Trajectory(gradients=[] if keep_gradients else None)
     with train_mode(model):
         for step in range(num_steps):
-            if keep_trajectory:
-                trajectory.params.append(detached_copy(theta))
-                trajectory.buffers.append(detached_copy(buffers))
+            if keep_trajectory or on_state is not None:
+                snapshot, buffer_snapshot = detached_copy(theta), detached_copy(buffers)
+                if keep_trajectory:
+                    trajectory.params.append(snapshot)
+                    trajectory.buffers.append(buffer_snapshot)
+                if on_state is not None:
+                    on_state(step, snapshot, buffer_snapshot)
             inputs, target = task.sample_batch(step)
             gradients, loss = gradient_and_loss(theta, buffers, inputs, target)
             if keep_gradients:
                 trajectory.gradients.append(detached_copy(gradients))
             trajectory.losses.append(float(loss))
-            with torch.no_grad():
-                for name in theta:
-                    step_direction = gradients[name]
-                    if velocity is not None:
-                        velocity[name] = momentum * velocity[name] + step_direction
-                        step_direction = velocity[name]
-                    step_size = lr[name].detach() if isinstance(lr, dict) else lr
-                    theta[name] = theta[name] - step_size * step_direction
+            theta = sgd_step(theta, gradients, lr, momentum, velocity)
         if final_loss:
             with torch.no_grad():
                 inputs, target = task.sample_batch(num_steps)
@@ -186,6 +202,76 @@ def adapt(
     trajectory.final_params = theta
     trajectory.final_buffers = buffers
     return trajectory
+
+
+def adapt_tasks(
+    model: nn.Module,
+    tasks: list[Task],
+    loss_fn: LossFn,
+    num_steps: int,
+    lr: float | Params,
+    momentum: float = 0.0,
+    init_params: Params | None = None,
+    warp_params: Params | None = None,
+    keep_trajectory: bool = True,
+    keep_gradients: bool = False,
+    final_loss: bool = True,
+) -> list[Trajectory]:
+    r""":func:`adapt` for a list of tasks at once: the same SGD updates, computed for all tasks in one
+    ``torch.func.vmap`` over a stacked task dimension (θ, BatchNorm statistics and batches stacked).
+
+    Each task still draws its own batches in its own order, so the result equals
+    ``[adapt(model, task, ...) for task in tasks]`` up to floating-point rounding (``tests/test_adapt.py``
+    checks it in float64; in float32 vmapped kernels may sum in another order, and a long chaotic meta-training
+    run can amplify such last-digit differences). What changes is the number of Python-level calls per step,
+    which dominates for small networks. All tasks' batches must have the same shapes.
+    """
+    if num_steps < 0:
+        raise ValueError(f"adapt_tasks(): num_steps must be >= 0, got {num_steps}")
+    if not tasks:
+        raise ValueError("adapt_tasks(): no tasks given")
+    from warpkit.buffer import stack_batches  # (buffer imports this module)
+
+    count = len(tasks)
+    init = _validate_params(model, init_params, "task")
+    theta = {name: t.detach().unsqueeze(0).repeat(count, *([1] * t.dim())) for name, t in init.items()}
+    phi = {name: t.detach() for name, t in _validate_params(model, warp_params, "warp").items()}
+    single = fresh_buffers(model)
+    buffers = {name: b.unsqueeze(0).repeat(count, *([1] * b.dim())) for name, b in single.items()}
+    velocity = {name: torch.zeros_like(t) for name, t in theta.items()} if momentum else None
+
+    def task_loss(theta_now: Params, buffers_now: Params, inputs, target):
+        return loss_fn(forward(model, {**theta_now, **phi}, buffers_now, inputs), target)
+
+    gradient_and_loss = torch.func.vmap(grad_and_value(task_loss), randomness="different")
+    trajectories = [Trajectory(gradients=[] if keep_gradients else None) for _ in tasks]
+
+    def unstack(tensors: Params, index: int) -> Params:
+        return {name: t[index].clone() for name, t in tensors.items()}
+
+    with train_mode(model):
+        for step in range(num_steps):
+            if keep_trajectory:
+                for index, trajectory in enumerate(trajectories):
+                    trajectory.params.append(unstack(theta, index))
+                    trajectory.buffers.append(unstack(buffers, index))
+            inputs, target = stack_batches([task.sample_batch(step) for task in tasks])
+            gradients, losses = gradient_and_loss(theta, buffers, inputs, target)
+            for index, trajectory in enumerate(trajectories):
+                trajectory.losses.append(float(losses[index]))
+                if keep_gradients:
+                    trajectory.gradients.append(unstack(gradients, index))
+            theta = sgd_step(theta, gradients, lr, momentum, velocity)
+        if final_loss:
+            with torch.no_grad():
+                inputs, target = stack_batches([task.sample_batch(num_steps) for task in tasks])
+                losses = torch.func.vmap(task_loss, randomness="different")(theta, buffers, inputs, target)
+                for index, trajectory in enumerate(trajectories):
+                    trajectory.final_loss = float(losses[index])
+    for index, trajectory in enumerate(trajectories):
+        trajectory.final_params = unstack(theta, index)
+        trajectory.final_buffers = unstack(buffers, index)
+    return trajectories
 
 
 def differentiable_adapt(

@@ -66,11 +66,16 @@ class TrajectoryBuffer:
         self._counter += 1
         handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         os.close(handle)
-        torch.save(
-            {"task_index": point.task_index, "step": point.step, "params": point.params, "buffers": point.buffers},
-            temporary,
-        )
-        os.replace(temporary, path)
+        try:  # write then rename: a point file is never half-written, and no temporary file is left behind
+            torch.save(
+                {"task_index": point.task_index, "step": point.step, "params": point.params,
+                 "buffers": point.buffers},
+                temporary,
+            )
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
         self._points.append(path)
 
     def __getitem__(self, index: int) -> TrajectoryPoint:

@@ -35,8 +35,9 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from warpkit.adapt import LossFn, Params, Trajectory, adapt, differentiable_adapt, forward, train_mode
-from warpkit.buffer import TrajectoryBuffer
+from warpkit.adapt import (LossFn, Params, Trajectory, adapt, adapt_tasks, differentiable_adapt, forward,
+                           train_mode)
+from warpkit.buffer import TrajectoryBuffer, TrajectoryPoint
 from warpkit.objectives import check_mode, replay_batches, warp_meta_gradient
 from warpkit.tasks import Task
 from warpkit.warp import task_parameters, warp_parameters
@@ -48,13 +49,17 @@ from warpkit.warp import task_parameters, warp_parameters
 class InitLearner:
     """Base class: turns a task's adaptation into a gradient for the shared initialisation θ_0.
 
-    ``needs_gradients`` asks the adaptation to keep ∇L_task(θ_k) in the trajectory. ``meta_parameters()``
-    lists extra meta-learned tensors the learner owns (Meta-SGD's step sizes); they are updated by the
-    initialisation optimiser together with θ_0.
+    ``needs_states`` asks the adaptation to keep the states θ_k in the trajectory, ``needs_gradients`` to keep
+    ∇L_task(θ_k) too; ``needs_trajectory = False`` says the learner runs its own inner loop (MAML), so a
+    meta-iteration without a warp objective need not adapt at all. ``meta_parameters()`` lists extra
+    meta-learned tensors the learner owns (Meta-SGD's step sizes); they are updated by the initialisation
+    optimiser together with θ_0.
     """
 
     name = "init"
+    needs_states = False
     needs_gradients = False
+    needs_trajectory = True
 
     def task_gradient(self, learner: "MetaLearner", task: Task, init_params: Params,
                       trajectory: Trajectory) -> Params:
@@ -80,6 +85,8 @@ class Leap(InitLearner):
     ``simplified=True`` is the form in the WarpGrad code: drop the loss term, so θ_0 moves along
     Σ_k Δθ_k / ‖Δθ_k‖ (norm over all task parameters jointly).
     """
+
+    needs_states = True
 
     def __init__(self, simplified: bool = False):
         self.simplified = simplified
@@ -129,6 +136,7 @@ class FOMAML(InitLearner):
 
     def __init__(self, steps: int | None = None):
         self.steps = steps
+        self.needs_trajectory = steps is None
 
     def task_gradient(self, learner, task, init_params, trajectory):
         if self.steps is None:
@@ -157,6 +165,7 @@ class MAML(InitLearner):
     """
 
     name = "maml"
+    needs_trajectory = False
 
     def __init__(self, steps: int = 5, learn_warps: bool = False):
         self.steps = steps
@@ -251,6 +260,10 @@ class MetaLearner:
     (:mod:`warpkit.warp`). ``warp_objective`` is ``"exact"``, ``"first_order"``, ``"approx"`` or None;
     ``init_learner`` an :class:`InitLearner` or None. With neither, meta-training does nothing (the "no
     pretraining" baseline) and :meth:`adapt` is plain (warped) SGD from the model's parameters.
+
+    ``batched_adaptation=True`` adapts the meta-batch's tasks together (:func:`warpkit.adapt.adapt_tasks`, one
+    vmapped inner loop): the same updates up to floating-point rounding, much faster for small networks; it
+    needs equal batch shapes across tasks. ``batched_replay`` does the same for replaying buffered points.
     """
 
     def __init__(
@@ -270,6 +283,7 @@ class MetaLearner:
         replay_chunk_size: int = 32,
         replay_epochs: int = 1,
         batched_replay: bool = True,
+        batched_adaptation: bool = False,
         buffer_directory: str | None = None,
         seed: int = 0,
     ):
@@ -286,7 +300,7 @@ class MetaLearner:
         self.inner_lr, self.inner_steps, self.inner_momentum = inner_lr, inner_steps, inner_momentum
         self.warp_objective, self.init_learner, self.algorithm = warp_objective, init_learner, algorithm
         self.replay_chunk_size, self.replay_epochs = replay_chunk_size, replay_epochs
-        self.batched_replay = batched_replay
+        self.batched_replay, self.batched_adaptation = batched_replay, batched_adaptation
         self.buffer = TrajectoryBuffer(buffer_directory)
         self.generator = torch.Generator().manual_seed(seed)
         self.iteration = 0
@@ -327,11 +341,37 @@ class MetaLearner:
         warp_gradient = {name: torch.zeros_like(p) for name, p in warp.items()}
         first_losses, last_losses, objective_values = [], [], []
         warp_steps, replay_seconds = 0, 0.0
-        keep_trajectory = self.warp_objective is not None
-        keep_gradients = bool(self.init_learner and self.init_learner.needs_gradients)
+        init_learner = self.init_learner
+        keep_trajectory = self.warp_objective is not None or bool(init_learner and init_learner.needs_states)
+        keep_gradients = bool(init_learner and init_learner.needs_gradients)
+        # MAML-style learners run their own short inner loop: without a warp objective there is nothing to adapt
+        needs_adaptation = self.warp_objective is not None or init_learner is None or init_learner.needs_trajectory
+        # a buffer on disk receives each state as it is made, so memory does not grow with the number of steps
+        stream_to_buffer = (self.algorithm == "offline" and self.warp_objective is not None
+                            and self.buffer.directory is not None and not self.batched_adaptation
+                            and not (init_learner and init_learner.needs_states))
 
+        if self.batched_adaptation and needs_adaptation:  # all tasks in one vmapped inner loop
+            trajectories = adapt_tasks(
+                self.model, tasks, self.loss_fn, self.inner_steps, self.current_inner_lr(),
+                momentum=self.inner_momentum, keep_trajectory=keep_trajectory, keep_gradients=keep_gradients,
+            )
+        else:
+            trajectories = None
         for index, task in enumerate(tasks):
-            trajectory = self.adapt(task, keep_trajectory=keep_trajectory, keep_gradients=keep_gradients)
+            if trajectories is not None:
+                trajectory = trajectories[index]
+            elif not needs_adaptation:
+                trajectory = Trajectory()
+            elif stream_to_buffer:
+                trajectory = adapt(
+                    self.model, task, self.loss_fn, self.inner_steps, self.current_inner_lr(),
+                    momentum=self.inner_momentum, keep_trajectory=False, keep_gradients=keep_gradients,
+                    on_state=lambda step, params, buffers, index=index: self.buffer.add_point(
+                        TrajectoryPoint(index, step, params, buffers)),
+                )
+            else:
+                trajectory = self.adapt(task, keep_trajectory=keep_trajectory, keep_gradients=keep_gradients)
             first_losses.append(trajectory.losses[0] if trajectory.losses else float("nan"))
             last_losses.append(trajectory.losses[-1] if trajectory.losses else float("nan"))
             if self.init_learner is not None:
@@ -340,7 +380,8 @@ class MetaLearner:
             if self.warp_objective is None:
                 continue
             if self.algorithm == "offline":
-                self.buffer.add(index, trajectory)
+                if not stream_to_buffer:
+                    self.buffer.add(index, trajectory)
             else:  # online: accumulate the one-step objective's φ-gradient over this task's points
                 replay_start = time.perf_counter()
                 task_buffer = TrajectoryBuffer()
@@ -372,7 +413,7 @@ class MetaLearner:
         self.iteration += 1
         return MetaStepStats(
             iteration=self.iteration,
-            task_loss_first=sum(first_losses) / len(first_losses),
+            task_loss_first=sum(first_losses) / len(first_losses),  # nan when no adaptation was needed
             task_loss_last=sum(last_losses) / len(last_losses),
             warp_objective=sum(objective_values) / len(objective_values) if objective_values else float("nan"),
             warp_steps=warp_steps,

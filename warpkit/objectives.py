@@ -22,7 +22,10 @@ and WarpGrad minimises its sum over tasks and buffered points. Three modes:
 
 Replay is *batched*: a chunk of P points (stacked by :func:`warpkit.buffer.stack_points`) is evaluated in one
 ``torch.func.vmap`` call over the point dimension, instead of one point at a time as the original code does. The
-per-point path (``batched=False``) is kept as the reference the tests and benchmarks compare against.
+per-point path (``batched=False``) is kept as the reference the tests and benchmarks compare against. Batched
+replay pays off where per-call overhead dominates (small networks, GPUs); on a CPU a large convolutional network
+is compute-bound and vmap's grouped convolutions can be slower than the loop (``benchmarks/engine.py`` measures
+both). BatchNorm layers are evaluated in elementary form inside the vmap (:mod:`warpkit.batchnorm`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch.nn as nn
 from torch.func import grad, vmap
 
 from warpkit.adapt import LossFn, Params, forward, train_mode
+from warpkit.batchnorm import elementary_batch_norm
 from warpkit.buffer import TrajectoryPoint, stack_batches, stack_points
 from warpkit.tasks import Batch, Task
 
@@ -137,7 +141,9 @@ def warp_objective(
                 model, loss_fn, warp_params, point_params, point_buffers, task_batch, meta_batch, inner_lr, mode
             )
 
-        losses = vmap(objective_at, randomness="different")(params, buffers, stacked_task, stacked_meta)
+        # the fused batch_norm kernel's double backward is wrong under vmap (see warpkit.batchnorm)
+        with elementary_batch_norm():
+            losses = vmap(objective_at, randomness="different")(params, buffers, stacked_task, stacked_meta)
         return losses.mean()
 
 

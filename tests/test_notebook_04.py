@@ -1,0 +1,51 @@
+"""Notebook 04 (maze navigation, Warp-RNN), executed at the fast size: its recorded values must make sense."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+EXPECTED_FIGURES = {
+    "04_maze.png", "04_random_episode.png", "04_learning_curves.png", "04_scores.png",
+    "04_warp_rnn_rollout.png", "04_warp_rnn_frames.png",
+}
+AGENTS = ("warp_rnn", "l2rl", "hebbian", "random")  # the fast size leaves out the two ablations
+
+
+@pytest.fixture(scope="module")
+def lesson(execute_notebook, tmp_path_factory):
+    # a fresh checkpoint folder, so the notebook really trains (a second run in the same folder would resume)
+    return execute_notebook("04_maze_warp_rnn", CHECKPOINT_DIR=str(tmp_path_factory.mktemp("maze-checkpoints")))
+
+
+@pytest.mark.notebook
+def test_every_agent_has_a_finite_score(lesson):
+    r = lesson.records
+    for name in AGENTS:
+        assert math.isfinite(r[f"reward_{name}"]), name
+        assert len(r["reward_per_seed"][name]) == 1  # the fast size runs one seed
+
+
+@pytest.mark.notebook
+def test_trained_warp_rnn_beats_the_random_policy_by_a_clear_margin(lesson):
+    r = lesson.records
+    assert r["reward_random"] > 0, "a random walk in the small maze does find the goal sometimes"
+    assert r["reward_warp_rnn"] >= 1.5 * r["reward_random"] and r["reward_warp_rnn"] >= r["reward_random"] + 5, (
+        f"Warp-RNN {r['reward_warp_rnn']} vs random {r['reward_random']}")
+
+
+@pytest.mark.notebook
+def test_environment_speeds_are_measured(lesson):
+    r = lesson.records
+    assert r["env_steps_per_second_batched"] > 1_000 and r["env_steps_per_second_gymnasium"] > 1_000
+
+
+@pytest.mark.notebook
+def test_figures_are_saved_and_the_fast_size_is_fast(lesson):
+    saved = {path.name for path in lesson.figures()}
+    assert EXPECTED_FIGURES <= saved, f"missing figures: {EXPECTED_FIGURES - saved}"
+    assert all(path.stat().st_size > 8_000 for path in lesson.figures())
+    assert lesson.records["seed"] == 0
+    assert set(lesson.records["train_seconds"]) == set(AGENTS)
+    assert lesson.seconds < 180, f"the fast size took {lesson.seconds:.0f} s (target: under 2 minutes)"

@@ -1,0 +1,405 @@
+r"""Advantage actor-critic on the maze, and WarpGrad's reinforcement-learning form (warpgrad.md §3, §5b).
+
+The loss of one episode
+-----------------------
+``B`` mazes run in parallel for ``T`` steps. With Monte-Carlo discounted returns R_t = Σ_{k≥t} γ^{k−t} r_k and
+advantages A_t = R_t − V(s_t), the loss is (Backpropamine's, which the WarpGrad maze code keeps)
+
+.. math::  L_{AC} = \frac{1}{T B} \sum_{t, b} \Big[ -\log \pi(a_t | s_t)\, \mathrm{sg}(A_t)
+                     + c_v A_t^2 + c_p \sum_a \pi(a | s_t)^2 \Big],
+
+with γ = 0.9, value weight c_v = 0.1 and a *concentration penalty* c_p Σ_a π² (c_p = 0.03; it plays the role of an
+entropy bonus: it is smallest for a uniform policy). ``sg`` stops the gradient. Gradients are clipped to norm 4.0.
+
+The WarpGrad form (Algorithm 3, the continual / RL form of warpgrad.md §3)
+----------------------------------------------------------------------------
+Task adaptation is continual: the task parameters θ are *never reset*. Episode k (a fresh goal in every maze)
+is played with θ_k, and
+
+* θ takes one Adam step (lr 1e-3) per episode on ∇_θ L_AC(θ_k; φ, episode k), clipped to norm 4;
+* φ (the warp) takes one Adam step (lr 1e-3) every N = 30 episodes on the window's mean gradient
+  (1/N) Σ_k ∇_φ L_AC(θ_k; φ, episode k), clipped to norm 4.
+
+So the meta-objective is :math:`L(\phi) = \sum_k L_{AC}(\theta_k; \phi)`: at every point θ_k of θ's history in the
+window, the actor-critic loss of the episode played at that point, evaluated at the point itself. This is the
+*approx* form of Eq. 11 (no lookahead step θ_k − α∇L; θ_k held fixed, so nothing is backpropagated through θ's
+trajectory), which is what the authors' maze code computes: one ``loss.backward()`` per episode whose φ part
+accumulates over 30 episodes. A lookahead form would need a second on-policy episode at every point.
+
+Differences from the authors' ``run.py`` (all deliberate): no 100-episode burn-in without updates (theirs lets the
+gradient accumulate undamped over the first 101 episodes); the gradient clipping they parse but never apply is
+applied; the φ gradient is averaged rather than summed over the window (Adam is invariant to the scale; only the
+clipping threshold sees it); gates are 1 + tanh(·) from a zero projection, so the warp starts at the identity.
+
+Agents without warp parameters (``l2rl``, ``hebbian``, ``no_warp``) simply take the θ step every episode: for the
+learning-to-RL LSTM and the plastic network that *is* their meta-training (their within-episode learning lives in
+their state). The random policy takes no steps.
+
+Training runs are seeded, vectorised over the ``B`` mazes, show a tqdm bar, and checkpoint every few episodes
+(atomic write; running again resumes exactly; an unreadable checkpoint raises and is never overwritten).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from warpkit.checkpoint import CheckpointError, Checkpointer
+from warpkit.envs.maze import BatchedMaze, MazeConfig
+from warpkit.models.maze_agents import make_agent
+from warpkit.notebook import progress
+from warpkit.warp import task_parameters, warp_parameters
+
+CHECKPOINT_FORMAT = "warpkit.rl.maze-a2c/1"
+#: evaluation episodes use the maze seed ``seed + EVALUATION_SEED_OFFSET`` so they never replay training goals
+EVALUATION_SEED_OFFSET = 1_000_003
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig:
+    """Hyper-parameters of the actor-critic loss and of the θ / φ updates (warpgrad.md §5b defaults)."""
+
+    gamma: float = 0.9
+    value_weight: float = 0.1
+    concentration_weight: float = 0.03
+    grad_clip: float = 4.0
+    lr: float = 1e-3
+    warp_lr: float = 1e-3
+    warp_interval: int = 30
+
+    def __post_init__(self):
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"ActorCriticConfig: gamma must lie in [0, 1], got {self.gamma}")
+        if self.warp_interval < 1:
+            raise ValueError(f"ActorCriticConfig: warp_interval must be >= 1 episode, got {self.warp_interval}")
+        if self.lr <= 0 or self.warp_lr <= 0 or self.grad_clip <= 0:
+            raise ValueError("ActorCriticConfig: lr, warp_lr and grad_clip must be positive")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the loss
+# ----------------------------------------------------------------------------------------------------------
+def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Monte-Carlo returns R_t = r_t + γ R_{t+1} (R_T = 0) for rewards of shape [T, ...]."""
+    returns = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
+
+def actor_critic_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                      config: ActorCriticConfig = ActorCriticConfig()) -> tuple[torch.Tensor, dict[str, float]]:
+    """L_AC of the module docstring for one episode: logits [T, B, A], values [T, B], actions [T, B] (long),
+    rewards [T, B]. Returns the loss and its parts (floats) for logging."""
+    T, B = rewards.shape
+    if logits.shape[:2] != (T, B) or values.shape != (T, B) or actions.shape != (T, B):
+        raise ValueError(f"actor_critic_loss: expected logits [T, B, A], values/actions/rewards [T, B]; got "
+                         f"{tuple(logits.shape)}, {tuple(values.shape)}, {tuple(actions.shape)}, {tuple(rewards.shape)}")
+    advantages = discounted_returns(rewards, config.gamma) - values
+    log_probs = F.log_softmax(logits, dim=-1)
+    chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    policy_loss = -(chosen * advantages.detach()).sum() / (T * B)
+    value_loss = advantages.pow(2).sum() / (T * B)
+    concentration = log_probs.exp().pow(2).sum() / (T * B)
+    loss = policy_loss + config.value_weight * value_loss + config.concentration_weight * concentration
+    return loss, {"policy": policy_loss.detach().item(), "value": value_loss.detach().item(),
+                  "concentration": concentration.detach().item()}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# episodes
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class Rollout:
+    """One episode in ``B`` mazes: per-step tensors [T, B, ...] (logits and values keep their graph)."""
+
+    logits: torch.Tensor
+    values: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    reached: torch.Tensor  # [T, B] bool: the step reached the goal (then the agent was teleported)
+    goals: torch.Tensor  # [B, 2]
+    cells: torch.Tensor | None = None  # [T + 1, B, 2] positions (after teleports) when recorded
+
+    @property
+    def episode_rewards(self) -> torch.Tensor:
+        """Total reward per maze, [B]."""
+        return self.rewards.sum(0)
+
+
+def rollout(agent: nn.Module, env: BatchedMaze, generator: torch.Generator | None = None, seed: int | None = None,
+            goals=None, record_cells: bool = False, greedy: bool = False) -> Rollout:
+    """Play one episode in every maze of ``env`` (a fresh ``reset``: new goals, zero agent state).
+
+    ``agent`` is a :class:`~warpkit.models.maze_agents.MazeAgent`: its recurrent ``features`` run step by step,
+    its ``heads`` once over the stacked features. Actions are sampled from π with ``generator`` (or taken greedily
+    with ``greedy``). Gradients flow through the returned logits and values unless called under
+    ``torch.no_grad()``."""
+    obs = env.reset(seed=seed, goals=goals)
+    state = agent.initial_state(env.num_mazes, device=obs.device)
+    features, actions_all, rewards, reached = [], [], [], []
+    cells = [env.positions] if record_cells else None
+    done = False
+    while not done:
+        h, state = agent.features(obs, state)
+        with torch.no_grad():  # the logits that choose the action; the graph is built once for the episode below
+            logits = agent.heads.policy(h)
+        if greedy:
+            actions = logits.argmax(-1)
+        else:
+            actions = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+        obs, reward, done = env.step(actions)
+        features.append(h)
+        actions_all.append(actions)
+        rewards.append(reward)
+        reached.append(env.reached)
+        if record_cells:
+            cells.append(env.positions)
+    logits, values = agent.heads(torch.stack(features))  # [T, B, A], [T, B]: one graph node for all steps
+    return Rollout(logits, values, torch.stack(actions_all), torch.stack(rewards), torch.stack(reached), env.goals,
+                   torch.stack(cells) if record_cells else None)
+
+
+def _clip_(params: list[torch.Tensor], max_norm: float) -> float:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+
+class ActorCriticTrainer:
+    """The continual training loop of the module docstring for one agent in one batch of mazes.
+
+    ``train_episode()`` plays an episode, takes the θ step, accumulates φ's gradient and takes the φ step every
+    ``config.warp_interval`` episodes. ``state_dict()`` / ``load_state_dict()`` hold everything needed to resume
+    exactly (weights, both Adam states, the partly accumulated φ gradient, every random generator, the history).
+    """
+
+    def __init__(self, agent: nn.Module, env: BatchedMaze, config: ActorCriticConfig = ActorCriticConfig(),
+                 seed: int = 0):
+        self.agent, self.env, self.config, self.seed = agent, env, config, seed
+        self.task_params = list(task_parameters(agent).values())
+        self.warp_params = list(warp_parameters(agent).values())
+        self.task_optimizer = torch.optim.Adam(self.task_params, lr=config.lr) if self.task_params else None
+        self.warp_optimizer = torch.optim.Adam(self.warp_params, lr=config.warp_lr) if self.warp_params else None
+        self.generator = torch.Generator(device=env.device).manual_seed(seed)
+        self.episodes_done = 0
+        self.rewards: list[float] = []  # mean total reward per maze, per episode
+        self.losses: list[float] = []
+
+    def train_episode(self) -> float:
+        """Play one episode and update; returns the mean total reward per maze."""
+        first = self.episodes_done == 0 and self.env.rngs is None
+        episode = rollout(self.agent, self.env, self.generator, seed=self.seed if first else None)
+        reward = float(episode.episode_rewards.mean())
+        if self.task_params or self.warp_params:
+            loss, _ = actor_critic_loss(episode.logits, episode.values, episode.actions, episode.rewards, self.config)
+            loss.backward()  # θ's gradient is this episode's; φ's keeps accumulating over the window
+            if self.task_optimizer is not None:
+                _clip_(self.task_params, self.config.grad_clip)
+                self.task_optimizer.step()
+                self.task_optimizer.zero_grad(set_to_none=True)
+            if self.warp_optimizer is not None and (self.episodes_done + 1) % self.config.warp_interval == 0:
+                for p in self.warp_params:
+                    if p.grad is not None:
+                        p.grad.div_(self.config.warp_interval)
+                _clip_(self.warp_params, self.config.grad_clip)
+                self.warp_optimizer.step()
+                self.warp_optimizer.zero_grad(set_to_none=True)
+            self.losses.append(loss.detach().item())
+        else:
+            self.losses.append(float("nan"))
+        self.rewards.append(reward)
+        self.episodes_done += 1
+        return reward
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "episodes_done": self.episodes_done,
+            "agent": self.agent.state_dict(),
+            "task_optimizer": self.task_optimizer.state_dict() if self.task_optimizer else None,
+            "warp_optimizer": self.warp_optimizer.state_dict() if self.warp_optimizer else None,
+            "warp_grads": [None if p.grad is None else p.grad.detach().clone() for p in self.warp_params],
+            "generator": self.generator.get_state(),
+            "env_generators": self.env.generator_states(),
+            "rewards": list(self.rewards),
+            "losses": list(self.losses),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.agent.load_state_dict(state["agent"])
+        if self.task_optimizer is not None:
+            self.task_optimizer.load_state_dict(state["task_optimizer"])
+        if self.warp_optimizer is not None:
+            self.warp_optimizer.load_state_dict(state["warp_optimizer"])
+        for p, g in zip(self.warp_params, state["warp_grads"]):
+            p.grad = None if g is None else g.to(p.device).clone()
+        self.generator.set_state(state["generator"])
+        if state["env_generators"]:
+            self.env.set_generator_states(state["env_generators"])
+        self.episodes_done = int(state["episodes_done"])
+        self.rewards = list(state["rewards"])
+        self.losses = list(state["losses"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# runs: train, evaluate
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class TrainingRun:
+    """What :func:`train_agent` returns."""
+
+    name: str
+    seed: int
+    agent: nn.Module
+    rewards: np.ndarray  # [episodes] mean total reward per maze
+    losses: np.ndarray
+    seconds: float  # wall time spent in this call (0 when a finished checkpoint was loaded)
+    resumed_from: int  # episodes already done when this call started
+    maze: MazeConfig = field(default_factory=MazeConfig)
+    num_mazes: int = 30
+
+
+def _fingerprint(name, agent_kwargs, maze, num_mazes, seed, config) -> dict[str, Any]:
+    return {"agent": name, "agent_kwargs": dict(sorted((agent_kwargs or {}).items())), "maze": maze.as_dict(),
+            "num_mazes": num_mazes, "seed": seed, "config": asdict(config)}
+
+
+def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig(), num_mazes: int = 30,
+                seed: int = 0, config: ActorCriticConfig = ActorCriticConfig(),
+                agent_kwargs: dict[str, Any] | None = None, device: str | torch.device = "cpu",
+                checkpoint_path: str | Path | None = None, checkpoint_every: int = 25,
+                show_progress: bool = True) -> TrainingRun:
+    """Train the agent called ``name`` (see :func:`warpkit.models.maze_agents.make_agent`) for ``num_episodes``
+    episodes of ``num_mazes`` parallel mazes, continually (θ never reset), with the updates of the module docstring.
+
+    With ``checkpoint_path`` the run saves every ``checkpoint_every`` episodes and at the end; calling again with the
+    same arguments resumes where it stopped (or returns at once when it had finished; a larger ``num_episodes``
+    trains further). A checkpoint written for other settings, or one that cannot be read, raises
+    :class:`~warpkit.checkpoint.CheckpointError` and is left untouched.
+    """
+    if not isinstance(num_episodes, int) or num_episodes < 0:
+        raise ValueError(f"train_agent: num_episodes must be a non-negative integer, got {num_episodes!r}")
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    agent = make_agent(name, **(agent_kwargs or {})).to(device)
+    env = BatchedMaze(num_mazes, maze, device=device)
+    trainer = ActorCriticTrainer(agent, env, config, seed=seed)
+    fingerprint = _fingerprint(name, agent_kwargs, maze, num_mazes, seed, config)
+    checkpointer = Checkpointer(checkpoint_path, every=checkpoint_every)
+    saved = checkpointer.restore()
+    if saved is not None:
+        if saved.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{checkpoint_path} is not a maze actor-critic checkpoint "
+                                  f"(format {saved.get('format')!r}); it was left untouched. Use another path.")
+        if saved["fingerprint"] != fingerprint:
+            differences = {k: (saved["fingerprint"].get(k), v) for k, v in fingerprint.items()
+                           if saved["fingerprint"].get(k) != v}
+            raise CheckpointError(
+                f"{checkpoint_path} was written by a run with other settings (saved vs now: {differences}). It was "
+                "left untouched; delete it or use another checkpoint path to train with the new settings.")
+        trainer.load_state_dict(saved["trainer"])
+    resumed_from = trainer.episodes_done
+
+    def make_state():
+        return {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "trainer": trainer.state_dict()}
+
+    start = time.perf_counter()
+    bar = progress(range(resumed_from, num_episodes), show=show_progress, initial=resumed_from,
+                   total=max(num_episodes, resumed_from), desc=f"{name} seed {seed}", mininterval=10.0)
+    for _ in bar:
+        reward = trainer.train_episode()
+        bar.set_postfix(reward=f"{reward:.1f}", refresh=False)
+        checkpointer.maybe_save(trainer.episodes_done, make_state)
+    bar.close()
+    if resumed_from < num_episodes:
+        checkpointer.maybe_save(trainer.episodes_done, make_state, final=True)
+    return TrainingRun(name, seed, agent, np.asarray(trainer.rewards), np.asarray(trainer.losses),
+                       time.perf_counter() - start, resumed_from, maze, num_mazes)
+
+
+@torch.no_grad()
+def evaluate_agent(agent: nn.Module, num_episodes: int, *, maze: MazeConfig = MazeConfig(), num_mazes: int = 30,
+                   seed: int = 0, device: str | torch.device | None = None) -> np.ndarray:
+    """Total reward per episode and maze, [num_episodes, num_mazes], with the agent's weights frozen (no θ or φ
+    steps; every agent adapts only through its state and, for the Hebbian agent, its traces). Actions are sampled
+    from π. The mazes are seeded with ``seed + EVALUATION_SEED_OFFSET`` so that, for a given seed, every agent
+    meets the same goals, none of them from training."""
+    device = torch.device(device) if device is not None else next(
+        iter(list(agent.parameters()) + list(agent.buffers())), torch.zeros(())).device
+    env = BatchedMaze(num_mazes, maze, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed + EVALUATION_SEED_OFFSET)
+    totals = []
+    for episode in range(num_episodes):
+        played = rollout(agent, env, generator, seed=seed + EVALUATION_SEED_OFFSET if episode == 0 else None)
+        totals.append(played.episode_rewards.cpu().numpy())
+    return np.stack(totals) if totals else np.zeros((0, num_mazes))
+
+
+def env_steps_per_second(num_mazes: int = 30, maze: MazeConfig = MazeConfig(), num_steps: int = 2000,
+                         seed: int = 0, device: str | torch.device = "cpu") -> float:
+    """Maze steps per second of :class:`~warpkit.envs.maze.BatchedMaze` (``num_mazes`` × steps / s) under uniformly
+    random actions, resetting at the end of each episode."""
+    env = BatchedMaze(num_mazes, maze, device=device)
+    generator = torch.Generator(device=env.device).manual_seed(seed)
+    actions = torch.randint(0, 4, (min(num_steps, 4096), num_mazes), generator=generator, device=env.device)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for step in range(num_steps):
+        _, _, done = env.step(actions[step % len(actions)])
+        if done:
+            env.reset()
+    if env.device.type == "cuda":
+        torch.cuda.synchronize(env.device)
+    return num_mazes * num_steps / (time.perf_counter() - start)
+
+
+def gymnasium_steps_per_second(maze: MazeConfig = MazeConfig(), num_steps: int = 5000, seed: int = 0) -> float:
+    """Steps per second of the gymnasium form (``gymnasium.make("warpkit/Maze-v0")``, with gymnasium's default
+    wrappers), under uniformly random actions."""
+    import gymnasium
+
+    import warpkit.envs  # noqa: F401  (registers the id)
+
+    env = gymnasium.make("warpkit/Maze-v0", **maze.as_dict())
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(min(num_steps, 4096))]
+    start = time.perf_counter()
+    for step in range(num_steps):
+        _, _, terminated, truncated, _ = env.step(actions[step % len(actions)])
+        if terminated or truncated:
+            env.reset()
+    return num_steps / (time.perf_counter() - start)
+
+
+def train_agents(names: Sequence[str], seeds: Sequence[int], num_episodes: int, *,
+                 checkpoint_dir: str | Path | None = None, **kwargs) -> dict[str, list[TrainingRun]]:
+    """:func:`train_agent` for every agent name and seed; ``{name: [run per seed]}``. With ``checkpoint_dir`` each
+    run checkpoints to ``<checkpoint_dir>/<name>_seed<seed>.pt`` (so an interrupted sweep resumes where it
+    stopped). Other keyword arguments go to :func:`train_agent`."""
+    runs: dict[str, list[TrainingRun]] = {}
+    for name in names:
+        for seed in seeds:
+            path = Path(checkpoint_dir) / f"{name}_seed{seed}.pt" if checkpoint_dir is not None else None
+            runs.setdefault(name, []).append(train_agent(name, num_episodes, seed=seed, checkpoint_path=path,
+                                                         **kwargs))
+    return runs
+
+
+def learning_curves(runs: dict[str, list[TrainingRun]], num_episodes: int | None = None) -> dict[str, np.ndarray]:
+    """``{name: rewards [seeds, episodes]}`` from :func:`train_agents` (the first ``num_episodes`` of each run)."""
+    curves = {}
+    for name, per_seed in runs.items():
+        length = num_episodes or min(len(run.rewards) for run in per_seed)
+        curves[name] = np.stack([run.rewards[:length] for run in per_seed])
+    return curves

@@ -1,0 +1,496 @@
+"""``python -m warpkit run``: execute lessons headlessly through papermill and summarise what they recorded.
+
+::
+
+    python -m warpkit run [NOTEBOOK ...] [--size SIZE] [--device auto|cpu|cuda]
+                          [-p NAME VALUE ...] [--out DIR] [--figures-dir DIR] [--notebooks-dir DIR] [-x]
+
+* No notebook named runs every ``notebooks/NN_*.ipynb`` in order (assignments live elsewhere and are not
+  lessons). A notebook is named by its number (``01``), its stem (``01_preconditioning``) or a path
+  (``notebooks/01_preconditioning.ipynb``; the paired ``.py`` names its ``.ipynb``).
+* Every notebook has one cell tagged ``parameters`` holding literal assignments. ``--size`` sets ``SIZE``,
+  ``--device`` sets ``DEVICE``, the runner always sets ``INTERACTIVE = False``, and ``-p NAME VALUE`` sets any
+  other parameter. Before anything runs, every name is checked against each selected notebook's parameters
+  (papermill alone only logs unknown names) and every value is parsed with the type of the parameter's default:
+  ``int``, ``float``, ``bool`` (``true``/``false``/``1``/``0``, any case) or ``str``; a list or dict default
+  takes a Python literal of the same type.
+* Sizes: ``fast`` and ``full`` unless the notebook declares its own on the ``SIZE`` line of its parameters cell
+  with a comment listing them, e.g. ``SIZE = "fast"  # one of "fast", "medium", "full"``.
+* The kernel runs with ``WARPKIT_HEADLESS=1`` and ``WARPKIT_FIGURES_DIR`` (``--figures-dir``; default: the
+  variable if set, else ``figures/`` in the repository), in the notebook's own folder.
+* Executed copies go to ``--out`` (default ``_build/notebooks``), one ``NAME.ipynb`` each, plus
+  ``summary.json``. The runner overwrites only its own earlier output there (files papermill wrote) and refuses
+  an ``--out`` that is the notebooks folder itself.
+* At the end a table lists notebook, status, seconds and recorded values (:func:`warpkit.read_records`). A
+  failing notebook makes the command exit 1 and print the path of its executed copy, which holds the
+  traceback; a refused command line exits 2; Ctrl-C stops after printing what finished (exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from warpkit.notebook import FIGURES_ENV, REPO_ROOT, read_records
+
+DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+DEFAULT_OUT_DIR = Path("_build") / "notebooks"
+DEFAULT_SIZES = ("fast", "full")
+DEVICES = ("auto", "cpu", "cuda")
+HEADLESS_ENV = "WARPKIT_HEADLESS"
+#: parameters every lesson must declare, because the runner sets them
+RUNNER_PARAMETERS = {"SIZE": "--size", "DEVICE": "--device", "INTERACTIVE": "(always False)"}
+LESSON_PATTERN = re.compile(r"^\d\d_\w+\.ipynb$")
+KERNEL_NAME = "python3"
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+class RunnerError(Exception):
+    """A problem with the command line or the notebooks, reported to the user without a traceback."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# parameters
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Parameter:
+    """One assignment of a notebook's ``parameters`` cell."""
+
+    name: str
+    default: Any
+    source: str  # the default as written
+    help: str
+
+    @property
+    def type_name(self) -> str:
+        return type(self.default).__name__
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.type_name}, default {self.source})"
+
+
+def notebook_parameters(path: str | os.PathLike) -> dict[str, Parameter]:
+    """The parameters of the notebook at ``path``, by name, in cell order (papermill's own inspection).
+
+    Raises :class:`RunnerError` when the notebook has no ``parameters`` cell or a default is not a literal.
+    """
+    import nbformat
+    import papermill
+
+    path = Path(path)
+    notebook = nbformat.read(path, as_version=4)
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise RunnerError(
+            f"{path}: expected exactly one cell tagged 'parameters', found {len(tagged)}. "
+            'In the paired .py file tag it with  # %% tags=["parameters"]'
+        )
+    if notebook.metadata.get("kernelspec"):
+        inspected = papermill.inspect_notebook(str(path))
+    else:  # jupytext-paired notebooks carry no kernelspec; inspect_notebook needs one, its translator does not
+        from papermill.translators import PythonTranslator
+
+        inspected = {p.name: p._asdict() for p in PythonTranslator.inspect(tagged[0])}
+    parameters: dict[str, Parameter] = {}
+    for name, info in inspected.items():
+        source = str(info["default"]).strip()
+        try:
+            default = ast.literal_eval(source)
+        except (ValueError, SyntaxError) as error:
+            raise RunnerError(
+                f"{path}: the default of parameter {name} is not a literal ({source!r}); "
+                "a parameters cell holds literal assignments only"
+            ) from error
+        parameters[name] = Parameter(name, default, source, str(info.get("help") or "").strip())
+    return parameters
+
+
+def allowed_sizes(parameters: dict[str, Parameter]) -> tuple[str, ...]:
+    """Sizes a notebook accepts: quoted words in the comment on its ``SIZE`` line, else ``fast`` and ``full``.
+
+    ``SIZE = "fast"  # one of "fast", "medium", "full"`` declares three sizes.
+    """
+    size = parameters.get("SIZE")
+    declared = re.findall(r"[\"']([\w-]+)[\"']", size.help) if size is not None else []
+    return tuple(declared) if declared else DEFAULT_SIZES
+
+
+def parse_value(parameter: Parameter, text: str, notebook: str) -> Any:
+    """Parse ``text`` with the type of ``parameter``'s default; refuse it with a clear message otherwise."""
+    default = parameter.default
+
+    def refuse(expected: str) -> RunnerError:
+        return RunnerError(
+            f"-p {parameter.name} {text}: notebook {notebook} expects {expected} for {parameter.name} "
+            f"(default {parameter.source}), got {text!r}"
+        )
+
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise refuse("a bool (true/false/1/0)")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise refuse("an int") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise refuse("a float") from None
+    if isinstance(default, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None if default is not None else text
+    if default is None:
+        return value
+    if not isinstance(value, type(default)):
+        raise refuse(f"a Python literal of type {type(default).__name__}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------
+# choosing notebooks
+# ----------------------------------------------------------------------------------------------------------
+def lesson_notebooks(notebooks_dir: str | os.PathLike = DEFAULT_NOTEBOOKS_DIR) -> list[Path]:
+    """Every lesson ``NN_topic.ipynb`` directly in ``notebooks_dir``, in order (assignments excluded)."""
+    folder = Path(notebooks_dir)
+    if not folder.is_dir():
+        raise RunnerError(f"notebooks folder {folder} does not exist (use --notebooks-dir to point at one)")
+    return sorted(path for path in folder.iterdir() if LESSON_PATTERN.match(path.name))
+
+
+def resolve_notebook(name: str, notebooks_dir: str | os.PathLike = DEFAULT_NOTEBOOKS_DIR) -> Path:
+    """Turn ``01``, ``01_preconditioning``, ``01_preconditioning.ipynb`` or a path into an ``.ipynb`` path."""
+    candidate = Path(name)
+    if candidate.suffix == ".py":
+        candidate = candidate.with_suffix(".ipynb")
+    if candidate.suffix == ".ipynb" and candidate.is_file():
+        return candidate.resolve()
+    lessons = lesson_notebooks(notebooks_dir)
+    stem = candidate.name.removesuffix(".ipynb")
+    matches = [path for path in lessons if path.stem == stem or path.stem.split("_", 1)[0] == stem]
+    if len(matches) == 1:
+        return matches[0]
+    listing = ", ".join(path.stem for path in lessons) or "(none)"
+    if not matches:
+        raise RunnerError(f"no notebook called {name!r} in {notebooks_dir}; the lessons are: {listing}")
+    raise RunnerError(f"{name!r} is ambiguous in {notebooks_dir}: it matches {', '.join(m.stem for m in matches)}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# planning (everything that can be refused is refused here, before any notebook runs)
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    notebook: Path
+    output: Path
+    parameters: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.notebook.stem
+
+
+def plan(
+    notebooks: Sequence[Path],
+    out_dir: Path,
+    size: str | None = None,
+    device: str | None = None,
+    overrides: Sequence[tuple[str, str]] = (),
+) -> list[Job]:
+    """Check every notebook's parameters against the command line and return what to run."""
+    out_dir = Path(out_dir).resolve()
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    for notebook in notebooks:
+        if notebook.parent.resolve() == out_dir:
+            raise RunnerError(
+                f"--out {out_dir} is the folder {notebook.name} lives in; executed copies would overwrite "
+                "the notebooks. Choose another --out (default _build/notebooks)."
+            )
+        if notebook.stem in seen:
+            raise RunnerError(f"{notebook.stem} is named twice")
+        seen.add(notebook.stem)
+        declared = notebook_parameters(notebook)
+        listing = ", ".join(p.describe() for p in declared.values()) or "(none)"
+        missing = [f"{name} (set by {option})" for name, option in RUNNER_PARAMETERS.items() if name not in declared]
+        if missing:
+            raise RunnerError(
+                f"notebook {notebook.stem} lacks the parameters the runner sets: {', '.join(missing)}. "
+                f"Its parameters cell declares: {listing}"
+            )
+        values: dict[str, Any] = {}
+        for name, text in overrides:
+            if name not in declared:
+                raise RunnerError(
+                    f"-p {name} {text}: notebook {notebook.stem} has no parameter {name!r}. "
+                    f"Its parameters are: {listing}"
+                )
+            if {"SIZE": size, "DEVICE": device}.get(name) is not None:
+                raise RunnerError(f"-p {name} and {RUNNER_PARAMETERS[name]} both set {name}; give it once")
+            if name == "INTERACTIVE":
+                raise RunnerError("-p INTERACTIVE: the runner is headless and always sets INTERACTIVE = False")
+            values[name] = parse_value(declared[name], text, notebook.stem)
+        if size is not None:
+            values["SIZE"] = size
+        if device is not None:
+            values["DEVICE"] = device
+        if values.get("DEVICE", "auto") not in DEVICES:
+            raise RunnerError(f"DEVICE must be one of {', '.join(DEVICES)}, got {values['DEVICE']!r}")
+        chosen_size = values.get("SIZE", declared["SIZE"].default)
+        sizes = allowed_sizes(declared)
+        if chosen_size not in sizes:
+            raise RunnerError(
+                f"notebook {notebook.stem} has no size {chosen_size!r}; it offers: {', '.join(sizes)}"
+            )
+        values["INTERACTIVE"] = False
+        output = out_dir / notebook.name
+        _check_overwritable(output)
+        jobs.append(Job(notebook, output, values))
+    return jobs
+
+
+def _check_overwritable(output: Path) -> None:
+    """Refuse to replace a file that this runner (papermill) did not write."""
+    if not output.exists():
+        return
+    try:
+        with open(output, encoding="utf-8") as handle:
+            written_by_papermill = "papermill" in json.load(handle).get("metadata", {})
+    except (OSError, ValueError, AttributeError):
+        written_by_papermill = False
+    if not written_by_papermill:
+        raise RunnerError(
+            f"{output} exists and is not an executed copy written by this runner; refusing to overwrite it. "
+            "Move it away or choose another --out."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# execution
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    """What one execution produced."""
+
+    name: str
+    path: Path
+    status: str  # "ok" or "failed"
+    seconds: float
+    records: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@contextlib.contextmanager
+def kernel_environment(figures_dir: str | os.PathLike) -> Iterator[None]:
+    """Set the variables the kernel inherits (papermill starts kernels with this process's environment)."""
+    updates = {HEADLESS_ENV: "1", FIGURES_ENV: str(Path(figures_dir).resolve())}
+    saved = {key: os.environ.get(key) for key in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def execute(
+    notebook: str | os.PathLike,
+    output: str | os.PathLike,
+    parameters: dict[str, Any],
+    figures_dir: str | os.PathLike,
+    timeout: float | None = None,
+) -> Result:
+    """Execute one notebook with papermill into ``output``; never raises for an error inside the notebook."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook, output = Path(notebook), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    Path(figures_dir).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    error = ""
+    with kernel_environment(figures_dir):
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                language="python",
+                progress_bar=False,
+                cwd=str(notebook.parent),
+                execution_timeout=timeout,
+            )
+        except PapermillExecutionError as failure:
+            error = f"{failure.ename}: {failure.evalue} (in cell {failure.exec_count})"
+        except KeyboardInterrupt:
+            raise
+        except Exception as failure:  # kernel died, timeout, unreadable notebook...
+            error = f"{type(failure).__name__}: {failure}"
+    seconds = time.perf_counter() - start
+    records = read_records(output) if output.exists() else {}
+    return Result(notebook.stem, output, "failed" if error else "ok", seconds, records, error)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# summary
+# ----------------------------------------------------------------------------------------------------------
+def format_value(value: Any, width: int = 40) -> str:
+    """A short readable form of a recorded value for the summary table."""
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    elif isinstance(value, list) and len(value) > 4:
+        text = f"[{len(value)} values]"
+    else:
+        text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def summary_table(results: Sequence[Result]) -> str:
+    """Notebook, status, seconds and recorded values, one line per value."""
+    header = ("notebook", "status", "seconds", "recorded values")
+    rows: list[tuple[str, str, str, str]] = []
+    for result in results:
+        values = [f"{name} = {format_value(value)}" for name, value in result.records.items()] or ["-"]
+        rows.append((result.name, result.status, f"{result.seconds:.1f}", values[0]))
+        rows += [("", "", "", value) for value in values[1:]]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    line = lambda row: "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3]  # noqa: E731
+    rule = "  ".join("-" * w for w in widths) + "  " + "-" * len(header[3])
+    return "\n".join([line(header), rule, *map(line, rows)])
+
+
+def write_summary(results: Sequence[Result], out_dir: Path) -> Path:
+    path = Path(out_dir) / "summary.json"
+    payload = [
+        {"notebook": r.name, "status": r.status, "seconds": round(r.seconds, 2), "path": str(r.path),
+         "error": r.error, "records": r.records}
+        for r in results
+    ]
+    path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m warpkit run",
+        description="Execute warpkit's lesson notebooks headlessly (papermill) and summarise their recorded values.",
+        epilog="Examples:  python -m warpkit run                      (every lesson, fast size)\n"
+        "           python -m warpkit run 01 --size full --device cuda\n"
+        "           python -m warpkit run 01_preconditioning -p SEED 3 -p SAVE_FIGS false\n"
+        "Exit status: 0 all ran, 1 a notebook failed (its executed copy is named), 2 refused command line.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "notebooks", nargs="*", metavar="NOTEBOOK",
+        help="lessons to run: a number (01), a name (01_preconditioning) or a path to an .ipynb/.py; "
+        "none = every notebooks/NN_*.ipynb in order",
+    )
+    parser.add_argument(
+        "--size", default=None,
+        help="sets SIZE: 'fast' (small, CPU, minutes) or 'full' (the real experiment; GPU advised); a notebook "
+        "may declare more sizes on its SIZE line. Default: each notebook's own default",
+    )
+    parser.add_argument("--device", choices=DEVICES, default=None,
+                        help="sets DEVICE: auto (CUDA if available), cpu or cuda. Default: each notebook's own")
+    parser.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        help="set any other parameter of the notebooks' parameters cell; the value is parsed with the type of "
+        "the default (int, float, bool as true/false/1/0, str). Unknown names are refused. Repeatable",
+    )
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"folder for the executed copies and summary.json (default: {DEFAULT_OUT_DIR})")
+    parser.add_argument(
+        "--figures-dir", type=Path, default=None,
+        help=f"folder the notebooks save figures into (sets {FIGURES_ENV}; default: ${FIGURES_ENV} if set, "
+        "else figures/ in the repository)",
+    )
+    parser.add_argument("--notebooks-dir", type=Path, default=DEFAULT_NOTEBOOKS_DIR,
+                        help="where to look for NN_*.ipynb lessons (default: the repository's notebooks/)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds allowed per cell before the notebook counts as failed (default: none)")
+    parser.add_argument("-x", "--fail-fast", action="store_true", help="stop at the first failing notebook")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar over notebooks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m warpkit run``; returns the exit status."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    out_dir = (args.out or DEFAULT_OUT_DIR).resolve()
+    figures = args.figures_dir or Path(os.environ.get(FIGURES_ENV) or REPO_ROOT / "figures")
+    try:
+        if args.notebooks:
+            notebooks = [resolve_notebook(name, args.notebooks_dir) for name in args.notebooks]
+        else:
+            notebooks = lesson_notebooks(args.notebooks_dir)
+            if not notebooks:
+                raise RunnerError(f"no lessons (NN_topic.ipynb) in {args.notebooks_dir}")
+        jobs = plan(notebooks, out_dir, args.size, args.device, [tuple(p) for p in args.parameter])
+    except RunnerError as refusal:
+        print(f"python -m warpkit run: {refusal}", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+
+    print(f"running {len(jobs)} notebook(s) -> {out_dir} (figures -> {Path(figures).resolve()})", flush=True)
+    results: list[Result] = []
+    interrupted = False
+    bar = tqdm(jobs, desc="notebooks", unit="nb", disable=args.no_progress, file=sys.stdout)
+    try:
+        for job in bar:
+            bar.set_postfix_str(f"{job.name} {job.parameters}")
+            result = execute(job.notebook, job.output, job.parameters, figures, args.timeout)
+            results.append(result)
+            if not result.ok:
+                bar.write(f"FAILED {job.name}: {result.error}\n  executed copy: {result.path}")
+                if args.fail_fast:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    if results:
+        print("\n" + summary_table(results))
+        write_summary(results, out_dir)
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        print(f"\nnotebook {result.name} failed: {result.error}\n  executed copy (with the traceback): {result.path}")
+    if interrupted:
+        print("\ninterrupted; the table lists what finished", file=sys.stderr)
+        return 130
+    if failed:
+        return 1
+    print(f"\nall {len(results)} notebook(s) ran; executed copies in {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+r"""Drawing primitives for the geometry of warping (notebook 02). Each ``draw_*`` function draws one thing on a
+matplotlib ``Axes`` and returns the artist(s), and each ``update_*`` function moves an existing artist to new
+data in place, which is what keeps the widget explorers' redraws fast.
+
+* :func:`draw_loss_contours` — L(γ) in native coordinates, or L(Ω(θ)) in warped coordinates (``warp=``);
+* :func:`draw_warped_grid` — the image Ω(grid) of a regular θ-grid (a ``LineCollection``);
+* :func:`draw_metric_ellipses` — the ellipses {Ω(θ_i) + J_i u : ‖u‖ ≤ r} of G⁻¹ = JJᵀ on the grid's nodes
+  (a ``PolyCollection``; see :func:`warpkit.geometry.metric_ellipses`);
+* :func:`draw_gradient_field` — −∇L (native) or −G⁻¹∇L (Riemannian) as arrows;
+* :func:`draw_path` — an optimisation path with its start and end marked.
+
+The maths lives in :mod:`warpkit.geometry`; these functions only draw it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from matplotlib.collections import LineCollection, PolyCollection
+from torch.func import vmap
+
+from warpkit import geometry as geo
+from warpkit.viz.style import CONTOUR_ALPHA, CONTOUR_CMAP, ELLIPSE_STYLE, GRID_STYLE, PATH_COLORS
+
+
+def _numpy(tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy() if isinstance(tensor, torch.Tensor) else np.asarray(tensor)
+
+
+def loss_on_grid(loss, extent: Sequence[float], resolution: int = 80, warp=None):
+    """``(X, Y, Z)`` arrays: Z = L(γ) on a regular grid of ``extent`` (or L(Ω(θ)) on a θ-grid with ``warp``)."""
+    grid = geo.regular_grid(extent, resolution)
+    points = grid.reshape(-1, 2)
+    with torch.no_grad():
+        if warp is not None:
+            points_native = geo.warp_points(warp, points)
+        else:
+            points_native = points
+        values = vmap(loss)(points_native)
+    return _numpy(grid[..., 0]), _numpy(grid[..., 1]), _numpy(values.reshape(grid.shape[:2]))
+
+
+def loss_levels(loss, extent: Sequence[float], num: int = 18, resolution: int = 60, warp=None) -> np.ndarray:
+    """Contour levels spread over the loss's range on ``extent`` by quantiles (so flat plateaus and deep
+    valleys both get lines); pass the same levels to native and warped panels to make their colours agree."""
+    _, _, values = loss_on_grid(loss, extent, resolution, warp)
+    levels = np.unique(np.quantile(values, np.linspace(0.0, 1.0, num)))
+    if len(levels) < 2:  # a flat loss
+        levels = np.array([values.min() - 1e-6, values.max() + 1e-6])
+    return levels
+
+
+def draw_loss_contours(ax, loss, extent: Sequence[float], warp=None, resolution: int = 80, levels=18,
+                       filled: bool = True, cmap: str = CONTOUR_CMAP, line_color: str = "white"):
+    """Contours of L(γ) over ``extent`` (native coordinates), or of L(Ω(θ)) (warped coordinates: the loss the
+    warped learner sees as a function of its own parameters θ) when ``warp`` is given.
+
+    ``levels`` is a count or an array (see :func:`loss_levels`). Returns the list of contour sets drawn.
+    """
+    x, y, z = loss_on_grid(loss, extent, resolution, warp)
+    drawn = []
+    if filled:
+        drawn.append(ax.contourf(x, y, z, levels=levels, cmap=cmap, alpha=CONTOUR_ALPHA, extend="both"))
+    drawn.append(ax.contour(x, y, z, levels=levels, colors=line_color if filled else None,
+                            cmap=None if filled else cmap, linewidths=0.4, alpha=0.7))
+    return drawn
+
+
+def remove_artists(artists) -> None:
+    """Remove artists (or lists of them, e.g. what :func:`draw_loss_contours` returned) from their axes."""
+    for artist in artists if isinstance(artists, (list, tuple)) else [artists]:
+        if isinstance(artist, (list, tuple)):
+            remove_artists(artist)
+        elif artist is not None:
+            artist.remove()
+
+
+def _grid_segments(warp, extent, num_lines, points_per_line):
+    warp = warp if warp is not None else (lambda theta: theta)
+    return [_numpy(line) for line in geo.warped_grid_lines(warp, extent, num_lines, points_per_line)]
+
+
+def draw_warped_grid(ax, warp, extent: Sequence[float], num_lines: int = 11, points_per_line: int = 50,
+                     **style) -> LineCollection:
+    """The image under Ω of the regular θ-grid over ``extent``: where each θ grid line lands in native
+    coordinates. ``warp=None`` draws the plain grid. Returns a ``LineCollection``."""
+    collection = LineCollection(_grid_segments(warp, extent, num_lines, points_per_line),
+                                **{**GRID_STYLE, **style})
+    collection._warpkit_grid = (tuple(extent), num_lines, points_per_line)
+    ax.add_collection(collection)
+    return collection
+
+
+def update_warped_grid(collection: LineCollection, warp) -> LineCollection:
+    """Move a grid drawn by :func:`draw_warped_grid` to the image of the same θ-grid under a new ``warp``."""
+    extent, num_lines, points_per_line = collection._warpkit_grid
+    collection.set_segments(_grid_segments(warp, extent, num_lines, points_per_line))
+    return collection
+
+
+def _ellipse_outlines(warp, extent, num, scale):
+    warp = warp if warp is not None else (lambda theta: theta)
+    thetas = geo.regular_grid(extent, num).reshape(-1, 2)
+    spacing = min((extent[1] - extent[0]), (extent[3] - extent[2])) / max(num - 1, 1)
+    ellipses = geo.metric_ellipses(warp, thetas)
+    return _numpy(ellipses.outlines(scale=scale * spacing, num=28))
+
+
+def draw_metric_ellipses(ax, warp, extent: Sequence[float], num: int = 7, scale: float = 0.3,
+                         **style) -> PolyCollection:
+    r"""Ellipses of G⁻¹ = JJᵀ at the images Ω(θ_i) of a ``num``×``num`` θ-grid over ``extent``.
+
+    Each is the image under the linearised warp of a θ-circle of radius ``scale`` × grid spacing, so it sits
+    inside the warped grid's cell when ``scale`` < 0.5: long axes are directions in which a gradient step on θ
+    moves γ far (the metric G is small there), short axes directions the warp damps.
+    """
+    collection = PolyCollection(_ellipse_outlines(warp, extent, num, scale), **{**ELLIPSE_STYLE, **style})
+    collection._warpkit_ellipses = (tuple(extent), num, scale)
+    ax.add_collection(collection)
+    return collection
+
+
+def update_metric_ellipses(collection: PolyCollection, warp) -> PolyCollection:
+    """Recompute the ellipses drawn by :func:`draw_metric_ellipses` for a new ``warp``."""
+    extent, num, scale = collection._warpkit_ellipses
+    collection.set_verts(_ellipse_outlines(warp, extent, num, scale))
+    return collection
+
+
+def draw_gradient_field(ax, loss, extent: Sequence[float], num: int = 13, warp=None, normalise: bool = True,
+                        color: str | None = None, **quiver_kw):
+    r"""Arrows of the descent direction at a ``num``×``num`` grid of native points: −∇L(γ) without ``warp``,
+    −G⁻¹(γ)∇L(γ) = −JJᵀ∇L(γ) with it (J at θ = Ω⁻¹(γ)). ``normalise`` draws unit arrows coloured by nothing
+    but direction (the field's magnitude varies over orders of magnitude on the mountains)."""
+    points = geo.regular_grid(extent, num).reshape(-1, 2)
+    field = geo.gradient_field(loss, points, warp=warp)
+    vectors = _numpy(field)
+    if normalise:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    color = color or (PATH_COLORS["riemannian"] if warp is not None else PATH_COLORS["native"])
+    pts = _numpy(points)
+    return ax.quiver(pts[:, 0], pts[:, 1], vectors[:, 0], vectors[:, 1], color=color, angles="xy",
+                     pivot="mid", width=0.004, **quiver_kw)
+
+
+def draw_path(ax, path, kind: str = "native", label: str | None = None, markevery=None, **style):
+    """An optimisation path (K+1, 2) as a line with small dots at the iterates, a ring at the start and a
+    filled marker at the end. ``kind`` picks the colour (native / warped / riemannian). Returns the main
+    ``Line2D``; the start and end markers are attached as ``line.start_marker`` / ``line.end_marker``."""
+    path = _numpy(path)
+    color = style.pop("color", PATH_COLORS.get(kind, kind))
+    (line,) = ax.plot(path[:, 0], path[:, 1], color=color, linewidth=style.pop("linewidth", 1.4),
+                      marker=style.pop("marker", "."), markersize=style.pop("markersize", 3.0),
+                      markevery=markevery, label=label, **style)
+    (line.start_marker,) = ax.plot(path[:1, 0], path[:1, 1], "o", markerfacecolor="white", markeredgecolor=color,
+                                   markersize=6, zorder=line.get_zorder() + 1)
+    (line.end_marker,) = ax.plot(path[-1:, 0], path[-1:, 1], "*", color=color, markersize=9,
+                                 markeredgecolor="black", markeredgewidth=0.4, zorder=line.get_zorder() + 1)
+    return line
+
+
+def update_path(line, path) -> None:
+    """Move a path drawn by :func:`draw_path` (line, start and end markers) to new data."""
+    path = _numpy(path)
+    line.set_data(path[:, 0], path[:, 1])
+    line.start_marker.set_data(path[:1, 0], path[:1, 1])
+    line.end_marker.set_data(path[-1:, 0], path[-1:, 1])

@@ -1,0 +1,211 @@
+"""Drawing the maze (warpgrad.md §5b): the grid, an agent's path, frame strips, learning curves, goal hits.
+
+Every function draws into matplotlib axes or returns a figure; nothing here runs an agent.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+WALL_COLOUR, FLOOR_COLOUR = "#3c3c46", "#ebebe1"
+GOAL_COLOUR, AGENT_COLOUR = "#2e9e4f", "#d7322a"
+AGENT_COLOURS = {
+    "warp_rnn": "#1f5fbf", "linear_warp": "#7aa6e0", "no_warp": "#8c8c8c",
+    "l2rl": "#e07b1f", "hebbian": "#9b4fb8", "random": "#222222",
+}
+
+
+def _as_numpy(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def draw_maze(ax, walls, goal=None, agent=None, title: str | None = None, show_grid: bool = True):
+    """The maze as an image: walls dark, floor light; the goal as a green square, the agent as a red dot."""
+    walls = _as_numpy(walls).astype(float)
+    ax.imshow(walls, cmap=ListedColormap([FLOOR_COLOUR, WALL_COLOUR]), vmin=0, vmax=1, interpolation="nearest")
+    size = walls.shape[0]
+    if show_grid:
+        ax.set_xticks(np.arange(-0.5, size), minor=True)
+        ax.set_yticks(np.arange(-0.5, size), minor=True)
+        ax.grid(which="minor", color="#c8c8c0", linewidth=0.4)
+        ax.tick_params(which="minor", length=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if goal is not None:
+        r, c = _as_numpy(goal)
+        ax.add_patch(plt.Rectangle((c - 0.45, r - 0.45), 0.9, 0.9, color=GOAL_COLOUR, zorder=3))
+    if agent is not None:
+        r, c = _as_numpy(agent)
+        ax.plot(c, r, "o", color=AGENT_COLOUR, markersize=max(3, 60 / size), zorder=4)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+OBSERVATION_LABELS = [f"wall {d}" for d in ("NW", "N", "NE", "W", "here", "E", "SW", "S", "SE")] + [
+    "unused", "bias", "step/T", "prev. reward", "prev. up", "prev. down", "prev. left", "prev. right"]
+
+
+def draw_observation(ax, observation, title: str | None = None):
+    """The 17 observation values as a labelled strip (grey scale; the previous reward is printed)."""
+    values = _as_numpy(observation).astype(float).reshape(-1)
+    shown = values.copy()
+    shown[12] = np.clip(shown[12] / 10.0, -1, 1)  # the reward is up to 10: scale it for the colour only
+    ax.imshow(shown[None, :], cmap="Greys", vmin=-0.2, vmax=1.0, aspect="equal")
+    ax.set_yticks([])
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(OBSERVATION_LABELS[:len(values)], rotation=70, fontsize=7)
+    for i, value in enumerate(values):
+        ax.text(i, 0, f"{value:g}", ha="center", va="center", fontsize=7,
+                color="white" if shown[i] > 0.55 else "black")
+    for boundary in (8.5, 12.5):  # walls | constants, time, reward | previous action
+        ax.axvline(boundary, color=AGENT_COLOUR, linewidth=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def path_segments(cells, reached) -> list[np.ndarray]:
+    """Split a path [T + 1, 2] at teleports: after step t with ``reached[t]`` the agent jumps, so the segment
+    ends at the goal (the cell it stepped onto) and the next starts where it landed."""
+    cells, reached = _as_numpy(cells), _as_numpy(reached).astype(bool)
+    segments, start = [], 0
+    for t in np.flatnonzero(reached):
+        segments.append(cells[start:t + 1])  # up to the cell before the goal; the goal is added by the caller
+        start = t + 1
+    segments.append(cells[start:])
+    return segments
+
+
+def draw_path(ax, walls, cells, goal, reached, title: str | None = None, cmap: str = "viridis"):
+    """An episode's path drawn over the maze, one line per stretch between teleports, coloured by stretch
+    (early stretches dark, late ones light); teleport landings are marked with small crosses."""
+    draw_maze(ax, walls, goal=goal, title=title)
+    goal = _as_numpy(goal)
+    segments = path_segments(cells, reached)
+    colours = plt.get_cmap(cmap)(np.linspace(0.0, 0.9, max(len(segments), 2)))
+    rng = np.random.default_rng(0)
+    for i, segment in enumerate(segments):
+        if i < len(segments) - 1:
+            segment = np.vstack([segment, goal])
+        jitter = rng.uniform(-0.12, 0.12, size=2)  # separate overlapping stretches a little
+        ax.plot(segment[:, 1] + jitter[1], segment[:, 0] + jitter[0], "-", color=colours[i], linewidth=1.4,
+                alpha=0.9, zorder=2)
+        if i > 0:
+            ax.plot(segment[0, 1], segment[0, 0], "x", color=colours[i], markersize=5, zorder=4)
+    return ax
+
+
+def frame_strip(walls, cells, goal, reached, steps: Sequence[int], trail: int = 8, title: str | None = None):
+    """Small multiples of one maze at the given steps: the agent (red), the goal (green) and its last ``trail``
+    moves (no line across a teleport). Returns the figure."""
+    cells, reached = _as_numpy(cells), _as_numpy(reached).astype(bool)
+    fig, axes = plt.subplots(1, len(steps), figsize=(1.9 * len(steps), 2.2))
+    axes = np.atleast_1d(axes)
+    for ax, step in zip(axes, steps):
+        draw_maze(ax, walls, goal=goal, agent=cells[step], show_grid=False)
+        first = max(0, step - trail)
+        jumps = [t + 1 for t in range(first, step) if reached[t]]
+        first = max([first] + jumps)
+        recent = cells[first:step + 1]
+        ax.plot(recent[:, 1], recent[:, 0], "-", color=AGENT_COLOUR, alpha=0.5, linewidth=1.5)
+        hits = int(reached[:step].sum())
+        ax.set_title(f"step {step}\ngoal found {hits}×", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def smooth(values, window: int) -> np.ndarray:
+    """Moving average over ``window`` episodes along the last axis (shorter at the start)."""
+    values = np.asarray(values, dtype=float)
+    if window <= 1:
+        return values
+    cumulative = np.cumsum(values, axis=-1)
+    out = np.empty_like(values)
+    out[..., :window] = cumulative[..., :window] / np.arange(1, window + 1)
+    out[..., window:] = (cumulative[..., window:] - cumulative[..., :-window]) / window
+    return out
+
+
+def plot_learning_curves(ax, curves: Mapping[str, np.ndarray], labels: Mapping[str, str] | None = None,
+                         window: int = 20, colours: Mapping[str, str] | None = None):
+    """Reward per episode against episode for each agent: the mean over seeds (line) and its spread (band:
+    the smallest and largest seed), after a moving average over ``window`` episodes. ``curves[name]`` has shape
+    [seeds, episodes]."""
+    labels, colours = labels or {}, {**AGENT_COLOURS, **(colours or {})}
+    for name, rewards in curves.items():
+        rewards = smooth(np.atleast_2d(rewards), window)
+        episodes = np.arange(1, rewards.shape[1] + 1)
+        colour = colours.get(name)
+        ax.plot(episodes, rewards.mean(0), color=colour, label=f"{labels.get(name, name)}", linewidth=1.6)
+        if rewards.shape[0] > 1:
+            ax.fill_between(episodes, rewards.min(0), rewards.max(0), color=colour, alpha=0.18, linewidth=0)
+    ax.set_xlabel("episode")
+    ax.set_ylabel(f"reward per episode ({window}-episode mean)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def returns_after_teleports(walls, cells, goals, reached) -> tuple[np.ndarray, np.ndarray]:
+    """For every return to the goal after a teleport (all mazes of one rollout): the shortest possible number of
+    moves from the landing cell to the goal, and the number of steps the agent took. A memoryless searcher takes
+    many more steps than the shortest path; an agent that remembers the goal walks close to it. Only returns that
+    finished before the end of the episode are counted (the same truncation for every agent)."""
+    from warpkit.envs.maze import shortest_distances
+
+    walls, cells, goals = _as_numpy(walls), _as_numpy(cells), _as_numpy(goals)
+    reached = _as_numpy(reached).astype(bool)
+    shortest, taken = [], []
+    for b in range(reached.shape[1]):
+        distances = shortest_distances(walls, goals[b])
+        times = np.flatnonzero(reached[:, b])
+        for previous, current in zip(times[:-1], times[1:]):
+            landing = cells[previous + 1, b]
+            shortest.append(distances[landing[0], landing[1]])
+            taken.append(current - previous)
+    return np.asarray(shortest), np.asarray(taken)
+
+
+def plot_returns(ax, shortest, taken, label: str, colour: str | None = None):
+    """Steps taken against the shortest path for returns after teleports (see :func:`returns_after_teleports`),
+    with the diagonal (perfect memory) drawn; jittered so that equal pairs stay visible."""
+    rng = np.random.default_rng(0)
+    ax.plot(shortest + rng.uniform(-0.2, 0.2, len(shortest)), taken, ".", color=colour, alpha=0.45,
+            label=f"{label} ({len(taken)} returns)")
+    top = max([1] + list(shortest))
+    ax.plot([0, top], [0, top], "k--", linewidth=1)
+    ax.set_xlabel("shortest path from the landing cell to the goal")
+    ax.set_ylabel("steps the agent took")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def maze_animation(walls, cells, goal, reached, interval_ms: int = 120, trail: int = 8):
+    """A matplotlib animation of one maze's episode (for live notebooks: ``HTML(anim.to_jshtml())``)."""
+    from matplotlib.animation import FuncAnimation
+
+    cells, reached = _as_numpy(cells), _as_numpy(reached).astype(bool)
+    fig, ax = plt.subplots(figsize=(3.2, 3.2))
+    draw_maze(ax, walls, goal=goal)
+    (dot,) = ax.plot([], [], "o", color=AGENT_COLOUR, markersize=8, zorder=5)
+    (line,) = ax.plot([], [], "-", color=AGENT_COLOUR, alpha=0.5)
+    title = ax.set_title("", fontsize=9)
+
+    def update(step):
+        first = max([max(0, step - trail)] + [t + 1 for t in range(max(0, step - trail), step) if reached[t]])
+        recent = cells[first:step + 1]
+        line.set_data(recent[:, 1], recent[:, 0])
+        dot.set_data([cells[step, 1]], [cells[step, 0]])
+        title.set_text(f"step {step}   goal found {int(reached[:step].sum())}×")
+        return dot, line, title
+
+    animation = FuncAnimation(fig, update, frames=len(cells), interval=interval_ms, blit=False)
+    plt.close(fig)
+    return animation

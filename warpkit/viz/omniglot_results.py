@@ -1,0 +1,229 @@
+"""Figures of notebook 03's results (:mod:`warpkit.omniglot_experiment`): held-out accuracy against the number of
+training alphabets (mean ± std over seeds, like the paper's figure), the adaptation loss curves with and without
+warps, meta-training curves, the replay-speed comparison and the paper's reported numbers side by side.
+
+Each function draws a new figure from a :class:`~warpkit.omniglot_experiment.SweepResults` (or a timing dict) and
+returns it; the notebook saves it with ``warpkit.save_figure``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from warpkit.omniglot_experiment import (
+    METHOD_LABELS,
+    PAPER_ACCURACY_25,
+    PAPER_WARP_LEAP_BY_ALPHABETS,
+    SweepResults,
+)
+
+#: one colour per method, in every figure of notebook 03 (Warp-Leap red as the warped paths elsewhere)
+METHOD_COLORS = {
+    "warp-leap": "#d62728", "leap": "#1f5fbf", "reptile": "#2ca02c", "fomaml": "#9467bd", "maml": "#8c564b",
+    "multi-head": "#ff7f0e", "no-pretraining": "#555555",
+}
+METHOD_MARKERS = {"warp-leap": "o", "leap": "s", "reptile": "^", "fomaml": "v", "maml": "D", "multi-head": "P",
+                  "no-pretraining": "x"}
+
+
+def _source_title(results: SweepResults) -> str:
+    return "Omniglot" if results.source == "omniglot" else "glyph stand-in (synthetic, NOT Omniglot)"
+
+
+def plot_accuracy_vs_alphabets(results: SweepResults, methods: Sequence[str] | None = None, paper: bool = True):
+    """Held-out accuracy (%) against the number n of training alphabets: mean ± std over seeds per method (left);
+    with ``paper``, the paper's reported curve for Warp-Leap and its 25-alphabet numbers (right, same y-axis)."""
+    import matplotlib.pyplot as plt
+
+    methods = list(methods or results.methods)
+    counts = results.alphabet_counts
+    ncols = 2 if paper else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 4.0), squeeze=False, sharey=paper,
+                             gridspec_kw={"width_ratios": [1.25, 1] if paper else [1]})
+    ax = axes[0, 0]
+    jitter = np.linspace(-0.06, 0.06, len(methods)) * (max(counts) - min(counts) + 1) / 4 if len(counts) > 1 else \
+        np.zeros(len(methods))
+    for offset, method in zip(jitter, methods):
+        stats = [results.mean_std(method, n) for n in counts]
+        means = np.array([100 * m for m, _ in stats])
+        stds = np.array([100 * s for _, s in stats])
+        ax.errorbar(np.array(counts) + offset, means, yerr=stds, color=METHOD_COLORS[method],
+                    marker=METHOD_MARKERS[method], markersize=5, capsize=3,
+                    linewidth=1.6 if method == "warp-leap" else 1.1,
+                    label=METHOD_LABELS[method], zorder=3 if method == "warp-leap" else 2)
+    chance = 100 / results.config.ways
+    ax.axhline(chance, color="0.5", linestyle=":", linewidth=1)
+    ax.text(min(counts), chance, f" chance ({chance:.0f} %)", va="bottom", fontsize=7, color="0.4")
+    ax.set_xticks(counts)
+    ax.set_xlabel("number of training alphabets n")
+    ax.set_ylabel("held-out accuracy on the test alphabets (%)")
+    seeds = len(results.config.seeds)
+    ax.set_title(f"this run: {_source_title(results)}, {results.config.ways}-way, {results.config.inner_steps} steps\n"
+                 f"mean ± std over {seeds} seed{'s' if seeds > 1 else ''}", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    if paper:
+        ax2 = axes[0, 1]
+        ns = sorted(PAPER_WARP_LEAP_BY_ALPHABETS)
+        ax2.plot(ns, [PAPER_WARP_LEAP_BY_ALPHABETS[n] for n in ns], color=METHOD_COLORS["warp-leap"], marker="o",
+                 markersize=4, label="Warp-Leap (reported)")
+        for index, (method, (mean, std)) in enumerate(PAPER_ACCURACY_25.items()):
+            if method == "warp-leap":
+                ax2.errorbar([25.6], [mean], yerr=[std] if std else None, color=METHOD_COLORS[method], marker="o",
+                             capsize=3, markersize=5)
+                continue
+            ax2.plot([25.6 + 0.0 * index], [mean], color=METHOD_COLORS[method], marker=METHOD_MARKERS[method],
+                     linestyle="none", markersize=6, label=f"{METHOD_LABELS[method]} (n = 25)")
+        ax2.axhline(5.0, color="0.5", linestyle=":", linewidth=1)
+        ax2.set_xticks([1, 5, 10, 15, 20, 25])
+        ax2.set_xlabel("number of training alphabets n")
+        ax2.set_title("paper (full Omniglot, 20-way, 100 steps, 64 filters)\nreported numbers, warpgrad.md §5a",
+                      fontsize=9)
+        ax2.legend(fontsize=7, loc="lower right")
+        ax2.grid(alpha=0.3)
+        ax2.tick_params(labelleft=True)
+    top = max(100.0, ax.get_ylim()[1])
+    ax.set_ylim(0, min(top, 100))
+    fig.tight_layout()
+    return fig
+
+
+def plot_adaptation_curves(results: SweepResults, alphabets: int | None = None,
+                           methods: Sequence[str] | None = None, log_scale: bool = True):
+    """Training-batch loss during test-time adaptation (mean over the test tasks; line = mean over seeds, band =
+    ± std), at n = ``alphabets`` (default: the largest). Warp-Leap against the same Leap initialisation learner
+    without warps, and SGD from scratch: the effect of the warps on the speed of adaptation."""
+    import matplotlib.pyplot as plt
+
+    n = results.config.largest_n if alphabets is None else alphabets
+    methods = list(methods or results.methods)
+    fig, ax = plt.subplots(figsize=(6.2, 4.0))
+    for method in methods:
+        curves = results.adaptation_curves(method, n)
+        if len(curves) == 0:
+            continue
+        steps = np.arange(curves.shape[1])
+        mean, std = curves.mean(0), curves.std(0)
+        emphasis = method in ("warp-leap", "leap", "no-pretraining")
+        ax.plot(steps, mean, color=METHOD_COLORS[method], linewidth=2.0 if emphasis else 1.0,
+                alpha=1.0 if emphasis else 0.6,
+                label=METHOD_LABELS[method] + (" (warped)" if method == "warp-leap" else ""))
+        if emphasis and len(curves) > 1:
+            ax.fill_between(steps, np.maximum(mean - std, 1e-3), mean + std, color=METHOD_COLORS[method], alpha=0.15)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("adaptation step k on a test alphabet")
+    ax.set_ylabel("training-batch loss (cross-entropy)")
+    ax.set_title(f"adapting to the held-out alphabets (n = {n} training alphabets, {_source_title(results)})",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def plot_meta_training(results: SweepResults, alphabets: int | None = None, seed: int | None = None,
+                       methods: Sequence[str] | None = None):
+    """Per meta-iteration: the meta-batch's mean task loss at θ_0 (dashed) and after the inner loop (solid),
+    for one run per method (n = ``alphabets``, default largest; ``seed`` default the first). Methods that run no
+    full-length inner loop during meta-training (MAML: only its short differentiable one) are left out."""
+    import matplotlib.pyplot as plt
+
+    n = results.config.largest_n if alphabets is None else alphabets
+    seed = results.config.seeds[0] if seed is None else seed
+    methods = [m for m in (methods or results.methods) if m != "no-pretraining"]
+    fig, ax = plt.subplots(figsize=(6.2, 3.6))
+    for method in methods:
+        try:
+            history = results.get(method, n, seed).meta_history
+        except KeyError:
+            continue
+        if not history:
+            continue
+        iterations = np.arange(1, len(history) + 1)
+        as_float = lambda value: float("nan") if value is None else float(value)  # noqa: E731
+        first = [as_float(h["task_loss_first"]) for h in history]  # nan: MAML runs no full-length inner loop
+        last = [as_float(h["task_loss_last"]) for h in history]
+        if np.all(np.isnan(last)):
+            continue
+        ax.plot(iterations, first, color=METHOD_COLORS[method], linestyle="--", linewidth=1, alpha=0.8)
+        ax.plot(iterations, last, color=METHOD_COLORS[method], marker=METHOD_MARKERS[method], markersize=3,
+                linewidth=1.4, label=METHOD_LABELS[method])
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("task loss (meta-batch mean)")
+    ax.set_title(f"meta-training, n = {n}, seed {seed}: loss at θ₀ (dashed) and after "
+                 f"{results.config.inner_steps} steps (solid)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_replay_speed(timing: dict):
+    """One Warp-Leap meta-iteration split into adaptation and replay, per replay scheme (from
+    :meth:`~warpkit.omniglot_experiment.OmniglotExperiment.time_meta_iteration`)."""
+    import matplotlib.pyplot as plt
+
+    names = {"batched": "batched replay\n(chunks, vmap)", "one_point": "one point at a time\n(authors' code)",
+             "looped": "same chunks,\nPython loop"}
+    variants = list(timing["variants"])
+    adapt = [timing["variants"][v]["seconds_adapt"] for v in variants]
+    replay = [timing["variants"][v]["seconds_replay"] for v in variants]
+    fig, ax = plt.subplots(figsize=(5.6, 2.2 + 0.45 * len(variants)))
+    y = np.arange(len(variants))
+    ax.barh(y, adapt, color="#9ecae1", label="adapt the meta-batch (θ only)")
+    ax.barh(y, replay, left=adapt, color="#d62728", label="replay the buffered points (φ)")
+    for i, v in enumerate(variants):
+        data = timing["variants"][v]
+        ax.text(adapt[i] + replay[i], i, f"  {adapt[i] + replay[i]:.1f} s, {data['warp_steps']} φ-steps",
+                va="center", fontsize=8)
+    ax.set_yticks(y, [names.get(v, v) for v in variants], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("wall-clock seconds of one meta-iteration")
+    ratio = timing.get("replay_speedup_in_meta_iteration")
+    points = timing["variants"][variants[0]]["points"]
+    title = f"one Warp-Leap meta-iteration ({timing['tasks']} tasks × {timing['inner_steps']} steps = {points} points)"
+    if ratio:
+        title += (f"\nbatched replay: whole meta-iteration {ratio:.1f}× faster, "
+                  f"replay {timing['replay_speedup']:.1f}× faster")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlim(0, 1.45 * max(a + r for a, r in zip(adapt, replay)))
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_paper_table(results: SweepResults):
+    """The paper's reported 25-alphabet numbers next to this run's at its largest n, as a table figure."""
+    import matplotlib.pyplot as plt
+
+    rows = results.paper_table()
+    cells = []
+    for row in rows:
+        paper = row["paper"]
+        paper_text = "—" if paper is None else (f"{paper[0]:.1f}" + (f" ± {paper[1]:.1f}" if paper[1] else ""))
+        cells.append([row["label"], f"{row['ours'][0]:.1f} ± {row['ours'][1]:.1f}", paper_text])
+    fig, ax = plt.subplots(figsize=(6.4, 0.42 * (len(cells) + 2)))
+    ax.axis("off")
+    config = results.config
+    table = ax.table(cellText=cells, colLabels=[
+        "method", f"this run: n = {config.largest_n}\n{_source_title(results)}, {config.ways}-way",
+        "paper: n = 25\nfull Omniglot, 20-way"], loc="center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1, 1.35)
+    for (r, c), cell in table.get_celld().items():
+        if r == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_height(cell.get_height() * 1.6)
+        if r > 0 and rows[r - 1]["method"] == "warp-leap":
+            cell.set_facecolor("#fde0dd")
+    ax.set_title("held-out accuracy (%): this run against the paper's reported numbers", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["METHOD_COLORS", "METHOD_MARKERS", "plot_accuracy_vs_alphabets", "plot_adaptation_curves",
+           "plot_meta_training", "plot_paper_table", "plot_replay_speed"]
