@@ -124,7 +124,7 @@ def test_maml_second_order_gradient_matches_finite_differences():
             plus = {**init, name: value + e.view_as(value)}
             minus = {**init, name: value - e.view_as(value)}
             numeric = (maml_meta_loss(model, plus, task, 3, 0.2) - maml_meta_loss(model, minus, task, 3, 0.2)) / (2 * eps)
-            assert float(gradient[name].flatten()[i]) == pytest.approx(float(numeric), rel=1e-5, abs=1e-9)
+            assert float(gradient[name].flatten()[i]) == pytest.approx(numeric.item(), rel=1e-5, abs=1e-9)
 
 
 def test_fomaml_is_the_meta_gradient_at_the_adapted_point():

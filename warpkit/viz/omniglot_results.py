@@ -200,16 +200,19 @@ def plot_paper_table(results: SweepResults):
     import matplotlib.pyplot as plt
 
     rows = results.paper_table()
+    seeds = len(results.config.seeds)  # a standard deviation over one seed would be a meaningless "± 0.0"
     cells = []
     for row in rows:
         paper = row["paper"]
         paper_text = "—" if paper is None else (f"{paper[0]:.1f}" + (f" ± {paper[1]:.1f}" if paper[1] else ""))
-        cells.append([row["label"], f"{row['ours'][0]:.1f} ± {row['ours'][1]:.1f}", paper_text])
+        ours = f"{row['ours'][0]:.1f}" + (f" ± {row['ours'][1]:.1f}" if seeds > 1 else "")
+        cells.append([row["label"], ours, paper_text])
     fig, ax = plt.subplots(figsize=(6.4, 0.42 * (len(cells) + 2)))
     ax.axis("off")
     config = results.config
     table = ax.table(cellText=cells, colLabels=[
-        "method", f"this run: n = {config.largest_n}\n{_source_title(results)}, {config.ways}-way",
+        "method", f"this run: n = {config.largest_n}, {seeds} seed{'s' if seeds > 1 else ''}\n"
+        f"{_source_title(results)}, {config.ways}-way",
         "paper: n = 25\nfull Omniglot, 20-way"], loc="center", cellLoc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
