@@ -243,8 +243,8 @@ def riemannian_descent_path(loss: Loss, warp: Warp, gamma0: Tensor, lr: float, s
                             theta0: Tensor | None = None, on_failure: str = "raise") -> Tensor:
     r"""Riemannian gradient descent in native coordinates, γ_{k+1} = γ_k − α G⁻¹(γ_k) ∇L(γ_k).
 
-    G⁻¹(γ) = J(θ)J(θ)ᵀ at θ = Ω⁻¹(γ), found by :func:`invert_warp` warm-started at the previous θ
-    (``theta0`` is a first guess for Ω⁻¹(γ_0)). Returns (steps + 1, n). Where the warp cannot be inverted
+    G⁻¹(γ) = J(θ)J(θ)ᵀ at θ = Ω⁻¹(γ), found by :func:`invert_warp` warm-started at the previous θ moved by
+    the warped step −α Jᵀ∇L (``theta0`` is a first guess for Ω⁻¹(γ_0)). Returns (steps + 1, n). Where the warp cannot be inverted
     (it folds the plane there, so G is undefined) ``on_failure="raise"`` raises; ``"stop"`` returns the path
     up to that point (shorter than steps + 1), which is what an interactive explorer wants.
     """
@@ -257,9 +257,12 @@ def riemannian_descent_path(loss: Loss, warp: Warp, gamma0: Tensor, lr: float, s
     path = [gamma]
     for _ in range(steps):
         jac = _jacobian_at(warp, theta)
-        gamma = riemannian_gradient_step(gamma, _gradient_at(loss, gamma), jac @ jac.T, lr)
+        gradient = _gradient_at(loss, gamma)
+        gamma = riemannian_gradient_step(gamma, gradient, jac @ jac.T, lr)
+        # warm start: to first order Ω⁻¹ moves by J⁻¹(−α JJᵀ∇L) = −α Jᵀ∇L (the warped step), which leaves
+        # Newton an O(α²) residual instead of O(α)
         try:
-            theta = invert_warp(warp, gamma, theta)
+            theta = invert_warp(warp, gamma, theta - lr * jac.T @ gradient)
         except RuntimeError:
             if on_failure == "raise":
                 raise

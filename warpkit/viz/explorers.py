@@ -60,6 +60,7 @@ class Explorer:
         self.status = widgets.HTML()
         self.redraw_ms: list[float] = []
         self.artists: dict = {}
+        self._background, self._background_key = None, None
         for control in controls.values():
             control.observe(self._on_change, names="value")
         self.widget = widgets.VBox(
@@ -90,18 +91,54 @@ class Explorer:
         return self.artists
 
     def render_png(self) -> bytes:
-        """Draw the figure with Agg and encode it as PNG (fast zlib level: this runs on every slider move)."""
+        """Draw the figure with Agg and encode it as PNG (fast zlib level: this runs on every slider move).
+
+        Blitting: the axes frames, ticks and labels do not change while the limits stay the same, so they are
+        drawn once into a cached background; a redraw restores it and draws only what the drawing function
+        put on the axes (and the titles). A change of limits, scale or axis labels redraws everything.
+        """
         from PIL import Image
 
-        self.canvas.draw()
-        if self.figure.get_layout_engine() is not None:
-            # the layout is fixed after the first draw: recomputing it on every move costs more than drawing
-            self.figure.set_layout_engine("none")
+        key = self._layout_key()
+        if self._background is None or key != self._background_key:
+            self._draw_background()
+            self._background_key = key
+        self.canvas.restore_region(self._background)
+        for ax in self.axes:
+            for artist in sorted(self._dynamic_artists(ax), key=lambda a: a.get_zorder()):
+                ax.draw_artist(artist)
         buffer = io.BytesIO()
         width, height = self.canvas.get_width_height()
         Image.frombuffer("RGBA", (width, height), self.canvas.buffer_rgba()).save(buffer, format="png",
                                                                                    compress_level=1)
         return buffer.getvalue()
+
+    def _layout_key(self) -> tuple:
+        return tuple((ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale(), ax.get_xlabel(),
+                      ax.get_ylabel()) for ax in self.axes)
+
+    @staticmethod
+    def _dynamic_artists(ax) -> list:
+        """What a redraw draws over the background: the data artists, the legend, the titles and (on top of
+        filled contours, as in a full draw) the spines."""
+        found = [*ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.images, *ax.spines.values()]
+        if ax.get_legend() is not None:
+            found.append(ax.get_legend())
+        return found + [ax.title, ax._left_title, ax._right_title]
+
+    def _draw_background(self) -> None:
+        """A full draw with the dynamic artists hidden, kept as the background for the following redraws."""
+        self.canvas.draw()
+        if self.figure.get_layout_engine() is not None:
+            # the layout is fixed after the first draw: recomputing it on every move costs more than drawing
+            self.figure.set_layout_engine("none")
+        hidden = [a for ax in self.axes for a in self._dynamic_artists(ax) if a.get_visible()]
+        for artist in hidden:
+            artist.set_visible(False)
+        self.canvas.draw()
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        for artist in hidden:
+            artist.set_visible(True)
 
     def measure_redraw_ms(self, name: str, values: Sequence) -> float:
         """Move control ``name`` through ``values`` (as a slider move would) and return the median redraw
@@ -316,6 +353,9 @@ def draw_descent_explorer(axes, lr: float = 0.05, start_x: float = -2.0, start_y
         losses[name] = values
         ax_loss.semilogy(steps[: len(values)], np.clip(values, 1e-12, 1e6), style, color=PATH_COLORS[kind],
                          label=name, linewidth=1.2)
+    # fixed limits: the panels stay comparable between slider moves (and the explorer can blit)
+    ax_loss.set_xlim(0, scene.steps)
+    ax_loss.set_ylim(1e-12, 1e4)
     ax_loss.set_title("loss per step", fontsize=9)
     ax_loss.set_xlabel("step", fontsize=8)
     ax_loss.tick_params(labelsize=7)
