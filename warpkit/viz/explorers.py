@@ -355,7 +355,7 @@ def draw_descent_explorer(axes, lr: float = 0.05, start_x: float = -2.0, start_y
                          label=name, linewidth=1.2)
     # fixed limits: the panels stay comparable between slider moves (and the explorer can blit)
     ax_loss.set_xlim(0, scene.steps)
-    ax_loss.set_ylim(1e-12, 1e4)
+    ax_loss.set_ylim(1e-8, 1e3)
     ax_loss.set_title("loss per step", fontsize=9)
     ax_loss.set_xlabel("step", fontsize=8)
     ax_loss.tick_params(labelsize=7)
