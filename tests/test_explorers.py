@@ -153,3 +153,47 @@ def test_static_small_multiples_and_redraw_timing():
     assert explorer.controls["strength"].value == 1.0
     with pytest.raises(ValueError, match="changed"):
         explorer.measure_redraw_ms("strength", [])
+
+
+def _full_draw_rgba(explorer) -> np.ndarray:
+    """The explorer's current state drawn from scratch on a new figure (no cached background): the reference
+    its blitted image must match."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from warpkit.viz.style import new_figure
+
+    figure, axes = new_figure(explorer.ncols, 1, panel_size=explorer.panel_size, dpi=explorer.dpi)
+    canvas = FigureCanvasAgg(figure)
+    explorer.draw(axes, **explorer.values())
+    canvas.draw()
+    figure.set_layout_engine("none")
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())
+
+
+@pytest.mark.parametrize("make, control, value", [
+    (lambda: ex.DescentExplorer(ex.DescentScene(steps=8)), "lr", 0.12),
+    (lambda: ex.WarpExplorer(ex.WarpScene(steps=8, resolution=30)), "rotation", 0.9),
+])
+def test_blitted_redraw_matches_a_full_draw(make, control, value):
+    import io
+
+    from PIL import Image
+
+    explorer = make()
+    before = explorer.image.value
+    explorer.controls[control].value = value
+    assert explorer.image.value != before
+    blitted = np.asarray(Image.open(io.BytesIO(explorer.image.value)).convert("RGBA")).astype(int)
+    reference = _full_draw_rgba(explorer).astype(int)
+    assert blitted.shape == reference.shape
+    different = np.abs(blitted - reference).max(axis=-1) > 40
+    assert different.mean() < 0.005, f"{different.mean():.2%} of the pixels differ from a full draw"
+    # the titles carry the numbers that change with the slider: they must be the new ones, not the cached ones
+    height = blitted.shape[0]
+    renderer = explorer.canvas.get_renderer()
+    for ax in explorer.axes:
+        box = ax.title.get_window_extent(renderer)
+        rows = slice(max(0, int(height - box.y1)), int(height - box.y0) + 1)
+        columns = slice(max(0, int(box.x0)), int(box.x1) + 1)
+        assert different[rows, columns].mean() < 0.02, f"the title {ax.get_title()!r} was not redrawn"
