@@ -323,6 +323,15 @@ def test_table_is_mean_and_sample_std_over_seeds():
     assert PAPER_WARP_LEAP_BY_ALPHABETS[1] == 49.5 and PAPER_WARP_LEAP_BY_ALPHABETS[25] == 83.8
 
 
+def test_one_seed_tables_show_no_standard_deviation():
+    full = _fake_results()
+    one_seed = SweepResults(full.config.replace(seeds=(0,)), [r for r in full.runs if r.seed == 0], "omniglot")
+    table, paper_table = one_seed.format_table(), one_seed.format_paper_table()
+    assert "80.0" in table and "±  0.0" not in table and "1 seed" in table
+    warp_leap_row = next(line for line in paper_table.splitlines() if line.startswith("Warp-Leap"))
+    assert "80.0" in warp_leap_row and warp_leap_row.count("±") == 1  # only the paper's 83.6 ± 1.9
+
+
 def test_figures_draw_one_series_per_method():
     from warpkit.viz import omniglot_results as draw
 

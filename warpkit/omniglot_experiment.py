@@ -422,13 +422,16 @@ class SweepResults:
         for row in self.table():
             cells = [row["label"]]
             for n in counts:
-                cells.append(f"{row[n][0]:5.1f} ± {row[n][1]:4.1f}" if n in row else "—")
+                if n not in row:
+                    cells.append("—")
+                else:  # a std over one seed would be a meaningless "± 0.0"
+                    cells.append(f"{row[n][0]:5.1f}" + (f" ± {row[n][1]:4.1f}" if row[n][2] > 1 else ""))
             lines.append(cells)
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines]
         text.insert(1, "  ".join("-" * w for w in widths))
         seeds = len(self.config.seeds)
-        text.append(f"(held-out accuracy %, mean ± std over {seeds} seed{'s' if seeds > 1 else ''}; "
+        text.append(f"(held-out accuracy %, {'mean ± std over ' if seeds > 1 else ''}{seeds} seed{'s' if seeds > 1 else ''}; "
                     f"chance {100 / self.config.ways:.1f} %)")
         return "\n".join(text)
 
@@ -447,7 +450,8 @@ class SweepResults:
         for row in self.paper_table():
             paper = row["paper"]
             paper_text = "—" if paper is None else (f"{paper[0]:.1f}" + (f" ± {paper[1]:.1f}" if paper[1] else ""))
-            lines.append([row["label"], f"{row['ours'][0]:.1f} ± {row['ours'][1]:.1f}", paper_text])
+            ours = f"{row['ours'][0]:.1f}" + (f" ± {row['ours'][1]:.1f}" if len(self.config.seeds) > 1 else "")
+            lines.append([row["label"], ours, paper_text])
         widths = [max(len(line[i]) for line in lines) for i in range(3)]
         text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines]
         text.insert(1, "  ".join("-" * w for w in widths))
