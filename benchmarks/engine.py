@@ -11,10 +11,10 @@ Keys of the JSON object
 -----------------------
 ``warpgrad_memory_ratio``
     peak resident memory (``ru_maxrss``) above the process's baseline of a fresh process running one offline
-    WarpGrad meta-iteration (:class:`~warpkit.meta.MetaLearner`, exact objective Eq. 11) on a task adapted K = 1000
+    WarpGrad meta-iteration (:class:`~warpkit.engine.meta.MetaLearner`, exact objective Eq. 11) on a task adapted K = 1000
     steps, over the same for K = 10 (the §5a network with 3×3 conv warps, ``--memory-filters`` filters, 16 by
     default so that the 1000-point run takes minutes; batch 20). The learner has an **on-disk**
-    :class:`~warpkit.buffer.TrajectoryBuffer`, so :func:`~warpkit.adapt.adapt` streams every pre-step state θ_k
+    :class:`~warpkit.engine.buffer.TrajectoryBuffer`, so :func:`~warpkit.engine.adapt.adapt` streams every pre-step state θ_k
     (with its BatchNorm statistics) to disk as it is made (``on_state``), and replay reads the points back chunk
     by chunk (``chunk`` points per batched call, one φ-step per chunk, two fresh batches per point). Live memory
     is one chunk's autograd graph plus one state, whatever K is. The ratio of whole-process peaks is printed as
@@ -31,7 +31,7 @@ Keys of the JSON object
     per point, two batches per point, prepared in advance): time of our best per-point code (a loop over points,
     one backward per point, gradients accumulated: it frees each graph at once and measured at least as fast as
     summing the losses first) over the time of the batched call (``torch.func.vmap`` over the 64 points,
-    :func:`warpkit.objectives.warp_meta_gradient`). One warm-up, then the median of ``repeats`` timings per path.
+    :func:`warpkit.engine.objectives.warp_meta_gradient`). One warm-up, then the median of ``repeats`` timings per path.
 ``replay_max_abs_diff``
     the largest absolute difference between the two φ-gradients (float32). ``replay_max_abs_diff_float64`` is the
     same in float64 and ``replay_float32_error_vs_float64`` each float32 path's distance to the float64 per-point
@@ -41,7 +41,7 @@ Keys of the JSON object
 
 ``replay_max_abs_diff_fused_batchnorm_float64`` is the same difference, in float64, on a small network with the
 standard ``nn.BatchNorm2d``: the fused kernel's double backward is wrong under ``vmap`` (functorch #534) and the
-engine routes it to an elementary form during batched replay (:mod:`warpkit.batchnorm`); this key checks that.
+engine routes it to an elementary form during batched replay (:mod:`warpkit.engine.batchnorm`); this key checks that.
 
 Extra keys report the settings, the machine load, absolute peaks in MB, per-path seconds, the same speedup for
 the first-order mode and for a small (8-filter) network, and the FLOPs of one replayed point, so that a reader
@@ -68,13 +68,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from warpkit.adapt import adapt, train_mode  # noqa: E402
-from warpkit.buffer import TrajectoryBuffer, TrajectoryPoint  # noqa: E402
-from warpkit.meta import MAML, MetaLearner  # noqa: E402
+from warpkit.engine.adapt import adapt, train_mode  # noqa: E402
+from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint  # noqa: E402
+from warpkit.engine.meta import MAML, MetaLearner  # noqa: E402
 from warpkit.models.omniglot_net import OmniglotNet  # noqa: E402
-from warpkit.objectives import one_step_objective, replay_batches, warp_meta_gradient  # noqa: E402
-from warpkit.tasks import SupervisedTask  # noqa: E402
-from warpkit.warp import task_parameters, warp_parameters  # noqa: E402
+from warpkit.engine.objectives import one_step_objective, replay_batches, warp_meta_gradient  # noqa: E402
+from warpkit.engine.tasks import SupervisedTask  # noqa: E402
+from warpkit.engine.warp import task_parameters, warp_parameters  # noqa: E402
 
 WAYS, BATCH, INNER_LR = 20, 20, 0.1
 
@@ -100,7 +100,7 @@ def synthetic_task(seed: int, shots: int = 15) -> SupervisedTask:
 # children: each measurement runs in a fresh process
 # ----------------------------------------------------------------------------------------------------------
 def child_warpgrad(steps: int, filters: int, chunk: int, held: bool) -> dict:
-    """One offline meta-iteration of :class:`~warpkit.meta.MetaLearner` on one task adapted ``steps`` steps:
+    """One offline meta-iteration of :class:`~warpkit.engine.meta.MetaLearner` on one task adapted ``steps`` steps:
     with an on-disk buffer (``held=False``) every state is streamed to disk as it is made; with an in-memory
     buffer (``held=True``) all K states stay in memory."""
     torch.manual_seed(0)
@@ -213,7 +213,7 @@ def child_replay(filters: int, num_points: int, mode: str, repeats: int, channel
 
 def stock_batchnorm_difference(filters: int = 8, num_points: int = 4) -> float:
     """Largest |batched − per-point| exact φ-gradient entry in float64 with the standard ``nn.BatchNorm2d``:
-    0 up to rounding if the engine handles batch_norm's double backward under vmap (warpkit.batchnorm)."""
+    0 up to rounding if the engine handles batch_norm's double backward under vmap (warpkit.engine.batchnorm)."""
     model, points, task_batches, meta_batches = prepared_replay(filters, num_points)
     assert all(type(block.norm) is torch.nn.BatchNorm2d for block in model.blocks)
     model = model.double()

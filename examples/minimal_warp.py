@@ -1,10 +1,7 @@
 """Meta-learn a warp on sine-regression tasks, then adapt faster than plain SGD from the same initialisation."""
 import torch
 from torch import nn
-from warpkit.adapt import evaluate
-from warpkit.meta import MetaLearner
-from warpkit.tasks import SupervisedTask
-from warpkit.warp import LinearWarp
+from warpkit import LinearWarp, MetaLearner, SupervisedTask, evaluate
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest
 def sine_task(seed):  # y = a sin(x + b) on [-5, 5]: 50 training points, 50 held-out points
     u = torch.rand(102, 1, generator=torch.Generator().manual_seed(seed))

@@ -21,7 +21,7 @@
 # never forms P: it inserts frozen *warp layers* into the network, and backpropagation through them turns
 # the gradient of the task parameters θ into a preconditioned gradient. We check this numerically, step by step.
 #
-# Maths for every cell lives in the docstrings of `warpkit.preconditioning` (and `warpkit.geometry`).
+# Maths for every cell lives in the docstrings of `warpkit.experiments.preconditioning` (and `warpkit.engine.geometry`).
 
 # %% tags=["parameters"]
 SEED = 0
@@ -37,9 +37,10 @@ import numpy as np
 import torch
 
 import warpkit
-from warpkit import preconditioning as pc
-from warpkit.notebook import check_size
-from warpkit.warp import LinearWarp, ResidualMLPWarp
+from warpkit.experiments import preconditioning as pc
+from warpkit.viz import preconditioning as draw01
+from warpkit.kit.notebook import check_size
+from warpkit.engine.warp import LinearWarp, ResidualMLPWarp
 
 check_size(SIZE)
 torch.set_num_threads(1)  # every tensor here is tiny: extra threads would only add synchronisation
@@ -70,9 +71,9 @@ START = (-1.5, 0.4)  # where every descent on the quadratic starts
 if INTERACTIVE:
     from IPython.display import display
 
-    explorer = pc.DescentExplorer(START, steps=30)
+    explorer = draw01.DescentExplorer(START, steps=30)
     display(explorer.widget)
-fig = pc.descent_small_multiples([10, 100], START, steps=30)
+fig = draw01.descent_small_multiples([10, 100], START, steps=30)
 warpkit.save_figure(fig, "01_descent_paths", SAVE_FIGS)
 plt.show()
 
@@ -88,9 +89,9 @@ runs = {name: pc.preconditioned_descent(quadratic, START, pc.preconditioner(quad
         for name in pc.PRECONDITIONER_NAMES}
 steps = pc.steps_versus_condition(CONDITION_NUMBERS, START, TOL, show_progress=SHOW_PROGRESS)
 fig, (ax_loss, ax_steps) = plt.subplots(1, 2, figsize=(10, 3.8))
-pc.draw_loss_curves(ax_loss, runs, TOL)
+draw01.draw_loss_curves(ax_loss, runs, TOL)
 ax_loss.set_title(f"κ(H) = {quadratic.condition_number:.0f}, each with α = 1/λ_max(PH)")
-pc.draw_steps_versus_condition(ax_steps, CONDITION_NUMBERS, steps, TOL)
+draw01.draw_steps_versus_condition(ax_steps, CONDITION_NUMBERS, steps, TOL)
 fig.tight_layout()
 warpkit.save_figure(fig, "01_steps_to_tolerance", SAVE_FIGS)
 plt.show()
@@ -153,8 +154,8 @@ print(f"max |autograd − Tᵀ∇γL| = {gradient_error:.2e}   (largest gradient
 print(f"max |T(W − α∇W L) − (γ − α (I⊗TTᵀ) ∇γL)| = {step_error:.2e}")
 
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-pc.draw_matrix(axes[0], T.cpu(), "frozen warp T")
-pc.draw_matrix(axes[1], P_full.cpu(), "P = I ⊗ TTᵀ (never formed by the network)")
+draw01.draw_matrix(axes[0], T.cpu(), "frozen warp T")
+draw01.draw_matrix(axes[1], P_full.cpu(), "P = I ⊗ TTᵀ (never formed by the network)")
 axes[2].plot(grad_by_hand.flatten().cpu(), grad_autograd.flatten().cpu(), "o")
 axes[2].set(xlabel="Tᵀ ∇γL (by hand)", ylabel="∂L/∂W (autograd)", title=f"max difference {gradient_error:.1e}")
 fig.tight_layout(); warpkit.save_figure(fig, "01_warp_identity", SAVE_FIGS); plt.show()
@@ -205,8 +206,8 @@ side = 7 if SIZE == "fast" else 11
 axis = torch.linspace(-2, 2, side, **f64)
 inputs = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), dim=-1).reshape(-1, 2)
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
-pc.draw_preconditioner_field(axes[0], linear_warp, inputs, "linear warp: the same P everywhere", scale=0.22)
-pc.draw_preconditioner_field(axes[1], residual_warp, inputs, "residual MLP warp: P(z) = J(z)J(z)ᵀ varies", scale=0.22)
+draw01.draw_preconditioner_field(axes[0], linear_warp, inputs, "linear warp: the same P everywhere", scale=0.22)
+draw01.draw_preconditioner_field(axes[1], residual_warp, inputs, "residual MLP warp: P(z) = J(z)J(z)ᵀ varies", scale=0.22)
 fig.tight_layout(); warpkit.save_figure(fig, "01_nonlinear_preconditioner", SAVE_FIGS); plt.show()
 variation_linear = warpkit.record("preconditioner_variation_linear", pc.preconditioner_variation(linear_warp, inputs))
 variation = warpkit.record("preconditioner_variation_residual", pc.preconditioner_variation(residual_warp, inputs))
@@ -251,7 +252,7 @@ slope = warpkit.record("riemann_error_slope", pc.loglog_slope(alphas, errors.rie
 euclidean_slope = warpkit.record("euclidean_error_slope", pc.loglog_slope(alphas, errors.euclidean))
 warpkit.record("riemann_loss_error_slope", pc.loglog_slope(alphas, errors.loss))
 fig, (ax_native, ax_errors) = plt.subplots(1, 2, figsize=(10, 4.2))
-pc.draw_step_comparison(ax_native, native_loss, residual_warp, theta, alpha_max=0.4)
+draw01.draw_step_comparison(ax_native, native_loss, residual_warp, theta, alpha_max=0.4)
 ax_errors.loglog(alphas, errors.riemannian, "o-", color="tab:green", label=f"vs Riemannian step (slope {slope:.2f})")
 ax_errors.loglog(alphas, errors.euclidean, "s-", color="tab:red", label=f"vs Euclidean step (slope {euclidean_slope:.2f})")
 ax_errors.loglog(alphas, errors.riemannian[0] * (alphas / alphas[0]) ** 2, "k:", label="∝ α²")

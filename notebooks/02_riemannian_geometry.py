@@ -36,8 +36,9 @@ import torch
 from IPython.display import display
 
 import warpkit
-from warpkit import geometry as geo
-from warpkit.notebook import check_size
+from warpkit.engine import geometry as geo
+from warpkit.experiments import mountains
+from warpkit.kit.notebook import check_size
 from warpkit.viz import explorers as ex
 from warpkit.viz import geometry as draw
 from warpkit.viz.style import tidy_axes
@@ -60,7 +61,7 @@ warpkit.record("seed", SEED)
 # ## a. What a warp does to the plane: the metric, in a picture
 #
 # Take a warp Ω: θ ↦ γ of the plane with Jacobian J(θ) = D_θΩ. A gradient step on θ of the warped loss L(Ω(θ)) is
-# Δθ = Jᵀ∇L(γ), which moves γ by JΔθ = JJᵀ∇L(γ) (`warpkit.geometry`, module docstring). So the warp acts on native
+# Δθ = Jᵀ∇L(γ), which moves γ by JΔθ = JJᵀ∇L(γ) (`warpkit.engine.geometry`, module docstring). So the warp acts on native
 # coordinates through
 #
 # $$G^{-1}(\gamma) = J J^\top, \qquad J = U\,\mathrm{diag}(s)\,V^\top \;\Rightarrow\; G^{-1} = U\,\mathrm{diag}(s^2)\,U^\top .$$
@@ -84,7 +85,7 @@ assert min_det > 0, "this example warp folds the plane: pick another seed or a s
 print(f"MLP warp: smallest det J on a 61×61 grid = {min_det:.2f} > 0, so it does not fold the plane")
 
 # %%
-bowl = geo.QuadraticBowl(condition=6.0, angle=0.6, centre=(0.5, 0.3))
+bowl = mountains.QuadraticBowl(condition=6.0, angle=0.6, centre=(0.5, 0.3))
 extent = (-2.5, 2.5, -2.5, 2.5)
 levels = draw.loss_levels(bowl, extent, num=14)
 fig, axes = plt.subplots(2, 3, figsize=(10.5, 7.0), layout="constrained")
@@ -139,7 +140,7 @@ else:
 # * warped GD: θ ← θ − α∇_θ L(Ω(θ)), seen in native coordinates as γ_k = Ω(θ_k);
 # * Riemannian GD: γ ← γ − α G⁻¹(γ)∇L(γ), with G⁻¹ = JJᵀ at θ = Ω⁻¹(γ) (found by Newton's method).
 #
-# warpgrad.md §2: Ω(θ − αJᵀ∇L) = γ − αG⁻¹∇L + O(α²). So the warped and Riemannian paths agree to first order; each
+# Flennerhag et al., 2020, Section 2: Ω(θ − αJᵀ∇L) = γ − αG⁻¹∇L + O(α²). So the warped and Riemannian paths agree to first order; each
 # step adds an O(α²) discrepancy, and over a fixed number of steps the gap shrinks like α².
 
 # %%
@@ -196,12 +197,12 @@ else:
 #
 # A family of 2-D loss surfaces: MATLAB's `peaks` with random amplitudes (each term × U(0.5, 1.5)) and a random
 # shift (U(−1, 1)²), scaled by 1/4 and offset so that each surface's minimum on [−3, 3]² is 0
-# (`geo.MountainFamily`, whose docstring gives the reasons). The paper's printed formula has a typo (x₁ twice in the
+# (`mountains.MountainFamily`, whose docstring gives the reasons). The paper's printed formula has a typo (x₁ twice in the
 # third term); we use the corrected `peaks`. Several valleys compete, and where the deepest one lies changes from
 # surface to surface.
 
 # %%
-family = geo.MountainFamily()
+family = mountains.MountainFamily()
 train_surfaces = family.sample(200, seed=SEED + 1)
 test_surfaces = family.sample(CONFIG["held_out"], seed=SEED + 1000)
 fig, axes = plt.subplots(1, 4, figsize=(11, 3.0), layout="constrained")
@@ -214,13 +215,13 @@ warpkit.save_figure(fig, "02_mountain_family", SAVE_FIGS)
 # %% [markdown]
 # **Meta-training.** The learner's task parameters are one point θ ∈ R²; its warp is Ω(θ) = θ + g(θ) with g a
 # 2-layer tanh MLP (hidden 30) whose last layer starts at zero, so Ω starts as the identity and covers the whole
-# domain (`geo.WarpedPoint`). A surface is a warpkit `Task` whose loss is the surface at Ω(θ) (`geo.SurfaceTask`).
-# WarpGrad's offline algorithm (`warpkit.meta.MetaLearner`, objective Eq. 11 "exact") learns φ, and Reptile learns
+# domain (`mountains.WarpedPoint`). A surface is a warpkit `Task` whose loss is the surface at Ω(θ) (`mountains.SurfaceTask`).
+# WarpGrad's offline algorithm (`warpkit.engine.meta.MetaLearner`, objective Eq. 11 "exact") learns φ, and Reptile learns
 # θ₀ (Warp-Reptile). The baseline gets the same initialisation learner on the same meta-batches, without a warp
 # (Reptile). Both adapt 100 steps of SGD at α = 0.1, in training and at test.
 
 # %%
-training = geo.MountainMetaTraining(
+training = mountains.MountainMetaTraining(
     train_surfaces, meta_batch=CONFIG["meta_batch"], warp_lr=CONFIG["warp_lr"], seed=SEED,
     replay_chunk_size=CONFIG["replay_chunk_size"], replay_epochs=CONFIG["replay_epochs"],
     snapshot_every=CONFIG["snapshot_every"])

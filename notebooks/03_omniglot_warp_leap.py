@@ -20,10 +20,10 @@
 # The paper's main supervised experiment. Each task is a 20-way classification of the characters of one
 # alphabet, learnt by 100 steps of SGD; meta-learning on a few alphabets should make the held-out alphabets faster
 # to learn. Warp-Leap meta-learns warp layers (a preconditioner) *and* an initialisation, and is compared with
-# Leap, Reptile, FOMAML, MAML, multi-head finetuning and no pretraining under one protocol (spec: `warpgrad.md` §5a).
+# Leap, Reptile, FOMAML, MAML, multi-head finetuning and no pretraining under one protocol (Flennerhag et al., 2020, Section 4.2).
 #
-# The protocol lives in `warpkit.omniglot_experiment` (its docstring lists every choice), the network in
-# `warpkit.models.omniglot_net`, the methods in `warpkit.baselines`, the tasks in `warpkit.data.alphabet_tasks`.
+# The protocol lives in `warpkit.experiments.omniglot` (its docstring lists every choice), the network in
+# `warpkit.models.omniglot_net`, the methods in `warpkit.engine.baselines`, the tasks in `warpkit.data.alphabet_tasks`.
 
 # %% tags=["parameters"]
 SEED = 0
@@ -44,7 +44,7 @@ from IPython.display import Markdown, display
 
 import warpkit
 from warpkit import omniglot_experiment as omniglot
-from warpkit.notebook import check_size
+from warpkit.kit.notebook import check_size
 from warpkit.viz import omniglot as draw_data
 from warpkit.viz import omniglot_results as draw
 

@@ -21,7 +21,7 @@
 # the goal location is the task, and it changes every episode. WarpGrad's Warp-RNN lets a HyperNetwork LSTM gate
 # a small task RNN; we train it with advantage actor-critic against learning-to-RL, Hebbian plasticity and ablations.
 #
-# The maths lives in the docstrings of `warpkit.envs.maze`, `warpkit.models.maze_agents` and `warpkit.rl`.
+# The maths lives in the docstrings of `warpkit.envs.maze`, `warpkit.models.maze_agents` and `warpkit.experiments.maze`.
 
 # %% tags=["parameters"]
 SEED = 0
@@ -38,12 +38,12 @@ import numpy as np
 import torch
 
 import warpkit
-from warpkit import rl
+from warpkit.experiments import maze as rl
 from warpkit.envs.maze import BatchedMaze, MazeConfig, MazeEnv, maze_seeds
 from warpkit.models.maze_agents import AGENT_LABELS, make_agent
-from warpkit.notebook import REPO_ROOT, check_size
+from warpkit.kit.notebook import REPO_ROOT, check_size
 from warpkit.viz import maze as draw
-from warpkit.warp import count_parameters, task_parameters, warp_parameters
+from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
 check_size(SIZE, ("fast", "medium", "full"))
 ALL_AGENTS = ["warp_rnn", "l2rl", "hebbian", "no_warp", "linear_warp"]
@@ -160,7 +160,7 @@ plt.show()
 # $$h_t = \tanh\big(g^i_t \odot W_x (g^x_t \odot x_t) + g^r_t \odot W_h (g^h_t \odot h_{t-1}) + g^b_t \odot b\big).$$
 #
 # The gates start at exactly 1 (the warp is the identity), and every gradient that reaches θ passes through them:
-# the warp *preconditions* θ's learning, in a way that depends on the state (warpgrad.md §4, §5b). The rivals:
+# the warp *preconditions* θ's learning, in a way that depends on the state (Flennerhag et al., 2020, Appendix A and Section 4.3). The rivals:
 #
 # * **learning to reinforcement learn** (L2RL): an LSTM trained across episodes that adapts within an episode only
 #   through its state;
@@ -184,7 +184,7 @@ for name in ALL_AGENTS:
 # $$L_{AC} = \frac{1}{TB}\sum_{t,b}\Big[-\log\pi(a_t|s_t)\,\mathrm{sg}(A_t) + 0.1\,A_t^2 + 0.03\sum_a \pi(a|s_t)^2\Big],$$
 #
 # the last term a concentration penalty that keeps the policy exploratory. WarpGrad's RL form (Algorithm 3 of the
-# paper; warpgrad.md §3) never resets θ: **θ takes an Adam step after every episode** (each with new goals), and
+# paper; Flennerhag et al., 2020, Section 3) never resets θ: **θ takes an Adam step after every episode** (each with new goals), and
 # **φ takes an Adam step every 30 episodes** on the mean of $\nabla_\phi L_{AC}(\theta_k;\phi)$ over those episodes,
 # each gradient taken at the point $\theta_k$ where its episode was played. The baselines have no φ: all their
 # weights take the every-episode step, which *is* their meta-training. Runs checkpoint as they go: interrupt this

@@ -20,10 +20,10 @@
 # A learner fits five sine waves, one segment of the input interval after another, and never goes back: plain SGD
 # overwrites what it learnt before. WarpGrad meta-learns warp layers whose preconditioning steers each new
 # segment's learning away from the old ones. The authors never released code for this experiment; this is a
-# public implementation (spec: `warpgrad.md` §5c), compared with a meta-learned initialisation and plain SGD.
+# public implementation (Flennerhag et al., 2020, Section 4.4), compared with a meta-learned initialisation and plain SGD.
 #
 # The maths lives in the docstrings of `warpkit.data.sine` (the task and its meta loss), `warpkit.models.mlp`
-# (the network) and `warpkit.continual` (the experiment and the forgetting matrix).
+# (the network) and `warpkit.experiments.continual` (the experiment and the forgetting matrix).
 
 # %% tags=["parameters"]
 SEED = 0
@@ -41,12 +41,12 @@ import torch
 from IPython.display import display
 
 import warpkit
-from warpkit import continual
-from warpkit.checkpoint import Checkpointer
+from warpkit.experiments import continual
+from warpkit.kit.checkpoint import Checkpointer
 from warpkit.data.sine import weighted_mse
-from warpkit.notebook import check_size
+from warpkit.kit.notebook import check_size
 from warpkit.viz import continual as draw
-from warpkit.warp import count_parameters, task_parameters, warp_parameters
+from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
 check_size(SIZE)
 started, cpu_started = time.perf_counter(), time.process_time()

@@ -1,7 +1,7 @@
 """Shared fixtures: executing notebooks, finding the Omniglot test data, timeouts, CI strictness.
 
 * ``execute_notebook(name, **parameters)`` runs ``notebooks/<name>.ipynb`` through papermill (via
-  :func:`warpkit.runner.execute`) at ``SIZE="fast"``, ``INTERACTIVE=False``, with ``WARPKIT_HEADLESS=1`` and
+  :func:`warpkit.kit.runner.execute`) at ``SIZE="fast"``, ``INTERACTIVE=False``, with ``WARPKIT_HEADLESS=1`` and
   ``WARPKIT_FIGURES_DIR`` pointing at a fresh temporary folder; it returns an :class:`ExecutedNotebook`
   (``.records``, ``.path``, ``.seconds``, ``.figures_dir``). Executions are cached for the whole session, so
   several tests may ask for the same notebook and parameters and it runs once. A failing notebook fails the
@@ -64,7 +64,7 @@ class NotebookExecutor:
         self._cache: dict[tuple, ExecutedNotebook | str] = {}
 
     def __call__(self, name: str, **parameters: Any) -> ExecutedNotebook:
-        from warpkit.runner import execute, notebook_parameters
+        from warpkit.kit.runner import execute, notebook_parameters
 
         source = self._source(name)
         declared = notebook_parameters(source)

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from warpkit.adapt import adapt, differentiable_adapt, evaluate, fresh_buffers
-from warpkit.buffer import TrajectoryBuffer, stack_points
-from warpkit.tasks import SupervisedTask
-from warpkit.warp import LinearWarp, ResidualMLPWarp, ScaleWarp, task_parameters, warp_parameters
+from warpkit.engine.adapt import adapt, differentiable_adapt, evaluate, fresh_buffers
+from warpkit.engine.buffer import TrajectoryBuffer, stack_points
+from warpkit.engine.tasks import SupervisedTask
+from warpkit.engine.warp import LinearWarp, ResidualMLPWarp, ScaleWarp, task_parameters, warp_parameters
 
 
 def mse(output, target):
@@ -174,7 +174,7 @@ def test_mismatched_init_params_are_refused_clearly():
 
 
 def test_adapt_tasks_equals_adapting_each_task_alone():
-    from warpkit.adapt import adapt_tasks
+    from warpkit.engine.adapt import adapt_tasks
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.Tanh(), ResidualMLPWarp(5), nn.Linear(5, 2)).double()

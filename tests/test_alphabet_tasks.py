@@ -29,7 +29,7 @@ from warpkit.data.augment import (
     sampling_grid,
 )
 from warpkit.data.omniglot import AlphabetDataset, OmniglotNotFoundError, TooFewCharactersError, load_omniglot
-from warpkit.tasks import Task
+from warpkit.engine.tasks import Task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -270,7 +270,7 @@ def test_real_omniglot_tasks(tmp_path):
 
 def test_source_choice_never_mixes(tmp_path, monkeypatch):
     stand_in = synthetic_dataset({"Glyphy": 20})
-    monkeypatch.setattr(glyphs, "load_glyphs", lambda **kwargs: stand_in)
+    monkeypatch.setattr(alphabet_tasks, "load_glyphs", lambda **kwargs: stand_in)
     assert load_alphabet_dataset("auto", root=tmp_path, cache_dir=tmp_path) is stand_in
     assert load_alphabet_dataset("glyphs", root=REAL or tmp_path, cache_dir=tmp_path) is stand_in
     with pytest.raises(OmniglotNotFoundError):

@@ -1,4 +1,4 @@
-"""warpkit.assign on small hand-written sources: markers, the two copies, byte-stability, the command line.
+"""warpkit.kit.assign on small hand-written sources: markers, the two copies, byte-stability, the command line.
 
 The real assignments are tested in tests/test_assignments.py; here every source is a few lines, so each
 expectation (a line number, a stub, an id) can be checked by hand. Only the tests marked ``notebook`` start a
@@ -16,8 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from warpkit import assign
-from warpkit.assign import AssignmentError, build_copy, load_assignment
+from warpkit.kit import assign
+from warpkit.kit.assign import AssignmentError, build_copy, load_assignment
 
 
 GOOD = '''\

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from warpkit import assign
-from warpkit.assign import build_copy, load_assignment
-from warpkit.checks import CheckFailed
+from warpkit.kit import assign
+from warpkit.kit.assign import build_copy, load_assignment
+from warpkit.kit.checks import CheckFailed
 
 ASSIGNMENTS_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "assignments"
 SOURCES = assign.find_sources([ASSIGNMENTS_DIR])

@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from warpkit.baselines import METHODS, MultiHeadFinetuning, make_method, meta_sgd, no_pretraining, t_net
-from warpkit.meta import MAML
+from warpkit.engine.baselines import METHODS, MultiHeadFinetuning, make_method, meta_sgd, no_pretraining, t_net
+from warpkit.engine.meta import MAML
 from warpkit.models.omniglot_net import omniglot_net_factory
-from warpkit.warp import LinearWarp, ResidualMLPWarp, task_parameters, warp_parameters
+from warpkit.engine.warp import LinearWarp, ResidualMLPWarp, task_parameters, warp_parameters
 
 torch.set_num_threads(1)  # tiny tensors: intra-op threads only add contention on a shared machine
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-import warpkit.buffer as buffer_module
-from warpkit.adapt import adapt
-from warpkit.buffer import TrajectoryBuffer, TrajectoryPoint, stack_batches, stack_points
-from warpkit.tasks import SupervisedTask
+import warpkit.engine.buffer as buffer_module
+from warpkit.engine.adapt import adapt
+from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint, stack_points
+from warpkit.engine.tasks import stack_batches
+from warpkit.engine.tasks import SupervisedTask
 
 torch.set_num_threads(1)  # tiny tensors: intra-op threads only add contention on a shared machine
 

@@ -1,10 +1,10 @@
-"""warpkit.checks: every check passes what it should, fails what it should, and says why in plain words."""
+"""warpkit.kit.checks: every check passes what it should, fails what it should, and says why in plain words."""
 
 import numpy as np
 import pytest
 import torch
 
-from warpkit.checks import (
+from warpkit.kit.checks import (
     CheckFailed,
     PublicChecks,
     check_close,

@@ -1,4 +1,4 @@
-"""The continual experiment's helpers (warpkit.continual, warpkit.models.mlp) against independent references:
+"""The continual experiment's helpers (warpkit.experiments.continual, warpkit.models.mlp) against independent references:
 a hand-written SGD loop with torch.optim for the forgetting matrix, per-sub-task losses for the engine's
 continual objective, an uninterrupted run for checkpoint/resume."""
 
@@ -8,16 +8,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from warpkit.adapt import fresh_buffers
-from warpkit.buffer import TrajectoryPoint
-from warpkit.checkpoint import Checkpointer
-from warpkit.continual import (
+from warpkit.engine.adapt import fresh_buffers
+from warpkit.engine.buffer import TrajectoryPoint
+from warpkit.kit.checkpoint import Checkpointer
+from warpkit.experiments.continual import (
     ContinualConfig, build_learners, evaluate_learner, forgetting_matrix, meta_train, predictions, run_sequence,
 )
 from warpkit.data.sine import ContinualSineTask, weighted_mse
 from warpkit.models.mlp import plain_mlp, warp_mlp
-from warpkit.objectives import one_step_objective
-from warpkit.warp import ResidualMLPWarp, task_parameters, warp_parameters
+from warpkit.engine.objectives import one_step_objective
+from warpkit.engine.warp import ResidualMLPWarp, task_parameters, warp_parameters
 
 LR = 0.02
 TINY = ContinualConfig(steps_per_subtask=3, hidden=8, warp_hidden=8, meta_batch_size=2, meta_iterations=3,
@@ -102,7 +102,7 @@ def test_final_loss_is_the_evaluation_batch_loss_after_the_sequence():
     for task, run, final in zip(tasks, evaluation.runs, evaluation.final_losses):
         with torch.no_grad():
             x, target = task.evaluation_batch()
-            from warpkit.adapt import forward
+            from warpkit.engine.adapt import forward
             expected = weighted_mse(forward(model, run.snapshots[-1], {}, x), target)
         assert torch.allclose(final, expected, rtol=1e-5)
     assert evaluation.final_loss == pytest.approx(float(evaluation.final_losses.mean()))

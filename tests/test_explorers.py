@@ -11,7 +11,8 @@ import torch
 
 pytest.importorskip("ipywidgets")
 
-from warpkit import geometry as geo
+from warpkit.engine import geometry as geo
+from warpkit.experiments import mountains
 from warpkit.viz import explorers as ex
 
 
@@ -97,7 +98,7 @@ def test_descent_explorer_step_size_and_start_point():
 
 
 def _toy_mountain_scene(steps=10):
-    surfaces = geo.MountainFamily().sample(2, seed=3)
+    surfaces = mountains.MountainFamily().sample(2, seed=3)
     identity = geo.PlaneWarp()
     bent = geo.PlaneWarp(strength=1.5, rotation=0.3, nonlinearity=1.0)
     snapshots = [ex.MountainSnapshot(0, identity, torch.zeros(2), torch.zeros(2)),

@@ -1,5 +1,5 @@
 """Geometry helpers against independent references: finite differences, hand-derived linear-warp metrics,
-and the first-order identity of warpgrad.md §2."""
+and the first-order identity of Flennerhag et al., 2020, Section 2."""
 
 import math
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from warpkit import geometry as geo
-from warpkit.warp import ResidualMLPWarp
+from warpkit.engine import geometry as geo
+from warpkit.experiments import mountains
+from warpkit.engine.warp import ResidualMLPWarp
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +110,7 @@ def test_bad_inputs_give_clear_errors():
 def test_riemannian_step_is_the_first_order_effect_of_warped_gd():
     """Ω(θ − αJᵀ∇L) − (γ − αJJᵀ∇L) = O(α²): halving α divides the gap by ~4."""
     warp = _random_residual_warp(seed=1)
-    loss = geo.QuadraticBowl(condition=5.0, angle=0.4, centre=(1.0, -0.5))
+    loss = mountains.QuadraticBowl(condition=5.0, angle=0.4, centre=(1.0, -0.5))
     theta = torch.tensor([0.4, 0.7])
     gaps = [geo.one_step_gap(loss, warp, theta, lr) for lr in (0.08, 0.04, 0.02, 0.01)]
     ratios = [a / b for a, b in zip(gaps, gaps[1:])]
@@ -125,7 +126,7 @@ def test_riemannian_step_is_the_first_order_effect_of_warped_gd():
 
 def test_warped_and_riemannian_paths_agree_to_second_order():
     warp = geo.PlaneWarp(strength=1.5, rotation=0.5, shear=0.3, nonlinearity=1.0)
-    loss = geo.QuadraticBowl(condition=4.0, angle=-0.3, centre=(0.5, 0.2))
+    loss = mountains.QuadraticBowl(condition=4.0, angle=-0.3, centre=(0.5, 0.2))
     theta0 = torch.tensor([-1.5, 1.0])
     gaps = []
     for lr in (0.01, 0.005, 0.0025):  # a fixed number of steps: the gap is a sum of K one-step O(α²) terms
@@ -143,7 +144,7 @@ def test_warped_and_riemannian_paths_agree_to_second_order():
 
 def test_identity_warp_gives_plain_gradient_descent():
     warp = ResidualMLPWarp(2, hidden=30).double()
-    loss = geo.QuadraticBowl(condition=8.0, angle=0.2)
+    loss = mountains.QuadraticBowl(condition=8.0, angle=0.2)
     start = torch.tensor([1.0, 1.5])
     plain = geo.gradient_descent_path(loss, start, 0.1, 15)
     _, warped = geo.warped_descent_path(loss, warp, start, 0.1, 15)
@@ -164,7 +165,7 @@ def test_invert_warp_recovers_theta():
 def test_gradient_field_and_grid_lines():
     matrix = torch.tensor([[2.0, 0.0], [0.0, 0.5]])
     warp = geo.linear_warp(matrix)
-    loss = geo.QuadraticBowl(condition=1.0, angle=0.0)  # ∇L(γ) = γ
+    loss = mountains.QuadraticBowl(condition=1.0, angle=0.0)  # ∇L(γ) = γ
     points = torch.tensor([[1.0, 1.0], [-2.0, 0.5]])
     np.testing.assert_allclose(geo.gradient_field(loss, points).numpy(), -points.numpy())
     np.testing.assert_allclose(geo.gradient_field(loss, points, warp=warp).numpy(),
@@ -182,22 +183,22 @@ def test_peaks_is_matlab_peaks_with_the_corrected_third_term():
     reference = (3 * (1 - u1) ** 2 * torch.exp(-u1**2 - (u2 + 1) ** 2)
                  - 10 * (u1 / 5 - u1**3 - u2**5) * torch.exp(-u1**2 - u2**2)
                  - 1 / 3 * torch.exp(-(u1 + 1) ** 2 - u2**2))
-    np.testing.assert_allclose(geo.peaks(x).numpy(), reference.numpy(), atol=1e-12)
-    assert geo.peaks(torch.zeros(2)).item() == pytest.approx(3 * math.exp(-1) - math.exp(-1) / 3)
+    np.testing.assert_allclose(mountains.peaks(x).numpy(), reference.numpy(), atol=1e-12)
+    assert mountains.peaks(torch.zeros(2)).item() == pytest.approx(3 * math.exp(-1) - math.exp(-1) / 3)
     # the printed typo (u1 twice in the third term) is a different function: check we do not compute it
     x = torch.tensor([1.0, -0.5])
     typo_third = -1 / 3 * math.exp(-(1.0 + 1) ** 2 - 1.0**2)
     corrected_third = -1 / 3 * math.exp(-(1.0 + 1) ** 2 - 0.5**2)
-    first_two = geo.peaks(x).item() - corrected_third
-    assert geo.peaks(x).item() == pytest.approx(first_two + corrected_third)
-    assert abs((first_two + typo_third) - geo.peaks(x).item()) > 1e-3
+    first_two = mountains.peaks(x).item() - corrected_third
+    assert mountains.peaks(x).item() == pytest.approx(first_two + corrected_third)
+    assert abs((first_two + typo_third) - mountains.peaks(x).item()) > 1e-3
     # shift and amplitudes
-    shifted = geo.peaks(torch.tensor([1.5, 0.5]), amplitudes=(3.0, 10.0, 1 / 3), shift=(0.5, 0.5))
-    assert shifted.item() == pytest.approx(geo.peaks(torch.tensor([1.0, 0.0])).item())
+    shifted = mountains.peaks(torch.tensor([1.5, 0.5]), amplitudes=(3.0, 10.0, 1 / 3), shift=(0.5, 0.5))
+    assert shifted.item() == pytest.approx(mountains.peaks(torch.tensor([1.0, 0.0])).item())
 
 
 def test_mountain_family_surfaces_and_engine_task():
-    family = geo.MountainFamily()
+    family = mountains.MountainFamily()
     surfaces = family.sample(3, seed=7)
     again = family.sample(3, seed=7)
     assert torch.equal(surfaces[0].params, again[0].params)  # seeded
@@ -206,22 +207,22 @@ def test_mountain_family_surfaces_and_engine_task():
         values = surface(grid)
         assert values.min() >= -1e-6  # offset so that the minimum on the domain is 0 ...
         assert abs(float(surface(surface.minimiser))) < 1e-8  # ... attained at the minimiser
-        np.testing.assert_allclose(geo.mountain_value(grid[:5], surface.params).numpy(), surface(grid[:5]).numpy())
+        np.testing.assert_allclose(mountains.mountain_value(grid[:5], surface.params).numpy(), surface(grid[:5]).numpy())
         a, c = surface.amplitudes, surface.shift
         assert torch.all((a >= torch.tensor([1.5, 5.0, 1 / 6]) - 1e-9) & (a <= torch.tensor([4.5, 15.0, 0.5]) + 1e-9))
         assert torch.all(c.abs() <= 1.0)
     with pytest.raises(ValueError, match="amplitude_jitter"):
-        geo.MountainFamily(amplitude_jitter=1.5)
+        mountains.MountainFamily(amplitude_jitter=1.5)
 
     # the engine adapting a WarpedPoint on a SurfaceTask walks the same path as the reference loop
-    from warpkit.adapt import adapt
+    from warpkit.engine.adapt import adapt
 
-    model = geo.WarpedPoint(init=(0.3, -0.4))
+    model = mountains.WarpedPoint(init=(0.3, -0.4))
     with torch.no_grad():
         model.warp.residual[-1].weight.normal_(0, 0.3)
-    trajectory = adapt(model, geo.SurfaceTask(surfaces[0]), geo.surface_loss, num_steps=5, lr=0.1)
+    trajectory = adapt(model, mountains.SurfaceTask(surfaces[0]), mountains.surface_loss, num_steps=5, lr=0.1)
     thetas, _ = geo.warped_descent_path(surfaces[0], model.omega(), torch.tensor([0.3, -0.4]), 0.1, 5)
     engine = torch.stack([p["theta"] for p in trajectory.params] + [trajectory.final_params["theta"]])
     np.testing.assert_allclose(engine.numpy(), thetas.numpy(), atol=1e-10)
-    batched = geo.batched_descent_paths(model.omega(), torch.tensor([0.3, -0.4]), surfaces[:1], 0.1, 5)[0]
+    batched = mountains.batched_descent_paths(model.omega(), torch.tensor([0.3, -0.4]), surfaces[:1], 0.1, 5)[0]
     np.testing.assert_allclose(batched.numpy(), model.omega()(thetas).detach().numpy(), atol=1e-10)

@@ -16,7 +16,7 @@ import jupytext
 import nbformat
 import pytest
 
-from warpkit import runner
+from warpkit.kit import runner
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"

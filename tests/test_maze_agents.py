@@ -1,4 +1,4 @@
-"""Maze agents (warpgrad.md §5b) and the actor-critic / WarpGrad training loop of warpkit.rl."""
+"""Maze agents (Flennerhag et al., 2020, Section 4.3) and the actor-critic / WarpGrad training loop of warpkit.experiments.maze."""
 
 import math
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from warpkit.checkpoint import CheckpointError
+from warpkit.kit.checkpoint import CheckpointError
 from warpkit.envs.maze import BatchedMaze, MazeConfig
 from warpkit.models.maze_agents import AGENTS, HebbianAgent, LSTMAgent, WarpRNNAgent, make_agent
-from warpkit.rl import (
+from warpkit.experiments.maze import (
     ActorCriticConfig,
     ActorCriticTrainer,
     actor_critic_loss,
@@ -20,7 +20,7 @@ from warpkit.rl import (
     train_agent,
     train_agents,
 )
-from warpkit.warp import count_parameters, task_parameters, warp_parameters
+from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
 TINY_MAZE = MazeConfig(size=7, episode_length=12)
 

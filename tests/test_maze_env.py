@@ -1,4 +1,4 @@
-"""The maze of warpgrad.md §5b: layout, rules, observation, seeding, and the single vs batched forms."""
+"""The maze of Flennerhag et al., 2020, Section 4.3: layout, rules, observation, seeding, and the single vs batched forms."""
 
 import warnings
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from warpkit.adapt import Trajectory, adapt, forward, fresh_buffers
-from warpkit.checkpoint import CheckpointError, Checkpointer, load_checkpoint, save_checkpoint
-from warpkit.meta import FOMAML, MAML, Leap, MetaLearner, MetaSGD, Reptile
-from warpkit.objectives import warp_meta_gradient
-from warpkit.buffer import TrajectoryBuffer
-from warpkit.tasks import SupervisedTask
-from warpkit.warp import LinearWarp, ResidualMLPWarp, task_parameters, warp_parameters
+from warpkit.engine.adapt import Trajectory, adapt, forward, fresh_buffers
+from warpkit.kit.checkpoint import CheckpointError, Checkpointer, load_checkpoint, save_checkpoint
+from warpkit.engine.meta import FOMAML, MAML, Leap, MetaLearner, MetaSGD, Reptile
+from warpkit.engine.objectives import warp_meta_gradient
+from warpkit.engine.buffer import TrajectoryBuffer
+from warpkit.engine.tasks import SupervisedTask
+from warpkit.engine.warp import LinearWarp, ResidualMLPWarp, task_parameters, warp_parameters
 
 
 def mse(output, target):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from warpkit.omniglot_experiment import METHODS_COMPARED, SIZES, record_name
+from warpkit.experiments.omniglot import METHODS_COMPARED, SIZES, record_name
 
 EXPECTED_FIGURES = {
     "03_alphabets.png", "03_task_batch.png", "03_meta_training.png", "03_accuracy_vs_alphabets.png",

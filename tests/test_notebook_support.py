@@ -1,4 +1,4 @@
-"""warpkit.notebook: recorded values (in-process and read back from an executed notebook), figures, seeding,
+"""warpkit.kit.notebook: recorded values (in-process and read back from an executed notebook), figures, seeding,
 device choice, sizes and progress bars."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import warpkit
-from warpkit import notebook as nb
-from warpkit.runner import execute
+from warpkit.kit import notebook as nb
+from warpkit.kit.runner import execute
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -72,7 +72,7 @@ def test_records_survive_a_real_kernel_round_trip(tmp_path):
             "warpkit.record('seed', warpkit.seed_everything(SEED))\n"
             "warpkit.record('curve', np.arange(3) / 2)\n"
             "warpkit.record('config', {'size': SIZE, 'ok': True})\n"
-            "warpkit.record('in_process', warpkit.notebook.RECORDS['curve'])"
+            "warpkit.record('in_process', warpkit.kit.notebook.RECORDS['curve'])"
         ),
     ]
     source = tmp_path / "roundtrip.ipynb"

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from warpkit.adapt import forward, fresh_buffers
-from warpkit.buffer import TrajectoryPoint
-from warpkit.objectives import one_step_objective, warp_meta_gradient, warp_objective
-from warpkit.warp import ResidualMLPWarp, task_parameters, warp_parameters
+from warpkit.engine.adapt import forward, fresh_buffers
+from warpkit.engine.buffer import TrajectoryPoint
+from warpkit.engine.objectives import one_step_objective, warp_meta_gradient, warp_objective
+from warpkit.engine.warp import ResidualMLPWarp, task_parameters, warp_parameters
 
 INNER_LR = 0.3
 

@@ -1,4 +1,4 @@
-"""The Omniglot experiment driver (warpkit.omniglot_experiment): the protocol (fixed test alphabets, nested training
+"""The Omniglot experiment driver (warpkit.experiments.omniglot): the protocol (fixed test alphabets, nested training
 sets, fixed task identities with fresh batches, one fresh copy per test task, the same adaptation for every
 method), checkpoint/resume of the whole sweep (a resumed sweep gives the numbers of an uninterrupted one; a corrupt
 or foreign checkpoint is refused and left untouched), the replay timing, the summaries and the figures.
@@ -18,9 +18,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from warpkit.checkpoint import CheckpointError  # noqa: E402
+from warpkit.kit.checkpoint import CheckpointError  # noqa: E402
 from warpkit.data.omniglot import AlphabetDataset  # noqa: E402
-from warpkit.omniglot_experiment import (  # noqa: E402
+from warpkit.experiments.omniglot import (  # noqa: E402
     METHODS_COMPARED,
     PAPER_ACCURACY_25,
     PAPER_WARP_LEAP_BY_ALPHABETS,
@@ -35,7 +35,7 @@ from warpkit.omniglot_experiment import (  # noqa: E402
     describe_parameters,
     warp_vs_plain_at_initialisation,
 )
-from warpkit.warp import task_parameters, warp_parameters  # noqa: E402
+from warpkit.engine.warp import task_parameters, warp_parameters  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -128,7 +128,7 @@ def test_checkpoint_setting():
 
 
 def test_size_note_lists_what_differs_from_the_paper():
-    from warpkit.omniglot_experiment import differences_from_paper, size_note
+    from warpkit.experiments.omniglot import differences_from_paper, size_note
 
     assert differences_from_paper(SIZES["full"]) == [] and "the paper's protocol" in size_note(SIZES["full"], "full")
     changes = differences_from_paper(SIZES["fast"])

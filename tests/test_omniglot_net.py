@@ -1,12 +1,12 @@
-"""The Omniglot network of warpgrad.md §5a: shapes, θ/φ split (counted by hand), identity warps."""
+"""The Omniglot network of Flennerhag et al., 2020, Section 4.2: shapes, θ/φ split (counted by hand), identity warps."""
 
 import pytest
 import torch
 
-from warpkit.adapt import adapt, forward, fresh_buffers
+from warpkit.engine.adapt import adapt, forward, fresh_buffers
 from warpkit.models.omniglot_net import OMNIGLOT_WARPS, OmniglotNet, omniglot_net_factory
-from warpkit.tasks import SupervisedTask
-from warpkit.warp import count_parameters, task_parameters, warp_parameters
+from warpkit.engine.tasks import SupervisedTask
+from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
 torch.set_num_threads(1)  # small tensors: intra-op threads only add contention on a shared machine
 
@@ -38,7 +38,7 @@ def test_shapes_and_parameter_split(warp):
     theta, phi = task_parameters(model), warp_parameters(model)
     assert count_parameters(theta) == expected_task_count(8, 5)
     assert count_parameters(phi) == EXPECTED_WARP_COUNT[warp](8)
-    # BatchNorm affine parameters and the head are task parameters (trap 1)
+    # BatchNorm affine parameters and the head are task parameters
     assert {"head.weight", "head.bias", "blocks.0.norm.weight", "blocks.3.norm.bias"} <= set(theta)
     assert all(name.startswith("warps.") for name in phi)
 
@@ -116,9 +116,9 @@ def test_same_seed_gives_the_same_theta_for_every_warp_kind():
 # ---------------------------------------------------------------------------------------------------------------
 # BatchNorm under batched replay (functorch's batch_norm backward batching rule is wrong, issue #534)
 # ---------------------------------------------------------------------------------------------------------------
-from warpkit.buffer import TrajectoryPoint  # noqa: E402
-from warpkit.batchnorm import elementary_batch_norm, explicit_batch_norm  # noqa: E402
-from warpkit.objectives import warp_meta_gradient, warp_objective  # noqa: E402
+from warpkit.engine.buffer import TrajectoryPoint  # noqa: E402
+from warpkit.engine.batchnorm import elementary_batch_norm, explicit_batch_norm  # noqa: E402
+from warpkit.engine.objectives import warp_meta_gradient, warp_objective  # noqa: E402
 
 
 def test_explicit_batch_norm_equals_the_fused_kernel():

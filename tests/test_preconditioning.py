@@ -1,4 +1,4 @@
-"""warpkit.preconditioning against independent references: closed forms, matrix powers, autograd, geometry."""
+"""warpkit.experiments.preconditioning against independent references: closed forms, matrix powers, autograd, geometry."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from warpkit import geometry
-from warpkit import preconditioning as pc
-from warpkit.warp import LinearWarp, ResidualMLPWarp
+from warpkit.engine import geometry
+from warpkit.experiments import preconditioning as pc
+from warpkit.viz import preconditioning as draw01
+from warpkit.engine.warp import LinearWarp, ResidualMLPWarp
 
 f64 = dict(dtype=torch.float64)
 
@@ -138,7 +139,7 @@ def test_descent_explorer_redraws_when_a_control_changes():
     import matplotlib
 
     matplotlib.use("Agg")
-    explorer = pc.DescentExplorer(start=(-1.5, 0.4), steps=10, condition_number=30.0)
+    explorer = draw01.DescentExplorer(start=(-1.5, 0.4), steps=10, condition_number=30.0)
     assert explorer.quadratic.condition_number == pytest.approx(30.0, rel=1e-6)
     plain_final = explorer.last.losses[-1]
     explorer.condition.value = 300.0

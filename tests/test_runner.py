@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from warpkit import runner
-from warpkit.runner import Parameter, RunnerError
+from warpkit.kit import runner
+from warpkit.kit.runner import Parameter, RunnerError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from warpkit.buffer import stack_batches
+from warpkit.engine.tasks import stack_batches
 from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, segment_bounds, weighted_mse
-from warpkit.tasks import Task
+from warpkit.engine.tasks import Task
 
 STEPS = 4
 

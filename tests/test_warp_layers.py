@@ -1,4 +1,4 @@
-"""Warp layers (warpgrad.md §4): identity at initialisation (value and Jacobian), marking θ/φ on any module,
+"""Warp layers (Flennerhag et al., 2020, Appendix A): identity at initialisation (value and Jacobian), marking θ/φ on any module,
 interleaving, and the multiplicative recurrent warp's gates."""
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, jacrev
 
-from warpkit.warp import (
+from warpkit.engine.warp import (
     ConvWarp,
     LinearWarp,
     MultiplicativeRecurrentWarp,

@@ -1,40 +1,38 @@
-"""warpkit: a notebook-first teaching kit for WarpGrad (Meta-Learning with Warped Gradient Descent, ICLR 2020).
+"""warpkit: a notebook-first teaching kit for WarpGrad (Meta-Learning with Warped Gradient Descent, Flennerhag et
+al., ICLR 2020, arXiv 1909.00025).
 
-The folders say what lives where (see ARCHITECTURE.md):
+Two layers (ARCHITECTURE.md):
 
-* ``warpkit.warp``        warp layers; which parameters are θ (task) and which are φ (warp)
-* ``warpkit.tasks``       what a task is: batches for the inner loop and for the meta-objective
-* ``warpkit.adapt``       the functional inner loop on θ only, returning a detached trajectory
-* ``warpkit.buffer``      trajectory points and their replay
-* ``warpkit.objectives``  the warp meta-objectives: exact (Eq. 11), first-order (Eq. 12), approx
-* ``warpkit.meta``        WarpGrad's algorithms (offline, online) and the initialisation meta-learners
-* ``warpkit.geometry``    Jacobians, metrics G⁻¹ = JJᵀ, Riemannian steps, 2-D toy surfaces
-* ``warpkit.data``, ``warpkit.envs``, ``warpkit.models``  the three experiments' data, maze and networks
-* ``warpkit.viz``         plotting and interactive explorers
-* ``warpkit.notebook``    record(), figure saving, seeding, device choice
-* ``warpkit.runner``      ``python -m warpkit run``;  ``warpkit.assign``: ``python -m warpkit assign``
+* ``warpkit.engine``: the method. Warp layers (θ task parameters, φ warp parameters), tasks, the functional inner
+  loop, the trajectory buffer, the warp objectives (Eq. 11 exact, Eq. 12 first-order), the meta-learners
+  (Algorithm 2 offline, Algorithm 1 online) with Leap, Reptile, FOMAML, MAML, and the geometry of warping;
+* ``warpkit.experiments``: the experiments behind the lessons, built from the engine and from ``warpkit.data``,
+  ``warpkit.envs`` and ``warpkit.models``;
+
+with the drawing in ``warpkit.viz`` and the tooling (notebook helpers, runner, assignments) in ``warpkit.kit``.
+What a user needs most is re-exported here:
+
+>>> import torch, warpkit
+>>> model = torch.nn.Sequential(torch.nn.Linear(1, 8), warpkit.LinearWarp(8), torch.nn.Linear(8, 1))
+>>> sorted(warpkit.warp_parameters(model))
+['1.weight']
 """
 
-from warpkit.notebook import (
-    RECORD_MIMETYPE,
-    figures_dir,
-    pick_device,
-    progress,
-    read_records,
-    record,
-    save_figure,
-    seed_everything,
-)
+from warpkit.engine.adapt import Trajectory, adapt, evaluate
+from warpkit.engine.meta import FOMAML, MAML, Leap, MetaLearner, MetaSGD, Reptile
+from warpkit.engine.tasks import SupervisedTask, Task
+from warpkit.engine.warp import (ConvWarp, LinearWarp, MultiplicativeRecurrentWarp, ResidualConvWarp,
+                                 ResidualMLPWarp, ScaleWarp, task_parameters, warp_parameters)
+from warpkit.kit.notebook import (RECORD_MIMETYPE, figures_dir, pick_device, progress, read_records, record,
+                                  save_figure, seed_everything)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "RECORD_MIMETYPE",
-    "figures_dir",
-    "pick_device",
-    "progress",
-    "read_records",
-    "record",
-    "save_figure",
+    "FOMAML", "MAML", "Leap", "MetaLearner", "MetaSGD", "Reptile",
+    "SupervisedTask", "Task", "Trajectory", "adapt", "evaluate",
+    "ConvWarp", "LinearWarp", "MultiplicativeRecurrentWarp", "ResidualConvWarp", "ResidualMLPWarp", "ScaleWarp",
+    "task_parameters", "warp_parameters",
+    "RECORD_MIMETYPE", "figures_dir", "pick_device", "progress", "read_records", "record", "save_figure",
     "seed_everything",
 ]

@@ -1,8 +1,8 @@
 """``python -m warpkit``: the command line.
 
 * ``python -m warpkit run [NOTEBOOK ...] [--size fast|full] [--device auto|cpu|cuda] [-p NAME VALUE ...]``
-  executes lessons headlessly (see :mod:`warpkit.runner`);
-* ``python -m warpkit assign SOURCE --out DIR`` writes student and solution notebooks (see :mod:`warpkit.assign`).
+  executes lessons headlessly (see :mod:`warpkit.kit.runner`);
+* ``python -m warpkit assign SOURCE --out DIR`` writes student and solution notebooks (see :mod:`warpkit.kit.assign`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "run":
-        from warpkit.runner import main as run_main
+        from warpkit.kit.runner import main as run_main  # lazy: papermill is slow to import; assign needs none of it
 
         return run_main(rest)
     if command == "assign":
-        from warpkit.assign import main as assign_main
+        from warpkit.kit.assign import main as assign_main  # lazy: only the command that runs is imported
 
         return assign_main(rest)
     print(f"python -m warpkit: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

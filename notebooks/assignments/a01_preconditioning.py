@@ -12,8 +12,8 @@
 # %%
 import torch
 
-from warpkit.checks import PublicChecks, check_close, check_equal, check_true
-from warpkit.warp import LinearWarp, task_parameters, warp_parameters
+from warpkit.kit.checks import PublicChecks, check_close, check_equal, check_true
+from warpkit.engine.warp import LinearWarp, task_parameters, warp_parameters
 
 torch.manual_seed(0)
 
@@ -42,7 +42,7 @@ def squared_error(prediction, target):
 # $$\theta \leftarrow \theta - \alpha \nabla_\theta L .$$
 #
 # Return a dict `{name: new tensor}` holding the task parameters only (use `task_parameters(model)` from
-# `warpkit.warp`), and do not modify the model itself. `torch.autograd.grad` gives the gradient.
+# `warpkit.engine.warp`), and do not modify the model itself. `torch.autograd.grad` gives the gradient.
 
 # %%
 def task_sgd_step(model, x, y, lr):
@@ -175,10 +175,10 @@ check_equal("hidden: φ is the warp weight only", sorted(warp_parameters(model0)
 # Exercise 4: full marks for "rows scaled by 9 and 1/9" and "T = I gives T Tᵀ = I".
 import numpy as np
 
-from warpkit.preconditioning import train_through_warp, weighted_squared_error
+from warpkit.experiments.preconditioning import train_through_warp, weighted_squared_error
 
 effective, _ = train_through_warp(warped_layer(W0, T0)[1], W0, x0, y0, torch.eye(3, dtype=torch.float64), 0.1, 1)
 assert torch.allclose(effective[1], after_warped_step, atol=1e-10), "the library's warped step disagrees"
 assert np.isclose(float(weighted_squared_error(model0(x0), y0, torch.eye(3, dtype=torch.float64))),
                   float(squared_error(model0(x0), y0)))
-print("instructor cross-checks against warpkit.preconditioning passed")
+print("instructor cross-checks against warpkit.experiments.preconditioning passed")

@@ -13,8 +13,8 @@
 import torch
 from torch.func import grad, jacrev
 
-from warpkit.checks import PublicChecks, check_close
-from warpkit.geometry import PlaneWarp
+from warpkit.kit.checks import PublicChecks, check_close
+from warpkit.engine.geometry import PlaneWarp
 
 torch.manual_seed(0)
 omega = PlaneWarp(strength=3.0, rotation=0.4, shear=0.5, nonlinearity=1.0).double()  # a non-linear warp of R²
@@ -56,10 +56,10 @@ with PublicChecks("warp_jacobian") as checks:
     A = torch.tensor([[2.0, 1.0], [0.0, 3.0]], dtype=torch.float64)
     checks.close("a linear warp Ω(θ) = A θ has J = A", warp_jacobian(lambda t: A @ t, theta0), A)
 ### BEGIN HIDDEN TESTS
-from warpkit.geometry import jacobian as library_jacobian
+from warpkit.engine.geometry import jacobian as library_jacobian
 
 theta_h = torch.randn(2, dtype=torch.float64)
-check_close("hidden: agrees with warpkit.geometry.jacobian", warp_jacobian(omega, theta_h),
+check_close("hidden: agrees with warpkit.engine.geometry.jacobian", warp_jacobian(omega, theta_h),
             library_jacobian(omega, theta_h))
 ### END HIDDEN TESTS
 
@@ -87,11 +87,11 @@ with PublicChecks("inverse_metric") as checks:
     checks.true("positive definite here", torch.linalg.eigvalsh(G_inv0).min() > 0,
                 "G⁻¹ has an eigenvalue ≤ 0 although J is invertible at theta0")
 ### BEGIN HIDDEN TESTS
-from warpkit.geometry import inverse_metric as library_inverse_metric
+from warpkit.engine.geometry import inverse_metric as library_inverse_metric
 
 J_h = torch.randn(3, 2, dtype=torch.float64)
 check_close("hidden: a non-square J gives a 3×3 matrix", inverse_metric(J_h), J_h @ J_h.T)
-check_close("hidden: agrees with warpkit.geometry", G_inv0, library_inverse_metric(omega, theta0))
+check_close("hidden: agrees with warpkit.engine.geometry", G_inv0, library_inverse_metric(omega, theta0))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -133,12 +133,12 @@ with PublicChecks("riemannian_step") as checks:
                 f"dividing α by 10 divided the gap by {float(gaps[0] / gaps[1]):.3g}, not about 100",
                 hint="the gap is O(α²) only if your step uses G⁻¹ = J Jᵀ at θ and ∇L at γ = Ω(θ)")
 ### BEGIN HIDDEN TESTS
-from warpkit.geometry import one_step_gap
+from warpkit.engine.geometry import one_step_gap
 
 torch.set_default_dtype(torch.float64)  # one_step_gap works in the default dtype
 library_gap = one_step_gap(bumpy_loss, omega, theta0, 1e-3)
 torch.set_default_dtype(torch.float32)
-check_close("hidden: the gap agrees with warpkit.geometry.one_step_gap", gaps[1], library_gap,
+check_close("hidden: the gap agrees with warpkit.engine.geometry.one_step_gap", gaps[1], library_gap,
             rtol=1e-6, atol=1e-12)
 check_close("hidden: lr = 0 gives γ itself", riemannian_step(bumpy_loss, omega, theta0, 0.0), omega(theta0))
 ### END HIDDEN TESTS
@@ -161,7 +161,7 @@ check_close("hidden: lr = 0 gives γ itself", riemannian_step(bumpy_loss, omega,
 # Grading notes (instructor only). Exercise 3: a step that uses Jᵀ J instead of J Jᵀ passes the hand-worked
 # check (J is diagonal there) but fails the O(α²) check on the twisted warp. Exercise 4: full marks for
 # "−‖Jᵀ∇L‖² < 0" and "null direction of J Jᵀ ignored / G undefined".
-from warpkit.geometry import riemannian_gradient_step
+from warpkit.engine.geometry import riemannian_gradient_step
 
 gamma0 = omega(theta0)
 G_inv_at_theta0 = inverse_metric(warp_jacobian(omega, theta0))

@@ -16,10 +16,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 
-from warpkit.adapt import adapt
-from warpkit.checks import PublicChecks, check_close
-from warpkit.tasks import SupervisedTask
-from warpkit.warp import ResidualMLPWarp, interleave_warps, warp_parameters
+from warpkit.engine.adapt import adapt
+from warpkit.kit.checks import PublicChecks, check_close
+from warpkit.engine.tasks import SupervisedTask
+from warpkit.engine.warp import ResidualMLPWarp, interleave_warps, warp_parameters
 
 torch.manual_seed(0)
 model = interleave_warps([nn.Linear(4, 8), nn.Sequential(nn.Tanh(), nn.Linear(8, 3))],
@@ -29,7 +29,7 @@ with torch.no_grad():  # a stand-in for a meta-learned warp: move φ away from t
         p.add_(0.3 * torch.randn_like(p))
 
 # %% [markdown]
-# A small 3-class task, and one run of task adaptation (10 SGD steps on θ, φ frozen) with `warpkit.adapt`.
+# A small 3-class task, and one run of task adaptation (10 SGD steps on θ, φ frozen) with `warpkit.engine.adapt`.
 # The run's trajectory holds the points θ_0 … θ_9, detached; we replay the point θ_5 with two fresh batches.
 
 # %%
@@ -135,12 +135,12 @@ with PublicChecks("first_order_objective") as checks:
                  finite_difference, atol=1e-7,
                  hint="the gradient is too big or too small? Stop the gradient through the inner step (.detach())")
 ### BEGIN HIDDEN TESTS
-from warpkit.objectives import one_step_objective
+from warpkit.engine.objectives import one_step_objective
 
 library_value = one_step_objective(model, F.cross_entropy, phi, theta, {}, task_batch, meta_batch, LR,
                                    mode="first_order")
-check_close("hidden: agrees with warpkit.objectives (value)", value, library_value)
-check_close("hidden: agrees with warpkit.objectives (φ-gradient)",
+check_close("hidden: agrees with warpkit.engine.objectives (value)", value, library_value)
+check_close("hidden: agrees with warpkit.engine.objectives (φ-gradient)",
             phi_slope(first_order_objective(theta, phi, task_batch, meta_batch, LR)), phi_slope(library_value))
 ### END HIDDEN TESTS
 
@@ -187,7 +187,7 @@ with PublicChecks("exact_objective") as checks:
 print(f"directional φ-gradient: exact {float(exact_slope):.5f}, first-order {float(first_order_slope):.5f}")
 ### BEGIN HIDDEN TESTS
 library_exact = one_step_objective(model, F.cross_entropy, phi, theta, {}, task_batch, meta_batch, LR, mode="exact")
-check_close("hidden: agrees with warpkit.objectives (exact φ-gradient)", exact_slope, phi_slope(library_exact))
+check_close("hidden: agrees with warpkit.engine.objectives (exact φ-gradient)", exact_slope, phi_slope(library_exact))
 ### END HIDDEN TESTS
 
 # %% [markdown]

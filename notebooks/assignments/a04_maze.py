@@ -12,7 +12,7 @@
 # %%
 import numpy as np
 
-from warpkit.checks import PublicChecks, check_equal, check_true
+from warpkit.kit.checks import PublicChecks, check_equal, check_true
 from warpkit.envs.maze import ACTION_NAMES, ACTION_OFFSETS
 
 print("actions:", dict(zip(ACTION_NAMES, ACTION_OFFSETS)), "as (row, column) offsets")

@@ -14,8 +14,8 @@
 import torch
 from torch.func import functional_call
 
-from warpkit.adapt import adapt
-from warpkit.checks import PublicChecks, check_close
+from warpkit.engine.adapt import adapt
+from warpkit.kit.checks import PublicChecks, check_close
 from warpkit.data.sine import ContinualSineTask, weighted_mse
 from warpkit.models.mlp import plain_mlp
 

@@ -1,4 +1,4 @@
-"""Omniglot's multi-shot protocol (warpgrad.md §5a): one alphabet = one task.
+"""Omniglot's multi-shot protocol (Flennerhag et al., 2020, Section 4.2): one alphabet = one task.
 
 A task takes ``ways`` (20) characters of one alphabet, labels them 0..ways−1 in a random order, and splits the
 20 drawers of the task into ``n_train`` (15) training and 20 − ``n_train`` (5) held-out drawers, the same split
@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from warpkit.data.augment import OMNIGLOT_AUGMENTATION, RandomAffine
-from warpkit.data.omniglot import AlphabetDataset, TooFewCharactersError
+from warpkit.data.glyphs import load_glyphs
+from warpkit.data.omniglot import AlphabetDataset, OmniglotNotFoundError, TooFewCharactersError, load_omniglot
 
 
 def derive_seed(*parts) -> int:
@@ -43,7 +44,7 @@ def _generator(*parts) -> torch.Generator:
 
 
 class AlphabetTask:
-    """A ``ways``-way classification task on one alphabet; implements :class:`warpkit.tasks.Task`.
+    """A ``ways``-way classification task on one alphabet; implements :class:`warpkit.engine.tasks.Task`.
 
     Attributes: ``alphabet``, ``ways``, ``characters`` (dataset indices; label i is ``characters[i]``),
     ``train_drawers``/``test_drawers`` (0-based), ``train_inputs`` ``[ways·n_train, 1, S, S]`` with
@@ -229,9 +230,6 @@ def load_alphabet_dataset(source: str = "auto", root=None, sets="auto", image_si
                           cache_dir=None, download: bool = False, show_progress: bool = False) -> AlphabetDataset:
     """Omniglot when it is found (or ``source="omniglot"``, which then must be found), else the glyph stand-in
     (``source="glyphs"`` forces it). Never mixes the two; ``dataset.source`` says which one came back."""
-    from warpkit.data.glyphs import load_glyphs
-    from warpkit.data.omniglot import OmniglotNotFoundError, load_omniglot
-
     if source not in ("auto", "omniglot", "glyphs"):
         raise ValueError(f"load_alphabet_dataset(): source must be 'auto', 'omniglot' or 'glyphs', got {source!r}")
     if source in ("auto", "omniglot"):

@@ -51,6 +51,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from warpkit.kit.notebook import progress
+
 from warpkit.data.omniglot import (
     AlphabetDataset,
     _pack,
@@ -437,8 +439,6 @@ def load_glyphs(seed: int = 0, image_size: int = 28, n_drawers: int = 20, script
     ``system_fonts``). ``scripts``: the candidate alphabets (default: DEJAVU_SCRIPTS + EXTRA_SCRIPTS); a script no
     font covers with ``min_characters`` letters is skipped. Same ``seed`` and fonts → the same images, bit for bit.
     """
-    from warpkit.notebook import progress
-
     if not isinstance(image_size, int) or not 4 <= image_size <= CANVAS:
         raise ValueError(f"image_size must be an int between 4 and {CANVAS}, got {image_size!r}")
     if not isinstance(n_drawers, int) or n_drawers < 1:

@@ -61,6 +61,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from warpkit.kit.notebook import progress
+
 OMNIGLOT_SETS = (
     "images_background",
     "images_evaluation",
@@ -313,8 +315,6 @@ def download_file(url: str, destination: str | os.PathLike, md5: str | None, sho
 
     ``opener(url)`` returns a readable response (default :func:`urllib.request.urlopen`; ``file://`` URLs work).
     """
-    from warpkit.notebook import progress
-
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     opener = opener or (lambda address: urllib.request.urlopen(address, timeout=60))
@@ -444,8 +444,6 @@ def _character_sort_key(name: str):
 
 def _read_set(source: OmniglotSource, image_size: int, show_progress: bool) -> tuple[dict, dict]:
     """Decode every image of a set → ``({alphabet: uint8 [chars, 20, S, S]}, {alphabet: [character names]})``."""
-    from warpkit.notebook import progress
-
     archive = None
     try:
         if source.kind == "zip":

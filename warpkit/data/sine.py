@@ -1,4 +1,4 @@
-r"""Continual sine regression (warpgrad.md §5c): a task is a *sequence* of sub-tasks on consecutive segments.
+r"""Continual sine regression (Flennerhag et al., 2020, Section 4.4): a task is a *sequence* of sub-tasks on consecutive segments.
 
 The input interval [a, b] (default [−5, 5]) is cut into T equal consecutive segments S_1 … S_T (default T = 5).
 A continual task draws, for every sub-task t, its own sine wave
@@ -65,7 +65,7 @@ def segment_bounds(interval: tuple[float, float], num_subtasks: int) -> list[tup
 
 
 class ContinualSineTask:
-    r"""One continual task: T sine sub-tasks on T consecutive segments, learned in order (a ``warpkit.tasks.Task``).
+    r"""One continual task: T sine sub-tasks on T consecutive segments, learned in order (a ``warpkit.engine.tasks.Task``).
 
     ``sample_batch(step)`` draws ``batch_size`` points uniformly from the segment of sub-task t(step);
     ``sample_meta_batches(step)`` returns ``(task batch of sub-task t, meta batch over sub-tasks 1..t)`` (two

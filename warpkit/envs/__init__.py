@@ -1,4 +1,4 @@
-"""warpkit.envs: the maze of the reinforcement-learning experiment (warpgrad.md §5b).
+"""warpkit.envs: the maze of the reinforcement-learning experiment (Flennerhag et al., 2020, Section 4.3).
 
 Importing this package registers the gymnasium id ``warpkit/Maze-v0``:
 

@@ -1,4 +1,4 @@
-r"""Miconi's grid maze: the goal location is the task (warpgrad.md §5b).
+r"""Miconi's grid maze: the goal location is the task (Flennerhag et al., 2020, Section 4.3).
 
 The maze of "Differentiable plasticity" (Miconi et al., ICML 2018, §4.5) and "Backpropamine" (ICLR 2019, §4.2),
 used by WarpGrad for its reinforcement-learning experiment. Two forms with *identical* rules:
@@ -72,7 +72,7 @@ ACTION_SLICE = slice(13, 17)
 # ----------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MazeConfig:
-    """The maze's parameters (warpgrad.md §5b defaults)."""
+    """The maze's parameters (Flennerhag et al., 2020, Section 4.3 defaults)."""
 
     size: int = 13
     episode_length: int = 200

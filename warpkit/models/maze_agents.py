@@ -1,4 +1,4 @@
-r"""The maze agents of warpgrad.md §5b: Warp-RNN, its ablations, and the two meta-learning baselines.
+r"""The maze agents of Flennerhag et al., 2020, Section 4.3: Warp-RNN, its ablations, and the two meta-learning baselines.
 
 Every agent is a :class:`MazeAgent`: it maps the 17-value maze observation and a recurrent state to policy logits
 (4 actions) and a value estimate, one step at a time::
@@ -9,8 +9,8 @@ Every agent is a :class:`MazeAgent`: it maps the 17-value maze observation and a
 
 All agents start every episode from a zero recurrent state (the goal moves every episode, so nothing in the state
 should carry over). How their *weights* learn is set by which parameters are task parameters θ and which are warp
-parameters φ (:func:`warpkit.warp.task_parameters` / :func:`warpkit.warp.warp_parameters`); the training loop in
-:mod:`warpkit.rl` takes an Adam step on θ after every episode and on φ every N episodes.
+parameters φ (:func:`warpkit.engine.warp.task_parameters` / :func:`warpkit.engine.warp.warp_parameters`); the training loop in
+:mod:`warpkit.experiments.maze` takes an Adam step on θ after every episode and on φ every N episodes.
 
 ===================  ===========================================================================================
 agent                what it is
@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from warpkit.envs.maze import NUM_ACTIONS, OBSERVATION_SIZE
-from warpkit.warp import LinearWarp, MultiplicativeRecurrentWarp
+from warpkit.engine.warp import LinearWarp, MultiplicativeRecurrentWarp
 
 WARP_KINDS = ("hyper", "linear", "none")
 
@@ -75,7 +75,7 @@ class MazeAgent(nn.Module):
 
 
 class WarpRNNAgent(MazeAgent):
-    r"""Warp-RNN (warpgrad.md §5b; the authors' ``WNet`` over an adaptive RNN).
+    r"""Warp-RNN (Flennerhag et al., 2020, Section 4.3; the authors' ``WNet`` over an adaptive RNN).
 
     The task RNN (θ: W_x, W_h, b and the two heads) computes, with gates from the warp,
 
@@ -83,14 +83,14 @@ class WarpRNNAgent(MazeAgent):
                               + g^{r}_t \odot W_h (g^{h}_t \odot h_{t-1}) + g^{b}_t \odot b \big),
 
     where ``warp="hyper"`` takes ``(g^x, g^h, g^i, g^r, g^b)`` from a
-    :class:`~warpkit.warp.MultiplicativeRecurrentWarp`: an LSTM over [x_t, h_{t-1}] (its own state
+    :class:`~warpkit.engine.warp.MultiplicativeRecurrentWarp`: an LSTM over [x_t, h_{t-1}] (its own state
     carried through the episode) followed by g = 1 + tanh(W u_t + c). ``warp="linear"`` replaces the four
-    multiplications on x, h and the two drives by identity-initialised :class:`~warpkit.warp.LinearWarp` layers
+    multiplications on x, h and the two drives by identity-initialised :class:`~warpkit.engine.warp.LinearWarp` layers
     (a fixed, state-independent preconditioner); ``warp="none"`` is the plain RNN. All warps start at the identity,
     so the three variants compute the same function at initialisation.
 
     The gradient reaching θ passes through the gates, so θ's update is preconditioned by the warp; φ is trained
-    across episodes on the accumulated actor-critic gradient (:mod:`warpkit.rl`).
+    across episodes on the accumulated actor-critic gradient (:mod:`warpkit.experiments.maze`).
     """
 
     def __init__(self, input_size: int = OBSERVATION_SIZE, hidden_size: int = 100, num_actions: int = NUM_ACTIONS,
@@ -131,7 +131,7 @@ class WarpRNNAgent(MazeAgent):
         return (torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections]))
 
     def warp_gates(self, x: torch.Tensor, h: torch.Tensor, warp_state, projection=None):
-        """The gates of ``self.warp`` (a :class:`~warpkit.warp.MultiplicativeRecurrentWarp`): exactly its
+        """The gates of ``self.warp`` (a :class:`~warpkit.engine.warp.MultiplicativeRecurrentWarp`): exactly its
         ``forward(x, h, warp_state)``, but with its five projections applied as one matrix product and split,
         which makes the per-step autograd graph several nodes shorter (a test checks the two agree).
         Returns ``(gates, (u, c))``."""

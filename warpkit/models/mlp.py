@@ -1,13 +1,13 @@
-r"""Warp-MLP (warpgrad.md §5c) and its unwarped twin, for 1-D regression.
+r"""Warp-MLP (Flennerhag et al., 2020, Section 4.4) and its unwarped twin, for 1-D regression.
 
 The task network is an MLP of L task layers h_l (θ): ``Linear → activation`` for the hidden layers and a linear
-head. Warp-MLP interleaves a residual MLP warp ω_l(z) = z + g_l(z; φ) (:class:`warpkit.warp.ResidualMLPWarp`,
+head. Warp-MLP interleaves a residual MLP warp ω_l(z) = z + g_l(z; φ) (:class:`warpkit.engine.warp.ResidualMLPWarp`,
 identity at initialisation) after every hidden task layer:
 
 .. math::  f(x) = h_L \circ \omega_{L-1} \circ h_{L-1} \circ \dots \circ \omega_1 \circ h_1(x).
 
 Because g_l is non-linear, the preconditioner it induces on θ depends on the data x and on θ itself
-(warpgrad.md §1): a warp can, for instance, route the gradient of a sample on one segment of the input interval
+(Flennerhag et al., 2020, Section 2): a warp can, for instance, route the gradient of a sample on one segment of the input interval
 away from the features that other segments rely on.
 
 :func:`plain_mlp` builds the *twin*: the same task layers with the same initial values (for the same ``seed``)
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from warpkit.warp import ResidualMLPWarp, interleave_warps
+from warpkit.engine.warp import ResidualMLPWarp, interleave_warps
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "softplus": nn.Softplus}
 

@@ -1,4 +1,4 @@
-r"""The Omniglot network of warpgrad.md §5a, with or without warp layers.
+r"""The Omniglot network of Flennerhag et al., 2020, Section 4.2, with or without warp layers.
 
 Task layers (θ): four convolutional blocks and a linear head,
 
@@ -7,8 +7,8 @@ Task layers (θ): four convolutional blocks and a linear head,
            \circ \omega_1 \circ \text{block}_1(x)) + b_{\text{head}},
 
 on 1×28×28 inputs (28 → 14 → 7 → 3 → 1 after the four poolings, so the head sees ``filters`` features).
-The BatchNorm affine parameters and the head are task parameters (trap 1, warpgrad.md §6); the BatchNorm running
-statistics are buffers that :mod:`warpkit.adapt` resets for every task.
+The BatchNorm affine parameters and the head are task parameters ; the BatchNorm running
+statistics are buffers that :mod:`warpkit.engine.adapt` resets for every task.
 
 Warp layers (φ), one ω_i after *each* of the four blocks, so that every task layer above a block (the next block
 or, after the last block, the head) receives a preconditioned gradient, and every block's own parameters are
@@ -18,19 +18,19 @@ preconditioned by the warps above it:
 ``warp=``           ω_i
 ==================  =================================================================================
 ``"none"``          no warp: the plain network (Leap, Reptile, MAML, finetuning baselines)
-``"conv3"``         :class:`~warpkit.warp.ConvWarp` 3×3, ``filters``→``filters`` (the paper's Omniglot
+``"conv3"``         :class:`~warpkit.engine.warp.ConvWarp` 3×3, ``filters``→``filters`` (the paper's Omniglot
                     warp: "one 3×3 conv 64→64 after each block"); ``"default"`` is an alias
-``"conv1"``         :class:`~warpkit.warp.ConvWarp` 1×1: a linear map of the channels at every position
-``"residual_conv"`` :class:`~warpkit.warp.ResidualConvWarp` x + g(x): data- and θ-dependent preconditioning
+``"conv1"``         :class:`~warpkit.engine.warp.ConvWarp` 1×1: a linear map of the channels at every position
+``"residual_conv"`` :class:`~warpkit.engine.warp.ResidualConvWarp` x + g(x): data- and θ-dependent preconditioning
 ``"linear"``        T-Net style: a linear map of the channels after each block (1×1 ConvWarp after blocks
-                    1–3) and a :class:`~warpkit.warp.LinearWarp` on the flattened feature vector before the head
+                    1–3) and a :class:`~warpkit.engine.warp.LinearWarp` on the flattened feature vector before the head
 ==================  =================================================================================
 
 BatchNorm is the standard ``nn.BatchNorm2d``. (Batched exact replay evaluates it in elementary form, because the
-fused kernel's double backward is wrong under ``vmap``: see :mod:`warpkit.batchnorm`.)
+fused kernel's double backward is wrong under ``vmap``: see :mod:`warpkit.engine.batchnorm`.)
 
 ``"linear"`` and ``"conv1"`` compute the same family of functions (the last block's output is 1×1, where a
-1×1 convolution *is* a linear map); ``"linear"`` exists so that generic code (:mod:`warpkit.baselines`, T-Nets) can
+1×1 convolution *is* a linear map); ``"linear"`` exists so that generic code (:mod:`warpkit.engine.baselines`, T-Nets) can
 ask any model factory for "linear warps" by one name. Every warp is the identity at initialisation, so each warped
 network computes exactly the function of its unwarped twin with the same θ.
 """
@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from warpkit.warp import ConvWarp, LinearWarp, ResidualConvWarp
+from warpkit.engine.warp import ConvWarp, LinearWarp, ResidualConvWarp
 
 OMNIGLOT_WARPS = ("none", "conv3", "conv1", "residual_conv", "linear", "default")
 IMAGE_SIZE = 28
@@ -121,7 +121,7 @@ class OmniglotNet(nn.Module):
 
 
 def omniglot_net_factory(ways: int = 20, filters: int = 64, batchnorm: bool = True):
-    """A ``model_factory(warp)`` for :func:`warpkit.baselines.make_method`: the same network with any warp kind."""
+    """A ``model_factory(warp)`` for :func:`warpkit.engine.baselines.make_method`: the same network with any warp kind."""
 
     def make(warp: str = "none") -> OmniglotNet:
         return OmniglotNet(ways=ways, filters=filters, warp=warp, batchnorm=batchnorm)

@@ -1,4 +1,4 @@
-"""Drawing functions for notebook 05 (continual sine regression, warpgrad.md §5c).
+"""Drawing functions for notebook 05 (continual sine regression, Flennerhag et al., 2020, Section 4.4).
 
 Every function takes plain tensors/arrays and returns a pyplot-free ``matplotlib.figure.Figure`` (shown by the
 notebook as the value of its cell), so the same functions work in tests and in headless runs.
@@ -97,7 +97,7 @@ def plot_fits_after_each_subtask(task, inputs: torch.Tensor, fits: Mapping[str, 
     """Rows = learners, columns = "after sub-task j": the learner's fit f(x; θ^{(j)}) (its colour) over the whole
     interval, the targets of the sub-tasks seen so far (solid, sub-task colours) and of those still to come
     (faint). ``fits[name]`` is a [T, N] tensor of predictions on ``inputs`` ([N, 1]); see
-    :func:`warpkit.continual.predictions`. Forgetting shows as the fit leaving earlier segments' curves."""
+    :func:`warpkit.experiments.continual.predictions`. Forgetting shows as the fit leaving earlier segments' curves."""
     names = list(fits)
     size = task.num_subtasks
     fig, axes = new_figure(ncols=size, nrows=len(names), panel_size=panel_size)

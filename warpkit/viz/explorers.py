@@ -1,6 +1,6 @@
 r"""Interactive explorers for notebook 02: each is a *pure drawing function* plus a thin *widget wrapper*.
 
-* :func:`draw_warp_explorer` / :class:`WarpExplorer` — sliders for a :class:`~warpkit.geometry.PlaneWarp`
+* :func:`draw_warp_explorer` / :class:`WarpExplorer` — sliders for a :class:`~warpkit.engine.geometry.PlaneWarp`
   (strength, rotation, shear, non-linearity) redraw the warped grid, the metric ellipses, and a descent path
   in warped and native coordinates;
 * :func:`draw_descent_explorer` / :class:`DescentExplorer` — step size and start point: plain GD, warped GD
@@ -27,7 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from warpkit import geometry as geo
+from warpkit.engine import geometry as geo
+from warpkit.experiments import mountains
 from warpkit.viz import geometry as draw
 from warpkit.viz.style import PATH_COLORS, new_figure, tidy_axes
 
@@ -214,7 +215,7 @@ def _small_multiples(draw_function, settings: Sequence[dict], rows: int, panel_s
 class WarpScene:
     """What the warp explorer draws on: a loss, the window, a native start point, a step size and a budget."""
 
-    loss: Callable = field(default_factory=lambda: geo.QuadraticBowl(condition=12.0, angle=0.6, centre=(0.6, 0.3)))
+    loss: Callable = field(default_factory=lambda: mountains.QuadraticBowl(condition=12.0, angle=0.6, centre=(0.6, 0.3)))
     extent: tuple = (-2.5, 2.5, -2.5, 2.5)
     start: tuple = (-2.0, 1.6)
     lr: float = 0.07
@@ -303,7 +304,7 @@ class DescentScene:
 
     warp: Callable = field(default_factory=lambda: geo.PlaneWarp(strength=2.0, rotation=0.6, shear=0.0,
                                                                    nonlinearity=1.5))
-    loss: Callable = field(default_factory=lambda: geo.QuadraticBowl(condition=12.0, angle=0.6, centre=(0.6, 0.3)))
+    loss: Callable = field(default_factory=lambda: mountains.QuadraticBowl(condition=12.0, angle=0.6, centre=(0.6, 0.3)))
     extent: tuple = (-2.5, 2.5, -2.5, 2.5)
     steps: int = 20
     resolution: int = 60
@@ -390,16 +391,16 @@ def descent_explorer_small_multiples(settings: Sequence[dict], scene: DescentSce
 # (iii) the meta-learned mountain warp
 # ----------------------------------------------------------------------------------------------------------
 #: a meta-training snapshot: ``iteration``, ``warp`` (Ω), ``theta0`` (WarpGrad's θ_0), ``sgd_init``
-MountainSnapshot = geo.MountainSnapshotState
+MountainSnapshot = mountains.MountainSnapshotState
 
 
 class MountainScene:
     """Held-out surfaces and meta-training snapshots, with every path precomputed (so a slider move only
     draws): ``paths[s]`` = (warped paths γ_k = Ω(θ_k), SGD paths), each (surfaces, steps + 1, 2), of snapshot s,
-    computed for all surfaces at once by :func:`warpkit.geometry.batched_descent_paths`;
+    computed for all surfaces at once by :func:`warpkit.experiments.mountains.batched_descent_paths`;
     ``final_loss[s, i]`` = (warp, SGD) final losses."""
 
-    def __init__(self, surfaces: Sequence[geo.MountainSurface], snapshots: Sequence[MountainSnapshot],
+    def __init__(self, surfaces: Sequence[mountains.MountainSurface], snapshots: Sequence[MountainSnapshot],
                  lr: float = 0.1, steps: int = 100, extent=(-3.0, 3.0, -3.0, 3.0), resolution: int = 70):
         if not snapshots:
             raise ValueError("MountainScene needs at least one snapshot")
@@ -408,11 +409,11 @@ class MountainScene:
         self.paths = []
         final = []
         for snap in self.snapshots:
-            warped = geo.batched_descent_paths(snap.warp, snap.theta0, self.surfaces, lr, steps)
-            sgd = geo.batched_descent_paths(None, snap.sgd_init, self.surfaces, lr, steps)
+            warped = mountains.batched_descent_paths(snap.warp, snap.theta0, self.surfaces, lr, steps)
+            sgd = mountains.batched_descent_paths(None, snap.sgd_init, self.surfaces, lr, steps)
             self.paths.append((warped, sgd))
-            final.append(torch.stack([geo.final_losses(warped, self.surfaces),
-                                      geo.final_losses(sgd, self.surfaces)], dim=-1).numpy())
+            final.append(torch.stack([mountains.final_losses(warped, self.surfaces),
+                                      mountains.final_losses(sgd, self.surfaces)], dim=-1).numpy())
         self.final_loss = np.stack(final)  # (snapshots, surfaces, 2)
         self._levels = {}
 

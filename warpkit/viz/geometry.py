@@ -5,11 +5,11 @@ data in place, which is what keeps the widget explorers' redraws fast.
 * :func:`draw_loss_contours` — L(γ) in native coordinates, or L(Ω(θ)) in warped coordinates (``warp=``);
 * :func:`draw_warped_grid` — the image Ω(grid) of a regular θ-grid (a ``LineCollection``);
 * :func:`draw_metric_ellipses` — the ellipses {Ω(θ_i) + J_i u : ‖u‖ ≤ r} of G⁻¹ = JJᵀ on the grid's nodes
-  (a ``PolyCollection``; see :func:`warpkit.geometry.metric_ellipses`);
+  (a ``PolyCollection``; see :func:`warpkit.engine.geometry.metric_ellipses`);
 * :func:`draw_gradient_field` — −∇L (native) or −G⁻¹∇L (Riemannian) as arrows;
 * :func:`draw_path` — an optimisation path with its start and end marked.
 
-The maths lives in :mod:`warpkit.geometry`; these functions only draw it.
+The maths lives in :mod:`warpkit.engine.geometry`; these functions only draw it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from matplotlib.collections import LineCollection, PolyCollection
 from torch.func import vmap
 
-from warpkit import geometry as geo
+from warpkit.engine import geometry as geo
 from warpkit.viz.style import CONTOUR_ALPHA, CONTOUR_CMAP, ELLIPSE_STYLE, GRID_STYLE, PATH_COLORS
 
 

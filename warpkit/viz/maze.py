@@ -1,4 +1,4 @@
-"""Drawing the maze (warpgrad.md §5b): the grid, an agent's path, frame strips, learning curves, goal hits.
+"""Drawing the maze (Flennerhag et al., 2020, Section 4.3): the grid, an agent's path, frame strips, learning curves, goal hits.
 
 Every function draws into matplotlib axes or returns a figure; nothing here runs an agent.
 """
@@ -10,6 +10,8 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
+
+from warpkit.envs.maze import shortest_distances
 
 WALL_COLOUR, FLOOR_COLOUR = "#3c3c46", "#ebebe1"
 GOAL_COLOUR, AGENT_COLOUR = "#2e9e4f", "#d7322a"
@@ -158,8 +160,6 @@ def returns_after_teleports(walls, cells, goals, reached) -> tuple[np.ndarray, n
     moves from the landing cell to the goal, and the number of steps the agent took. A memoryless searcher takes
     many more steps than the shortest path; an agent that remembers the goal walks close to it. Only returns that
     finished before the end of the episode are counted (the same truncation for every agent)."""
-    from warpkit.envs.maze import shortest_distances
-
     walls, cells, goals = _as_numpy(walls), _as_numpy(cells), _as_numpy(goals)
     reached = _as_numpy(reached).astype(bool)
     shortest, taken = [], []

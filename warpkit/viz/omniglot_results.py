@@ -1,8 +1,8 @@
-"""Figures of notebook 03's results (:mod:`warpkit.omniglot_experiment`): held-out accuracy against the number of
+"""Figures of notebook 03's results (:mod:`warpkit.experiments.omniglot`): held-out accuracy against the number of
 training alphabets (mean ± std over seeds, like the paper's figure), the adaptation loss curves with and without
 warps, meta-training curves, the replay-speed comparison and the paper's reported numbers side by side.
 
-Each function draws a new figure from a :class:`~warpkit.omniglot_experiment.SweepResults` (or a timing dict) and
+Each function draws a new figure from a :class:`~warpkit.experiments.omniglot.SweepResults` (or a timing dict) and
 returns it; the notebook saves it with ``warpkit.save_figure``.
 """
 
@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from warpkit.omniglot_experiment import (
+from warpkit.experiments.omniglot import (
     METHOD_LABELS,
     PAPER_ACCURACY_25,
     PAPER_WARP_LEAP_BY_ALPHABETS,
@@ -79,7 +79,7 @@ def plot_accuracy_vs_alphabets(results: SweepResults, methods: Sequence[str] | N
         ax2.axhline(5.0, color="0.5", linestyle=":", linewidth=1)
         ax2.set_xticks([1, 5, 10, 15, 20, 25])
         ax2.set_xlabel("number of training alphabets n")
-        ax2.set_title("paper (full Omniglot, 20-way, 100 steps, 64 filters)\nreported numbers, warpgrad.md §5a",
+        ax2.set_title("paper (full Omniglot, 20-way, 100 steps, 64 filters)\nreported in Flennerhag et al., 2020, Section 4.2",
                       fontsize=9)
         ax2.legend(fontsize=7, loc="lower right")
         ax2.grid(alpha=0.3)
@@ -163,7 +163,7 @@ def plot_meta_training(results: SweepResults, alphabets: int | None = None, seed
 
 def plot_replay_speed(timing: dict):
     """One Warp-Leap meta-iteration split into adaptation and replay, per replay scheme (from
-    :meth:`~warpkit.omniglot_experiment.OmniglotExperiment.time_meta_iteration`)."""
+    :meth:`~warpkit.experiments.omniglot.OmniglotExperiment.time_meta_iteration`)."""
     import matplotlib.pyplot as plt
 
     names = {"batched": "batched replay\n(chunks, vmap)", "one_point": "one point at a time\n(authors' code)",

@@ -6,14 +6,14 @@ For a task τ and K steps of (optionally momentum) SGD on the task loss, startin
            \theta_{k+1} = \theta_k - \alpha\, v_{k+1}, \qquad k = 0, \dots, K-1,
 
 where the gradient reaches θ through the frozen warp layers, i.e. it is already preconditioned
-(warpgrad.md §1). The loop is functional (``torch.func.functional_call``): the model's own parameters are
+(Flennerhag et al., 2020, Section 2). The loop is functional (``torch.func.functional_call``): the model's own parameters are
 never written, θ_0 is never mutated, and no autograd graph is kept across steps.
 
 What comes back is the :class:`Trajectory` θ_0 … θ_{K-1}: the state *before* each step, detached, together with
-the BatchNorm statistics at that moment (trap 2, warpgrad.md §6). WarpGrad's meta-objective is a sum over these
+the BatchNorm statistics at that moment . WarpGrad's meta-objective is a sum over these
 points, so its cost does not grow with K.
 
-BatchNorm policy (trap 5): statistics are reset at the start of every task (running mean 0, running variance 1,
+BatchNorm policy: statistics are reset at the start of every task (running mean 0, running variance 1,
 counter 0); the network is in train mode while adapting, so each forward pass normalises with the batch's own
 statistics and updates the running ones. :func:`evaluate` lets the caller choose batch statistics or the task's
 running statistics at test time.
@@ -28,8 +28,8 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, grad_and_value
 
-from warpkit.tasks import Task
-from warpkit.warp import task_parameters, warp_parameters
+from warpkit.engine.tasks import Task, stack_batches
+from warpkit.engine.warp import task_parameters, warp_parameters
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, object], torch.Tensor]
@@ -139,7 +139,7 @@ def _validate_params(model: nn.Module, given: Params | None, which: str) -> Para
     if unknown or missing:
         raise KeyError(
             f"{which} parameters do not match the model: unknown {unknown[:5]}, missing {missing[:5]}. "
-            f"Build them with warpkit.warp.{which}_parameters(model)."
+            f"Build them with warpkit.engine.warp.{which}_parameters(model)."
         )
     return given
 
@@ -230,8 +230,6 @@ def adapt_tasks(
         raise ValueError(f"adapt_tasks(): num_steps must be >= 0, got {num_steps}")
     if not tasks:
         raise ValueError("adapt_tasks(): no tasks given")
-    from warpkit.buffer import stack_batches  # (buffer imports this module)
-
     count = len(tasks)
     init = _validate_params(model, init_params, "task")
     theta = {name: t.detach().unsqueeze(0).repeat(count, *([1] * t.dim())) for name, t in init.items()}

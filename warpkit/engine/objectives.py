@@ -1,4 +1,4 @@
-r"""WarpGrad's meta-objectives for the warp parameters φ (warpgrad.md §3).
+r"""WarpGrad's meta-objectives for the warp parameters φ (Flennerhag et al., 2020, Section 3).
 
 For a buffered point θ (an iterate of task τ's own SGD run) and two *different* batches of that task, a task
 batch A and a meta batch B, the one-step objective is
@@ -20,12 +20,12 @@ and WarpGrad minimises its sum over tasks and buffered points. Three modes:
 ``"approx"``
     no lookahead: L_meta(θ; φ; B) at the buffered point itself (the original code's ``approx``).
 
-Replay is *batched*: a chunk of P points (stacked by :func:`warpkit.buffer.stack_points`) is evaluated in one
+Replay is *batched*: a chunk of P points (stacked by :func:`warpkit.engine.buffer.stack_points`) is evaluated in one
 ``torch.func.vmap`` call over the point dimension, instead of one point at a time as the original code does. The
 per-point path (``batched=False``) is kept as the reference the tests and benchmarks compare against. Batched
 replay pays off where per-call overhead dominates (small networks, GPUs); on a CPU a large convolutional network
 is compute-bound and vmap's grouped convolutions can be slower than the loop (``benchmarks/engine.py`` measures
-both). BatchNorm layers are evaluated in elementary form inside the vmap (:mod:`warpkit.batchnorm`).
+both). BatchNorm layers are evaluated in elementary form inside the vmap (:mod:`warpkit.engine.batchnorm`).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ import torch
 import torch.nn as nn
 from torch.func import grad, vmap
 
-from warpkit.adapt import LossFn, Params, forward, train_mode
-from warpkit.batchnorm import elementary_batch_norm
-from warpkit.buffer import TrajectoryPoint, stack_batches, stack_points
-from warpkit.tasks import Batch, Task
+from warpkit.engine.adapt import LossFn, Params, forward, train_mode
+from warpkit.engine.batchnorm import elementary_batch_norm
+from warpkit.engine.buffer import TrajectoryPoint, stack_points
+from warpkit.engine.tasks import Batch, Task, stack_batches
 
 OBJECTIVE_MODES = ("exact", "first_order", "approx")
 
@@ -141,7 +141,7 @@ def warp_objective(
                 model, loss_fn, warp_params, point_params, point_buffers, task_batch, meta_batch, inner_lr, mode
             )
 
-        # the fused batch_norm kernel's double backward is wrong under vmap (see warpkit.batchnorm)
+        # the fused batch_norm kernel's double backward is wrong under vmap (see warpkit.engine.batchnorm)
         with elementary_batch_norm():
             losses = vmap(objective_at, randomness="different")(params, buffers, stacked_task, stacked_meta)
         return losses.mean()

@@ -1,7 +1,7 @@
 """What a *task* is to warpkit: a source of batches for the inner loop and for the meta-objective.
 
 WarpGrad needs, for every buffered trajectory point θ_k of a task τ, two *different* batches
-(warpgrad.md §3): one for the task loss L_task^τ that takes the lookahead step, one for the meta loss
+(Flennerhag et al., 2020, Section 3): one for the task loss L_task^τ that takes the lookahead step, one for the meta loss
 L_meta^τ evaluated at the stepped point. Which data those batches come from is the experiment's business:
 
 * Omniglot (multi-shot): both from the task's training split;
@@ -34,7 +34,7 @@ class Task(Protocol):
     def sample_meta_batches(self, step: int) -> tuple[Batch, Batch]:
         """``(task_batch, meta_batch)`` for replaying the point buffered before inner step ``step``.
 
-        They must be two different draws (trap 3 in warpgrad.md §6).
+        They must be two different draws.
         """
         ...
 
@@ -92,3 +92,23 @@ class SupervisedTask:
         if self.test_inputs is None:
             raise ValueError("SupervisedTask: this task was built without held-out data")
         return self.test_inputs, self.test_targets
+
+
+def stack_batches(batches: list) -> tuple:
+    """Stack a list of ``(inputs, target)`` batches (same shapes; target may be a pytree) along a new leading
+    dimension."""
+    if not batches:
+        raise ValueError("stack_batches(): no batches to stack")
+    return torch.stack([b[0] for b in batches]), _stack_tree([b[1] for b in batches])
+
+
+def _stack_tree(trees: list):
+    """Stack same-structured pytrees (tensors, tuples/lists and dicts of them) leaf by leaf."""
+    first = trees[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(trees)
+    if isinstance(first, (tuple, list)):
+        return type(first)(_stack_tree([t[i] for t in trees]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {key: _stack_tree([t[key] for t in trees]) for key in first}
+    raise TypeError(f"stack_batches(): cannot stack a target of type {type(first).__name__}")

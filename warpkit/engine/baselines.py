@@ -1,6 +1,6 @@
-r"""Every method of the Omniglot comparison (warpgrad.md §5a) built from the same engine, by name.
+r"""Every method of the Omniglot comparison (Flennerhag et al., 2020, Section 4.2) built from the same engine, by name.
 
-All methods share one interface, :class:`~warpkit.meta.MetaLearner`: ``meta_step(tasks)`` meta-trains on a
+All methods share one interface, :class:`~warpkit.engine.meta.MetaLearner`: ``meta_step(tasks)`` meta-trains on a
 meta-batch, ``adapt(task)`` adapts a fresh copy of the learned initialisation to a test task with plain (warped)
 SGD, ``inner_steps`` steps at ``inner_lr``, and ``state_dict()`` / ``load_state_dict()`` checkpoint everything.
 So a comparison differs *only* in what is meta-learned:
@@ -29,7 +29,7 @@ experiment's own warp); :func:`warpkit.models.omniglot_net.omniglot_net_factory`
 under ``torch.manual_seed(seed)``, and every warp is built after the task layers and starts at the identity, so
 for one seed every method starts from the same θ init and the same function.
 
-Fair-comparison rules (warpgrad.md §6, trap 6) that this module enforces:
+Fair-comparison rules (Flennerhag et al., 2020, Section 4.2) that this module enforces:
 
 * every method adapts at test time with the same ``inner_steps``, ``inner_lr`` and the task's batch size;
 * no method gets a random head per test task: every method adapts from *one* head shared by all test tasks,
@@ -49,10 +49,10 @@ import torch
 import torch.nn as nn
 from torch.func import grad_and_value
 
-from warpkit.adapt import LossFn, Params, forward, fresh_buffers, train_mode
-from warpkit.meta import FOMAML, MAML, Leap, MetaLearner, MetaSGD, MetaStepStats, Reptile
-from warpkit.tasks import Task
-from warpkit.warp import ConvWarp, LinearWarp, ScaleWarp, task_parameters, warp_parameters
+from warpkit.engine.adapt import LossFn, Params, forward, fresh_buffers, train_mode
+from warpkit.engine.meta import FOMAML, MAML, Leap, MetaLearner, MetaSGD, MetaStepStats, Reptile
+from warpkit.engine.tasks import Task
+from warpkit.engine.warp import ConvWarp, LinearWarp, ScaleWarp, task_parameters, warp_parameters
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -90,7 +90,7 @@ def _check_linear_warps(model: nn.Module) -> None:
 def t_net(model: nn.Module, loss_fn: LossFn, steps: int = 5, **learner_kwargs) -> MetaLearner:
     r"""T-Net (Lee & Choi, 2018): linear warps and θ_0 meta-learned *through* a ``steps``-step inner loop by
     second-order MAML, ∂L_meta(θ_K(θ_0, φ); φ)/∂(θ_0, φ) — no warp objective. The warps precondition the inner
-    loop with a fixed block-diagonal P (warpgrad.md §1, §4). ``model`` must hold only linear warps."""
+    loop with a fixed block-diagonal P (Flennerhag et al., 2020, Section 2 and Appendix A). ``model`` must hold only linear warps."""
     _check_linear_warps(model)
     return MetaLearner(model, loss_fn, warp_objective=None, init_learner=MAML(steps, learn_warps=True),
                        **learner_kwargs)
@@ -126,7 +126,7 @@ HEAD_INITS = ("mean", "zeros")
 
 
 class MultiHeadFinetuning(MetaLearner):
-    r"""Multi-head finetuning (the "finetuning" baseline of Leap and WarpGrad, warpgrad.md §5a).
+    r"""Multi-head finetuning (the "finetuning" baseline of Leap and WarpGrad, Flennerhag et al., 2020, Section 4.2).
 
     **Pretraining** (``meta_step``): the body (every task parameter outside the ``head`` module) is shared by all
     training tasks; every training task τ has its *own* head h_τ, created the first time τ is seen (a fresh
@@ -361,7 +361,7 @@ def make_method(
 
     The model is ``model_factory(warp=kind)`` built under ``torch.manual_seed(seed)`` (the global RNG is restored
     afterwards), with kind ``"none"``, ``"linear"`` or ``warp``. ``learner_kwargs`` (``inner_lr``,
-    ``inner_steps``, ``warp_lr``, ``init_lr``, ``replay_chunk_size``, ...) go to :class:`~warpkit.meta.MetaLearner`
+    ``inner_steps``, ``warp_lr``, ``init_lr``, ``replay_chunk_size``, ...) go to :class:`~warpkit.engine.meta.MetaLearner`
     together with ``seed``. ``warp_objective`` is the mode of the Warp-* methods; ``maml_steps`` the inner steps of
     MAML, Meta-SGD and T-Net meta-training; ``fomaml_steps`` those of FOMAML (None: the whole trajectory);
     ``leap_simplified`` picks the WarpGrad code's simplified Leap (the same for Leap and Warp-Leap, so that the

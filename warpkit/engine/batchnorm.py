@@ -10,7 +10,7 @@ Why it exists: the fused ``batch_norm`` kernel has a wrong batching rule for its
 ``torch.func.vmap`` (pytorch/functorch issue #534, still open in torch 2.13). WarpGrad's *exact* objective
 differentiates through an inner gradient (a double backward), and batched replay vmaps it over points, so with a
 BatchNorm above a warp the batched meta-gradient came out wrong (6.8e-4 away from per-point replay and finite
-differences on the Omniglot network, in float64). :func:`warpkit.objectives.warp_objective` therefore evaluates
+differences on the Omniglot network, in float64). :func:`warpkit.engine.objectives.warp_objective` therefore evaluates
 batched replay inside :func:`elementary_batch_norm`, where every ``F.batch_norm`` call (hence every
 ``nn.BatchNorm*`` module) is computed by :func:`explicit_batch_norm`; the models keep the standard modules.
 """

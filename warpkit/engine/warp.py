@@ -1,7 +1,7 @@
 r"""Warp layers, and how warpkit tells task parameters θ from warp parameters φ.
 
 A warped network interleaves warp layers ω(·; φ) between task layers h(·; θ)
-(warpgrad.md §1):
+(Flennerhag et al., 2020, Section 2):
 
 .. math::  f(x) = h_L \circ \omega_{L-1} \circ h_{L-1} \circ \dots \circ \omega_1 \circ h_1(x).
 
@@ -13,7 +13,7 @@ the warp's Jacobian, so the gradient reaching θ is a preconditioned gradient
 with P built from products of warp Jacobians, never formed explicitly. Every warp here is initialised to the
 identity map (Jacobian = I), so warped SGD before meta-training equals plain SGD exactly.
 
-The capacity ladder of warpgrad.md §4:
+The capacity ladder of Flennerhag et al., 2020, Appendix A:
 
 =========================  =======================================  ==================================
 class                      map ω(x)                                 preconditioner
@@ -29,7 +29,7 @@ class                      map ω(x)                                 preconditio
 
 Marking θ and φ works for any ``nn.Module``: a parameter is a warp parameter (φ) if it lives inside a
 :class:`WarpLayer` or inside a module passed to :func:`mark_as_warp`; every other parameter is a task
-parameter (θ), including BatchNorm affine parameters and the output head (trap 1, warpgrad.md §6).
+parameter (θ), including BatchNorm affine parameters and the output head .
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class LinearWarp(WarpLayer):
 class ConvWarp(WarpLayer):
     r"""A ``kernel_size``×``kernel_size`` convolution C→C initialised to the identity (centre tap = I, others 0,
     zero bias, "same" padding). With kernel 1 it is a per-pixel linear map of channels; with kernel 3 it is the
-    Omniglot default warp (one 3×3 conv 64→64 after each block, warpgrad.md §4)."""
+    Omniglot default warp (one 3×3 conv 64→64 after each block, Flennerhag et al., 2020, Appendix A)."""
 
     def __init__(self, channels: int, kernel_size: int = 3, bias: bool = True):
         super().__init__()
@@ -211,7 +211,7 @@ class ResidualConvWarp(WarpLayer):
 
 
 class MultiplicativeRecurrentWarp(WarpLayer):
-    r"""A HyperNetwork warp for recurrent task networks (the maze Warp-RNN, warpgrad.md §5b).
+    r"""A HyperNetwork warp for recurrent task networks (the maze Warp-RNN, Flennerhag et al., 2020, Section 4.3).
 
     An LSTM cell runs over z_in = [x_t, h_{t-1}] (the task RNN's input and previous hidden state) and emits
     one multiplicative gate per entry of ``gate_sizes`` through a tanh projection:

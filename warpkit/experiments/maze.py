@@ -1,4 +1,4 @@
-r"""Advantage actor-critic on the maze, and WarpGrad's reinforcement-learning form (warpgrad.md §3, §5b).
+r"""Advantage actor-critic on the maze, and WarpGrad's reinforcement-learning form (Flennerhag et al., 2020, Section 3 and Section 4.3).
 
 The loss of one episode
 -----------------------
@@ -11,7 +11,7 @@ advantages A_t = R_t − V(s_t), the loss is (Backpropamine's, which the WarpGra
 with γ = 0.9, value weight c_v = 0.1 and a *concentration penalty* c_p Σ_a π² (c_p = 0.03; it plays the role of an
 entropy bonus: it is smallest for a uniform policy). ``sg`` stops the gradient. Gradients are clipped to norm 4.0.
 
-The WarpGrad form (Algorithm 3, the continual / RL form of warpgrad.md §3)
+The WarpGrad form (Algorithm 3, the continual / RL form of Flennerhag et al., 2020, Section 3)
 ----------------------------------------------------------------------------
 Task adaptation is continual: the task parameters θ are *never reset*. Episode k (a fresh goal in every maze)
 is played with θ_k, and
@@ -51,20 +51,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from warpkit.checkpoint import CheckpointError, Checkpointer
+from warpkit.kit.checkpoint import CheckpointError, Checkpointer
 from warpkit.envs.maze import BatchedMaze, MazeConfig
+from warpkit.envs import MAZE_ENV_ID
 from warpkit.models.maze_agents import make_agent
-from warpkit.notebook import progress
-from warpkit.warp import task_parameters, warp_parameters
+from warpkit.kit.notebook import progress
+from warpkit.engine.warp import task_parameters, warp_parameters
 
-CHECKPOINT_FORMAT = "warpkit.rl.maze-a2c/1"
+CHECKPOINT_FORMAT = "warpkit.experiments.maze.maze-a2c/1"
 #: evaluation episodes use the maze seed ``seed + EVALUATION_SEED_OFFSET`` so they never replay training goals
 EVALUATION_SEED_OFFSET = 1_000_003
 
 
 @dataclass(frozen=True)
 class ActorCriticConfig:
-    """Hyper-parameters of the actor-critic loss and of the θ / φ updates (warpgrad.md §5b defaults)."""
+    """Hyper-parameters of the actor-critic loss and of the θ / φ updates (Flennerhag et al., 2020, Section 4.3 defaults)."""
 
     gamma: float = 0.9
     value_weight: float = 0.1
@@ -285,7 +286,7 @@ def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig()
     With ``checkpoint_path`` the run saves every ``checkpoint_every`` episodes and at the end; calling again with the
     same arguments resumes where it stopped (or returns at once when it had finished; a larger ``num_episodes``
     trains further). A checkpoint written for other settings, or one that cannot be read, raises
-    :class:`~warpkit.checkpoint.CheckpointError` and is left untouched.
+    :class:`~warpkit.kit.checkpoint.CheckpointError` and is left untouched.
     """
     if not isinstance(num_episodes, int) or num_episodes < 0:
         raise ValueError(f"train_agent: num_episodes must be a non-negative integer, got {num_episodes!r}")
@@ -368,9 +369,7 @@ def gymnasium_steps_per_second(maze: MazeConfig = MazeConfig(), num_steps: int =
     wrappers), under uniformly random actions."""
     import gymnasium
 
-    import warpkit.envs  # noqa: F401  (registers the id)
-
-    env = gymnasium.make("warpkit/Maze-v0", **maze.as_dict())
+    env = gymnasium.make(MAZE_ENV_ID, **maze.as_dict())
     env.reset(seed=seed)
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(min(num_steps, 4096))]

@@ -1,6 +1,6 @@
 r"""The trajectory buffer: where WarpGrad keeps the points it replays.
 
-Algorithm 2 (offline WarpGrad, warpgrad.md §3) first runs a meta-batch of tasks and stores every iterate
+Algorithm 2 (offline WarpGrad, Flennerhag et al., 2020, Section 3) first runs a meta-batch of tasks and stores every iterate
 θ^τ_k (k = 0 … K-1, detached, with BatchNorm statistics) of every task τ; it then shuffles all stored points and
 takes meta-steps on φ over small chunks of them. A point is therefore the triple (task index, step k, state).
 
@@ -19,7 +19,7 @@ from typing import Iterator
 
 import torch
 
-from warpkit.adapt import Params, Trajectory
+from warpkit.engine.adapt import Params, Trajectory
 
 
 @dataclass
@@ -127,24 +127,4 @@ def stack_points(points: list[TrajectoryPoint]) -> tuple[Params, Params]:
     return params, buffers
 
 
-def stack_batches(batches: list) -> tuple:
-    """Stack a list of ``(inputs, target)`` batches (same shapes; target may be a pytree) along a new leading
-    dimension."""
-    if not batches:
-        raise ValueError("stack_batches(): no batches to stack")
-    return torch.stack([b[0] for b in batches]), _stack_tree([b[1] for b in batches])
-
-
-def _stack_tree(trees: list):
-    """Stack same-structured pytrees (tensors, tuples/lists and dicts of them) leaf by leaf."""
-    first = trees[0]
-    if isinstance(first, torch.Tensor):
-        return torch.stack(trees)
-    if isinstance(first, (tuple, list)):
-        return type(first)(_stack_tree([t[i] for t in trees]) for i in range(len(first)))
-    if isinstance(first, dict):
-        return {key: _stack_tree([t[key] for t in trees]) for key in first}
-    raise TypeError(f"stack_batches(): cannot stack a target of type {type(first).__name__}")
-
-
-__all__ = ["TrajectoryPoint", "TrajectoryBuffer", "stack_points", "stack_batches"]
+__all__ = ["TrajectoryPoint", "TrajectoryBuffer", "stack_points"]

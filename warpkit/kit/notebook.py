@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 
 RECORD_MIMETYPE = "application/vnd.warpkit.record+json"
 FIGURES_ENV = "WARPKIT_FIGURES_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: values recorded in this process, name -> value (what the notebook's own cells can read back)
 RECORDS: dict[str, Any] = {}

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from warpkit.notebook import FIGURES_ENV, REPO_ROOT, read_records
+from warpkit.kit.notebook import FIGURES_ENV, REPO_ROOT, read_records
 
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 DEFAULT_OUT_DIR = Path("_build") / "notebooks"

@@ -1,10 +1,10 @@
-r"""WarpGrad's algorithms and the initialisation meta-learners it combines with (warpgrad.md §3).
+r"""WarpGrad's algorithms and the initialisation meta-learners it combines with (Flennerhag et al., 2020, Section 3).
 
 The joint meta-objective is
 
 .. math::  J(\phi, \theta_0) = \mathcal{L}(\phi) + \lambda\, C(\theta_0),
 
-where 𝓛(φ) is the warp objective of :mod:`warpkit.objectives` summed over buffered trajectory points and C is
+where 𝓛(φ) is the warp objective of :mod:`warpkit.engine.objectives` summed over buffered trajectory points and C is
 any initialisation meta-learner. :class:`MetaLearner` runs one meta-iteration of either algorithm:
 
 **Offline (Algorithm 2)** — for each task of the meta-batch: reset θ to θ_0, adapt K steps with φ frozen and
@@ -35,12 +35,12 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from warpkit.adapt import (LossFn, Params, Trajectory, adapt, adapt_tasks, differentiable_adapt, forward,
+from warpkit.engine.adapt import (LossFn, Params, Trajectory, adapt, adapt_tasks, differentiable_adapt, forward,
                            train_mode)
-from warpkit.buffer import TrajectoryBuffer, TrajectoryPoint
-from warpkit.objectives import check_mode, replay_batches, warp_meta_gradient
-from warpkit.tasks import Task
-from warpkit.warp import task_parameters, warp_parameters
+from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint
+from warpkit.engine.objectives import check_mode, replay_batches, warp_meta_gradient
+from warpkit.engine.tasks import Task
+from warpkit.engine.warp import task_parameters, warp_parameters
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -257,11 +257,11 @@ class MetaLearner:
     (with an initialisation learner), by the offline (Algorithm 2) or online (Algorithm 1) algorithm.
 
     ``model``'s own parameters *are* the meta-parameters: θ_0 = its task parameters, φ = its warp parameters
-    (:mod:`warpkit.warp`). ``warp_objective`` is ``"exact"``, ``"first_order"``, ``"approx"`` or None;
+    (:mod:`warpkit.engine.warp`). ``warp_objective`` is ``"exact"``, ``"first_order"``, ``"approx"`` or None;
     ``init_learner`` an :class:`InitLearner` or None. With neither, meta-training does nothing (the "no
     pretraining" baseline) and :meth:`adapt` is plain (warped) SGD from the model's parameters.
 
-    ``batched_adaptation=True`` adapts the meta-batch's tasks together (:func:`warpkit.adapt.adapt_tasks`, one
+    ``batched_adaptation=True`` adapts the meta-batch's tasks together (:func:`warpkit.engine.adapt.adapt_tasks`, one
     vmapped inner loop): the same updates up to floating-point rounding, much faster for small networks; it
     needs equal batch shapes across tasks. ``batched_replay`` does the same for replaying buffered points.
     Batching pays where per-call overhead dominates (small networks, GPUs: 2× for an 8-filter conv net on one
@@ -298,7 +298,7 @@ class MetaLearner:
             if not warp_parameters(model):
                 raise ValueError(
                     "MetaLearner: a warp objective was asked for but the model has no warp layers; add warps "
-                    "(warpkit.warp) or pass warp_objective=None"
+                    "(warpkit.engine.warp) or pass warp_objective=None"
                 )
         self.model, self.loss_fn = model, loss_fn
         self.inner_lr, self.inner_steps, self.inner_momentum = inner_lr, inner_steps, inner_momentum

@@ -1,5 +1,5 @@
 r"""Notebook 03's experiment: Omniglot with one alphabet per task, Warp-Leap against the paper's baselines
-(warpgrad.md §5a).
+(Flennerhag et al., 2020, Section 4.2).
 
 The protocol
 ------------
@@ -27,22 +27,22 @@ The protocol
   BatchNorm on the evaluation batch's statistics, as in the authors' code). A run's accuracy is the mean over
   test tasks; the figure reports mean ± std over seeds.
 * **Head policy.** No method ever gets a random head per test task: the meta-learners adapt their meta-learned
-  head, multi-head finetuning starts from the mean of its trained heads (:mod:`warpkit.baselines`), no
+  head, multi-head finetuning starts from the mean of its trained heads (:mod:`warpkit.engine.baselines`), no
   pretraining from the one random head of its initialisation.
 
-The methods come from :func:`warpkit.baselines.make_method`: Warp-Leap (the warped network; φ by the warp
+The methods come from :func:`warpkit.engine.baselines.make_method`: Warp-Leap (the warped network; φ by the warp
 objective of Eq. 11, θ_0 by Leap), Leap, Reptile, FOMAML, MAML, multi-head finetuning and no pretraining, all
 on :class:`warpkit.models.omniglot_net.OmniglotNet` built from the same random θ for a given seed.
 
 The sweep, checkpointing and speed
 ----------------------------------
 :meth:`OmniglotExperiment.run` runs every (seed, n, method), in that order, and returns a :class:`SweepResults`.
-With a checkpoint path it saves, through :class:`warpkit.checkpoint.Checkpointer`, every finished run's numbers
+With a checkpoint path it saves, through :class:`warpkit.kit.checkpoint.Checkpointer`, every finished run's numbers
 and the state of the run in progress (its learner, meta-iteration and history) every ``checkpoint_every``
 meta-iterations and after each run, atomically; running again with the same path *resumes* (finished runs are
 not redone, the run in progress continues from its last saved iteration, and batches are a deterministic
 function of (seed, n, iteration), so a resumed sweep gives the numbers an uninterrupted one gives). A
-checkpoint that cannot be read raises :class:`~warpkit.checkpoint.CheckpointError` and is never overwritten; a
+checkpoint that cannot be read raises :class:`~warpkit.kit.checkpoint.CheckpointError` and is never overwritten; a
 checkpoint written with another configuration is refused with the differences named.
 
 :meth:`OmniglotExperiment.time_meta_iteration` times one Warp-Leap meta-iteration (the tasks' adaptation plus
@@ -64,15 +64,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from warpkit.adapt import accuracy, evaluate
-from warpkit.baselines import make_method
-from warpkit.checkpoint import Checkpointer, CheckpointError
-from warpkit.data.alphabet_tasks import AlphabetTask, derive_seed, eligible_alphabets, split_alphabets
+from warpkit.engine.adapt import accuracy, evaluate
+from warpkit.engine.baselines import make_method
+from warpkit.kit.checkpoint import Checkpointer, CheckpointError
+from warpkit.data.alphabet_tasks import (AlphabetTask, derive_seed, eligible_alphabets, load_alphabet_dataset,
+                                         split_alphabets)
 from warpkit.data.augment import OMNIGLOT_AUGMENTATION
-from warpkit.meta import MetaLearner
+from warpkit.engine.meta import MetaLearner
 from warpkit.models.omniglot_net import OMNIGLOT_WARPS, omniglot_net_factory
-from warpkit.notebook import progress
-from warpkit.warp import count_parameters, task_parameters, warp_parameters
+from warpkit.kit.notebook import REPO_ROOT, progress
+from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
 #: the methods of the comparison, in the order tables and figures list them
 METHODS_COMPARED = ("warp-leap", "leap", "reptile", "fomaml", "maml", "multi-head", "no-pretraining")
@@ -81,10 +82,10 @@ METHOD_LABELS = {
     "multi-head": "Multi-head finetuning", "no-pretraining": "No pretraining",
 }
 #: held-out accuracy (%) as reported in the WarpGrad paper for 25 training alphabets on full Omniglot
-#: (warpgrad.md §5a; quoted by secondary sources; "—" = not quoted there)
+#: (Flennerhag et al., 2020, Section 4.2; quoted by secondary sources; "—" = not quoted there)
 PAPER_ACCURACY_25 = {"warp-leap": (83.6, 1.9), "multi-head": (76.4, None), "leap": (75.5, None),
                      "reptile": (70.8, None), "maml": (56.7, None)}
-#: Warp-Leap's reported held-out accuracy (%) against the number of training alphabets (warpgrad.md §5a)
+#: Warp-Leap's reported held-out accuracy (%) against the number of training alphabets (Flennerhag et al., 2020, Section 4.2)
 PAPER_WARP_LEAP_BY_ALPHABETS = {1: 49.5, 3: 68.8, 5: 75.0, 10: 81.2, 15: 82.7, 20: 82.0, 25: 83.8}
 
 
@@ -270,8 +271,6 @@ def checkpoint_path(setting: str, size: str, seed: int) -> str | None:
     """Resolve the notebook's ``CHECKPOINT`` parameter: ``""`` → no checkpoint; ``"auto"`` →
     ``<repo>/checkpoints/03_omniglot_<size>_seed<seed>.pt`` for ``medium`` and ``full`` (None for ``fast``, whose
     whole run takes a few minutes); anything else is taken as a file path."""
-    from warpkit.notebook import REPO_ROOT
-
     if not setting:
         return None
     if setting == "auto":
@@ -436,7 +435,7 @@ class SweepResults:
         return "\n".join(text)
 
     def paper_table(self) -> list[dict]:
-        """Our accuracy at the largest n next to the paper's at 25 alphabets (warpgrad.md §5a)."""
+        """Our accuracy at the largest n next to the paper's at 25 alphabets (Flennerhag et al., 2020, Section 4.2)."""
         rows = []
         for method in self.methods:
             mean, std = self.mean_std(method)
@@ -474,8 +473,6 @@ class OmniglotExperiment:
     CHECKPOINT_KIND = "warpkit-omniglot-sweep"
 
     def __init__(self, config: OmniglotConfig, dataset=None, device: torch.device | str = "cpu", root=None):
-        from warpkit.data.alphabet_tasks import load_alphabet_dataset
-
         self.config = config
         self.device = torch.device(device)
         if dataset is None:

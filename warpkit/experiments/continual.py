@@ -1,6 +1,6 @@
-r"""The continual-learning experiment of warpgrad.md §5c, as helpers notebook 05 calls.
+r"""The continual-learning experiment of Flennerhag et al., 2020, Section 4.4, as helpers notebook 05 calls.
 
-The algorithm is the engine's: :class:`warpkit.meta.MetaLearner` with the *offline* algorithm runs WarpGrad's
+The algorithm is the engine's: :class:`warpkit.engine.meta.MetaLearner` with the *offline* algorithm runs WarpGrad's
 continual objective unchanged, because the continual meta loss is defined by the task
 (:meth:`warpkit.data.sine.ContinualSineTask.sample_meta_batches`: the meta loss at a point buffered during
 sub-task t is the mean loss over sub-tasks 1..t). This module only sets the experiment up and measures it:
@@ -38,12 +38,12 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from warpkit.adapt import Params, adapt, adapt_tasks, forward, train_mode
-from warpkit.checkpoint import Checkpointer
+from warpkit.engine.adapt import Params, adapt, adapt_tasks, forward, train_mode
+from warpkit.kit.checkpoint import Checkpointer
 from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, weighted_mse
-from warpkit.meta import InitLearner, Leap, MetaLearner, Reptile
+from warpkit.engine.meta import InitLearner, Leap, MetaLearner, Reptile
 from warpkit.models.mlp import plain_mlp, warp_mlp
-from warpkit.notebook import progress
+from warpkit.kit.notebook import progress
 
 LEARNER_NAMES = ("warp", "sgd_meta_init", "sgd")
 
@@ -187,7 +187,7 @@ def _set_meta_lr(learner: MetaLearner, factor: float) -> None:
 class MetaTraining:
     """What :func:`meta_train` measured.
 
-    ``history[name]``: one :class:`~warpkit.meta.MetaStepStats` dict per meta-iteration; ``validation[name]``:
+    ``history[name]``: one :class:`~warpkit.engine.meta.MetaStepStats` dict per meta-iteration; ``validation[name]``:
     ``(iteration, final loss on the validation sequences)`` pairs (iteration 0 = before meta-training);
     ``best_iteration[name]``: the iteration whose meta-parameters the learner holds after :func:`meta_train`
     (the last one when there is no validation); ``diverged[name]``: the meta-iteration after which the learner's
@@ -352,7 +352,7 @@ def run_sequence(model: nn.Module, task: ContinualSineTask, lr: float, loss_fn=w
 
 def run_sequences(model: nn.Module, tasks, lr: float, loss_fn=weighted_mse) -> list[SequenceRun]:
     """:func:`run_sequence` for several sequences at once, in one vmapped inner loop
-    (:func:`warpkit.adapt.adapt_tasks`): the same runs, far fewer Python-level calls."""
+    (:func:`warpkit.engine.adapt.adapt_tasks`): the same runs, far fewer Python-level calls."""
     tasks = list(tasks)
     trajectories = adapt_tasks(model, tasks, loss_fn, tasks[0].num_steps, lr, keep_trajectory=True,
                                final_loss=False)

@@ -1,0 +1,176 @@
+"""Lesson 01's pictures: descent paths on quadratics, loss curves, matrices, preconditioner fields, the
+Riemannian step, and the preconditioning explorer. Pure functions of their inputs, drawing into a given axes."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import grad
+
+from warpkit.engine.geometry import inverse_metric, jacobian
+from warpkit.experiments.preconditioning import (Descent, PRECONDITIONER_NAMES, Quadratic, ill_conditioned_quadratic, preconditioned_descent, preconditioner, predicted_steps)
+
+
+# ----------------------------------------------------------------------------------------------------------
+METHOD_COLOURS = {"none": "tab:red", "diagonal": "tab:orange", "inverse Hessian": "tab:green"}
+METHOD_LABELS = {"none": "P = I (plain GD)", "diagonal": "P = diag(H)⁻¹", "inverse Hessian": "P = H⁻¹"}
+
+
+def draw_descent(ax, quadratic: Quadratic, name: str, start: Sequence[float], steps: int,
+                 extent: float | None = None) -> Descent:
+    """Contours of ``quadratic`` and the first ``steps`` steps of descent with preconditioner ``name``."""
+    run = preconditioned_descent(quadratic, start, preconditioner(quadratic, name), steps)
+    start_error = np.abs(np.asarray(start, dtype=float) - quadratic.minimum)
+    half = extent if extent is not None else 1.25 * float(start_error.max())
+    xs = np.linspace(quadratic.minimum[0] - half, quadratic.minimum[0] + half, 200)
+    ys = np.linspace(quadratic.minimum[1] - half, quadratic.minimum[1] + half, 200)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1)
+    levels = quadratic.value(np.asarray(start)) * np.logspace(-4, 0.5, 12)
+    ax.contour(xs, ys, quadratic.value(grid), levels=levels, colors="0.75", linewidths=0.8)
+    ax.plot(*run.points.T, "o-", color=METHOD_COLOURS.get(name, "k"), markersize=2.5, linewidth=1)
+    ax.plot(*quadratic.minimum, "k*", markersize=9)
+    ax.set_title(f"{METHOD_LABELS.get(name, name)}, κ(H) = {quadratic.condition_number:.0f}\n"
+                 f"f after {len(run.losses) - 1} steps: {run.losses[-1] / run.losses[0]:.1e} × f(x₀)", fontsize=9)
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(ys[0], ys[-1])
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return run
+
+
+def descent_small_multiples(condition_numbers: Sequence[float], start: Sequence[float], steps: int,
+                            correlation: float = 0.5):
+    """The headless stand-in for :class:`DescentExplorer`: one row per κ, one column per preconditioner."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(condition_numbers), len(PRECONDITIONER_NAMES),
+                             figsize=(3.3 * len(PRECONDITIONER_NAMES), 3.3 * len(condition_numbers)), squeeze=False)
+    for row, kappa in zip(axes, condition_numbers):
+        quadratic = ill_conditioned_quadratic(kappa, correlation)
+        for ax, name in zip(row, PRECONDITIONER_NAMES):
+            draw_descent(ax, quadratic, name, start, steps)
+    fig.tight_layout()
+    return fig
+
+
+class DescentExplorer:
+    """Sliders for κ and the preconditioner, redrawing :func:`draw_descent`; ``.widget`` is what to display.
+
+    ``.last`` is the :class:`Descent` drawn most recently, so a test can set a control's ``.value`` and check it.
+    """
+
+    def __init__(self, start: Sequence[float], steps: int = 30, condition_number: float = 30.0,
+                 correlation: float = 0.5):
+        import ipywidgets as widgets
+
+        self.start, self.steps, self.correlation = start, steps, correlation
+        smallest = (1 + abs(correlation)) / (1 - abs(correlation))
+        self.condition = widgets.FloatLogSlider(value=condition_number, base=10, min=math.log10(smallest),
+                                                max=3, step=0.05, description="κ(H)")
+        self.method = widgets.Dropdown(options=PRECONDITIONER_NAMES, value="none", description="P")
+        self.output = widgets.Output()
+        self.last: Descent | None = None
+        self.quadratic: Quadratic | None = None
+        for control in (self.condition, self.method):
+            control.observe(lambda change: self.update(), names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.condition, self.method]), self.output])
+        self.update()
+
+    def update(self) -> Descent:
+        import matplotlib.pyplot as plt
+
+        self.quadratic = ill_conditioned_quadratic(self.condition.value, self.correlation)
+        with self.output:
+            self.output.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(4, 4))
+            self.last = draw_descent(ax, self.quadratic, self.method.value, self.start, self.steps)
+            plt.show()
+        plt.close(fig)
+        return self.last
+
+
+def draw_loss_curves(ax, runs: dict[str, Descent], tol: float) -> None:
+    """f(x_k)/f(x_0) against k + 1 on log-log axes (Newton's exact zero drops off the bottom)."""
+    for name, run in runs.items():
+        ratios = run.losses / run.losses[0]
+        ax.loglog(np.arange(1, len(ratios) + 1), np.where(ratios > 0, ratios, 1e-300),
+                  color=METHOD_COLOURS.get(name, "k"), label=METHOD_LABELS.get(name, name))
+    ax.axhline(tol, color="k", linewidth=0.8, linestyle=":")
+    ax.set(ylim=(1e-12, 2), xlabel="step k + 1", ylabel="f(x_k) / f(x₀)")
+    ax.legend(fontsize=8)
+
+
+def draw_steps_versus_condition(ax, condition_numbers: Sequence[float], steps: dict[str, list[int]],
+                                tol: float) -> None:
+    """Steps to tolerance per preconditioner against κ(H), with the estimate κ ln(1/tol)/2 for plain GD."""
+    for name, counts in steps.items():
+        ax.loglog(condition_numbers, counts, "o-", color=METHOD_COLOURS.get(name, "k"),
+                  label=METHOD_LABELS.get(name, name))
+    ax.loglog(condition_numbers, [predicted_steps(k, tol) for k in condition_numbers], "k:",
+              label="ln(tol) / 2ln(1 − 1/κ) (estimate, plain GD)")
+    ax.set(xlabel="condition number κ(H)", ylabel=f"steps to f ≤ {tol:g}·f(x₀)", title="steps to tolerance")
+    ax.legend(fontsize=8)
+
+
+def draw_matrix(ax, matrix: Tensor | np.ndarray, title: str, limit: float | None = None) -> None:
+    """A matrix as a diverging heat map centred at 0."""
+    values = np.asarray(matrix.detach() if isinstance(matrix, Tensor) else matrix)
+    limit = limit if limit is not None else float(np.abs(values).max())
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+
+
+def draw_preconditioner_field(ax, warp: Callable[[Tensor], Tensor], inputs: Tensor, title: str,
+                              scale: float = 0.3) -> None:
+    """At each input z, the ellipse {J(z) u : ‖u‖ ≤ scale}: its axes are the eigenvectors of P(z) = JJᵀ and its
+    semi-axes the square roots of P's eigenvalues (times ``scale``). Equal ellipses = a constant P."""
+    with torch.no_grad():
+        jacobians = jacobian(warp, inputs)
+    angle = torch.linspace(0, 2 * math.pi, 60, dtype=inputs.dtype)
+    circle = scale * torch.stack([angle.cos(), angle.sin()])  # (2, 60)
+    outlines = inputs[:, :, None] + jacobians @ circle  # (N, 2, 60)
+    for outline in outlines:
+        ax.fill(*outline.numpy(), facecolor="tab:blue", alpha=0.25, edgecolor="tab:blue", linewidth=0.8)
+    ax.plot(*inputs.T.numpy(), "k.", markersize=2)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("z₁")
+    ax.set_ylabel("z₂")
+
+
+def draw_step_comparison(ax, loss: Callable[[Tensor], Tensor], warp: Callable[[Tensor], Tensor], theta: Tensor,
+                         alpha_max: float, half_width: float = 0.6) -> None:
+    """Native space around γ = Ω(θ): contours of L, the curve α ↦ Ω(θ − αΔθ) reached by warped steps, and the
+    straight Riemannian (γ − αJJᵀ∇L) and Euclidean (γ − α∇L) steps for α ∈ [0, ``alpha_max``]."""
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    gamma = warp(theta).detach()
+    delta_theta = grad(lambda t: loss(warp(t)))(theta).detach()
+    native_gradient = grad(loss)(gamma).detach()
+    riemannian_direction = inverse_metric(warp, theta).detach() @ native_gradient
+    alphas = torch.linspace(0, alpha_max, 50, dtype=torch.float64)
+    with torch.no_grad():
+        landed = torch.stack([warp(theta - a * delta_theta) for a in alphas])
+        xs = torch.linspace(gamma[0] - half_width, gamma[0] + half_width, 120, dtype=torch.float64)
+        ys = torch.linspace(gamma[1] - half_width, gamma[1] + half_width, 120, dtype=torch.float64)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
+        values = torch.vmap(torch.vmap(loss))(grid)
+    ax.contour(xs.numpy(), ys.numpy(), values.numpy(), levels=15, colors="0.8", linewidths=0.8)
+    riemannian = gamma - alphas[:, None] * riemannian_direction
+    euclidean = gamma - alphas[:, None] * native_gradient
+    ax.plot(*euclidean.T.numpy(), "--", color="tab:red", label="Euclidean step γ − α∇L")
+    ax.plot(*riemannian.T.numpy(), "-", color="tab:green", linewidth=3, alpha=0.6, label="Riemannian step γ − αJJᵀ∇L")
+    ax.plot(*landed.T.numpy(), "-", color="k", linewidth=1.2, label="warped step Ω(θ − αJᵀ∇L)")
+    ax.plot(*gamma.numpy(), "ko")
+    ax.set_aspect("equal")
+    ax.set_xlim(xs[0].item(), xs[-1].item())
+    ax.set_ylim(ys[0].item(), ys[-1].item())
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(f"native space, α from 0 to {alpha_max:g}", fontsize=9)
