@@ -43,7 +43,7 @@ import torch
 from IPython.display import Markdown, display
 
 import warpkit
-from warpkit import omniglot_experiment as omniglot
+from warpkit.experiments import omniglot
 from warpkit.kit.notebook import check_size
 from warpkit.viz import omniglot as draw_data
 from warpkit.viz import omniglot_results as draw
