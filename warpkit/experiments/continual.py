@@ -45,8 +45,6 @@ from warpkit.engine.meta import InitLearner, Leap, MetaLearner, Reptile
 from warpkit.models.mlp import plain_mlp, warp_mlp
 from warpkit.kit.notebook import progress
 
-LEARNER_NAMES = ("warp", "sgd_meta_init", "sgd")
-
 
 @dataclass(frozen=True)
 class ContinualConfig:
@@ -89,7 +87,6 @@ class ContinualConfig:
     init_optimizer: str = "sgd"
     replay_chunk_size: int = 25
     replay_epochs: int = 1
-    lr_schedule: str = "constant"  # or "cosine": both meta learning rates annealed to 0 over meta_iterations
     # model selection on validation sequences (0 = off: keep the last iterate)
     validate_every: int = 5
     num_validation: int = 20
@@ -161,28 +158,6 @@ def build_learners(config: ContinualConfig, seed: int = 0, device: torch.device 
     }
 
 
-def meta_lr_factor(schedule: str, iteration: int, iterations: int) -> float:
-    r"""The multiplier of the meta learning rates at meta-iteration ``iteration`` (0-based) of ``iterations``:
-    1 for ``"constant"``; ½(1 + cos(π i / N)) for ``"cosine"`` (from 1 down toward 0).
-
-    With constant rates the meta-parameters keep fluctuating with the random waves each iteration draws
-    (Reptile's θ₀ moves by half the way to every meta-batch's mean end point); annealing lets a long run settle."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * iteration / max(iterations, 1)))
-    raise ValueError(f"unknown lr_schedule {schedule!r}; choose 'constant' or 'cosine'")
-
-
-def _set_meta_lr(learner: MetaLearner, factor: float) -> None:
-    for optimizer in (learner.warp_optimizer, learner.init_optimizer):
-        if optimizer is None:
-            continue
-        for group in optimizer.param_groups:
-            group.setdefault("base_lr", group["lr"])
-            group["lr"] = group["base_lr"] * factor
-
-
 @dataclass
 class MetaTraining:
     """What :func:`meta_train` measured.
@@ -212,9 +187,6 @@ def meta_train(
 ) -> MetaTraining:
     """Meta-train ``learners`` in lockstep for ``iterations`` meta-iterations: every iteration draws
     ``meta_batch_size`` sequences and gives each learner its own replica of them (same waves, same batches).
-
-    With ``config.lr_schedule == "cosine"`` the learners' meta learning rates follow :func:`meta_lr_factor`
-    (set before every iteration from the iteration number, so a resumed run follows the same schedule).
 
     Model selection: with ``validation_tasks`` and ``validate_every > 0``, every learner's final loss on the
     validation sequences (never the held-out test sequences) is measured before meta-training and every
@@ -292,11 +264,9 @@ def meta_train(
                    total=iterations)
     for iteration in bar:
         tasks = sampler.sample_many(meta_batch_size)
-        factor = meta_lr_factor(config.lr_schedule if config is not None else "constant", iteration, iterations)
         for name, learner in learners.items():
             if diverged[name] is not None:
                 continue
-            _set_meta_lr(learner, factor)
             before = copy.deepcopy(learner.state_dict())
             stats = learner.meta_step([task.replica() for task in tasks])
             history[name].append(stats.as_dict())
@@ -456,7 +426,7 @@ def evaluate_learner(model: nn.Module, tasks, lr: float, loss_fn=weighted_mse, k
 
 
 __all__ = [
-    "LEARNER_NAMES", "ContinualConfig", "SIZES", "make_init_learner", "build_learners", "meta_lr_factor",
+    "ContinualConfig", "SIZES", "make_init_learner", "build_learners",
     "MetaTraining", "meta_train",
     "SequenceRun", "run_sequence", "run_sequences", "forgetting_matrix", "predictions", "ContinualEvaluation", "earlier_to_current_ratio",
     "evaluate_learner",

@@ -64,27 +64,6 @@ def source_label(dataset) -> str:
         dataset.source, dataset.source)
 
 
-def plot_drawers(dataset, alphabet: str, characters: Sequence[int] = (0, 1, 2), n_drawers: int | None = None,
-                 title: str | None = None, cell: float = 0.55):
-    """The drawings of a few characters by every drawer: one row per character, one column per drawer."""
-    import matplotlib.pyplot as plt
-
-    images = dataset.images(alphabet)[:, :, 0].numpy()
-    n_drawers = n_drawers or images.shape[1]
-    names = dataset.characters(alphabet)
-    fig, axes = plt.subplots(len(characters), n_drawers, figsize=(cell * n_drawers + 1.2, cell * len(characters)),
-                             squeeze=False)
-    for row, character in enumerate(characters):
-        for col in range(n_drawers):
-            _show(axes[row, col], images[character, col])
-        axes[row, 0].set_ylabel(names[character], rotation=0, ha="right", va="center", fontsize=8)
-    height = fig.get_size_inches()[1]
-    fig.suptitle(title or f"{source_label(dataset)} / {alphabet}: each row one character, each column one drawer",
-                 fontsize=10, y=1 - 0.05 / height)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.1, right=0.99, top=1 - 0.35 / height, bottom=0.01)
-    return fig
-
-
 def plot_batch(images, labels=None, n_columns: int = 10, title: str | None = None, cell: float = 0.7):
     """A batch of images ``[B, 1, H, W]`` in a grid, each titled with its label."""
     import matplotlib.pyplot as plt
