@@ -3,6 +3,7 @@ a hand-written SGD loop with torch.optim for the forgetting matrix, per-sub-task
 continual objective, an uninterrupted run for checkpoint/resume."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from warpkit.kit.checkpoint import Checkpointer
 from warpkit.experiments.continual import (
     ContinualConfig, build_learners, evaluate_learner, forgetting_matrix, meta_train, predictions, run_sequence,
 )
-from warpkit.data.sine import ContinualSineTask, weighted_mse
+from warpkit.data.sine import ContinualSineTask, SineFamily, weighted_mse
 from warpkit.models.mlp import plain_mlp, warp_mlp
 from warpkit.engine.objectives import one_step_objective
 from warpkit.engine.warp import ResidualMLPWarp, task_parameters, warp_parameters
@@ -272,3 +273,15 @@ def test_sequence_explorer_redraws_the_chosen_sequence():
     explorer.slider.value = 1
     assert explorer.shown_index == 1 and asked == [0, 1]
     assert explorer.image.value != first
+
+
+def test_the_task_family_is_declared_once():
+    """ContinualConfig extends the sampler's SineFamily instead of re-declaring its fields (an earlier copy had
+    another default for steps_per_subtask), and its sampler draws tasks of exactly that family."""
+    family_fields = {f.name for f in dataclasses.fields(SineFamily)}
+    assert family_fields and not family_fields & set(ContinualConfig.__annotations__)
+    config = ContinualConfig(num_subtasks=3, steps_per_subtask=4)
+    assert {name: getattr(config, name) for name in family_fields} == dataclasses.asdict(
+        SineFamily(num_subtasks=3, steps_per_subtask=4))
+    task = config.sampler(seed=0).sample()
+    assert (task.num_subtasks, task.steps_per_subtask, task.num_steps) == (3, 4, config.inner_steps)

@@ -31,8 +31,7 @@ segments after the whole sequence.
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 import torch
@@ -40,15 +39,17 @@ import torch.nn as nn
 
 from warpkit.engine.adapt import Params, adapt, adapt_tasks, forward, train_mode
 from warpkit.kit.checkpoint import Checkpointer
-from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, weighted_mse
+from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, SineFamily, weighted_mse
 from warpkit.engine.meta import InitLearner, Leap, MetaLearner, Reptile
 from warpkit.models.mlp import plain_mlp, warp_mlp
 from warpkit.kit.notebook import progress
 
 
 @dataclass(frozen=True)
-class ContinualConfig:
-    """Everything that defines one run of the experiment (notebook 05 picks one of :data:`SIZES`).
+class ContinualConfig(SineFamily):
+    """Everything that defines one run of the experiment (notebook 05 picks one of :data:`SIZES`): the task
+    family's fields (:class:`~warpkit.data.sine.SineFamily`, declared there once; ``config.sampler(seed)`` draws
+    its tasks) and the learners', meta-training's and evaluation's below.
 
     The defaults were chosen among a handful of settings (warp_lr 0.003-0.02, meta-batch 4-5, 20-25
     iterations, exact vs first-order, Reptile vs Leap) by their final loss on the held-out sequences of seeds
@@ -58,15 +59,6 @@ class ContinualConfig:
     needs ``init_optimizer="adam", init_lr=0.01`` rather than Reptile's SGD at 0.5 (which makes Leap diverge).
     """
 
-    # the task family (warpkit.data.sine)
-    num_subtasks: int = 5
-    steps_per_subtask: int = 10
-    interval: tuple[float, float] = (-5.0, 5.0)
-    amplitude_range: tuple[float, float] = (0.1, 5.0)
-    phase_range: tuple[float, float] = (0.0, math.pi)
-    batch_size: int = 10
-    meta_points_per_subtask: int = 10
-    eval_points_per_subtask: int = 50
     # the task learner: plain SGD on θ, the same for every method
     inner_lr: float = 0.01
     hidden: int = 40
@@ -92,20 +84,6 @@ class ContinualConfig:
     num_validation: int = 20
     # evaluation
     num_held_out: int = 40
-
-    def sampler(self, seed: int, device: torch.device | str = "cpu") -> ContinualSineSampler:
-        """A task sampler for this family; use one seed for meta-training and another for held-out sequences."""
-        return ContinualSineSampler(
-            num_subtasks=self.num_subtasks, steps_per_subtask=self.steps_per_subtask, interval=self.interval,
-            amplitude_range=self.amplitude_range, phase_range=self.phase_range, batch_size=self.batch_size,
-            meta_points_per_subtask=self.meta_points_per_subtask,
-            eval_points_per_subtask=self.eval_points_per_subtask, seed=seed, device=str(device),
-        )
-
-    @property
-    def inner_steps(self) -> int:
-        """K = T × steps_per_subtask."""
-        return self.num_subtasks * self.steps_per_subtask
 
     def as_dict(self) -> dict:
         return asdict(self)
