@@ -193,7 +193,7 @@ def test_meta_training_resumes_from_a_checkpoint_exactly(tmp_path):
             assert torch.allclose(a, b, atol=1e-6), name
 
     other = ContinualConfig(**{**TINY.as_dict(), "warp_lr": 0.5})
-    with pytest.raises(ValueError, match="another configuration.*warp_lr"):
+    with pytest.raises(ValueError, match="other settings.*config.warp_lr"):
         meta_train(meta_learners(other), other.sampler(seed=0), 3, 2, Checkpointer(path, every=1), other,
                    show_progress=False)
 
@@ -285,3 +285,22 @@ def test_the_task_family_is_declared_once():
         SineFamily(num_subtasks=3, steps_per_subtask=4))
     task = config.sampler(seed=0).sample()
     assert (task.num_subtasks, task.steps_per_subtask, task.num_steps) == (3, 4, config.inner_steps)
+
+
+def test_lesson_05_resume_refuses_a_checkpoint_of_another_seed(tmp_path):
+    """Lesson 05 passes ``config.sampler(seed=SEED)`` and its checkpointer to meta_train: a checkpoint made with
+    SEED 0 must not be resumed by a run with SEED 1 (which would report seed 0's numbers as seed 1's)."""
+    path = tmp_path / "lesson05.pt"
+
+    def lesson_run(seed, iterations):
+        learners = build_learners(TINY, seed=seed)
+        meta_learners = {name: learners[name] for name in ("warp", "sgd_meta_init")}
+        return meta_train(meta_learners, TINY.sampler(seed=seed), iterations, TINY.meta_batch_size,
+                          Checkpointer(path, every=1), TINY, show_progress=False)
+
+    lesson_run(0, 1)
+    saved = path.read_bytes()
+    with pytest.raises(ValueError, match=r"other settings: seed \(saved 0, now 1\)"):
+        lesson_run(1, 2)
+    assert path.read_bytes() == saved  # refused and left untouched
+    assert [h["iteration"] for h in lesson_run(0, 2).history["warp"]] == [1, 2]  # the same seed resumes

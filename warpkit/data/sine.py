@@ -39,6 +39,7 @@ Batch shapes: inputs ``[N, 1]``, y ``[N, 1]``, w ``[N]``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -236,8 +237,10 @@ class SineFamily:
         return self.num_subtasks * self.steps_per_subtask
 
     def sampler(self, seed: int = 0, device: torch.device | str = "cpu") -> "ContinualSineSampler":
-        """A task sampler for this family; use one seed for meta-training and another for held-out sequences."""
-        return ContinualSineSampler(self, seed=seed, device=str(device))
+        """A task sampler for this family; use one seed for meta-training and another for held-out sequences.
+        (A configuration that extends the family hands the sampler only the family's own fields.)"""
+        family = SineFamily(**{item.name: getattr(self, item.name) for item in dataclasses.fields(SineFamily)})
+        return ContinualSineSampler(family, seed=seed, device=str(device))
 
 
 class ContinualSineSampler:

@@ -31,6 +31,7 @@ segments after the whole sequence.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
@@ -39,6 +40,7 @@ import torch.nn as nn
 
 from warpkit.engine.adapt import Params, adapt, adapt_tasks, forward, train_mode
 from warpkit.kit.checkpoint import Checkpointer
+from warpkit.kit.sweep import ResumableRun, fingerprint
 from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, SineFamily, weighted_mse
 from warpkit.engine.meta import InitLearner, Leap, MetaLearner, Reptile
 from warpkit.models.mlp import plain_mlp, warp_mlp
@@ -152,6 +154,93 @@ class MetaTraining:
     diverged: dict[str, int | None] = field(default_factory=dict)
 
 
+#: what a meta-training checkpoint holds (:class:`warpkit.kit.sweep.ResumableRun` refuses any other kind)
+CHECKPOINT_KIND = "continual meta-training"
+
+
+@dataclass
+class _Progress:
+    """The state of a lockstep meta-training between iterations: what a checkpoint saves besides the learners
+    and the sampler. ``best[name]`` = (iteration, validation loss, model state) of the best validation point."""
+
+    iteration: int
+    history: dict[str, list[dict]]
+    validation: dict[str, list[tuple[int, float]]]
+    best: dict[str, tuple[int, float, dict]]
+    diverged: dict[str, int | None]
+
+    @classmethod
+    def start(cls, names) -> "_Progress":
+        return cls(0, {name: [] for name in names}, {name: [] for name in names}, {}, {name: None for name in names})
+
+    @classmethod
+    def from_saved(cls, saved: dict, names) -> "_Progress":
+        validation = {name: [tuple(point) for point in saved["validation"][name]] for name in names}
+        return cls(int(saved["iteration"]), {name: list(saved["history"][name]) for name in names}, validation,
+                   dict(saved["best"]), dict(saved["diverged"]))
+
+
+def _fingerprint(learners, sampler: ContinualSineSampler, meta_batch_size: int, config, validation_tasks,
+                 validate_every: int) -> dict:
+    """Every setting that changes what :func:`meta_train` computes: the seed and family of the training
+    sequences, the configuration, the learners, the meta-batch size and the validation sequences."""
+    validating = validation_tasks is not None and validate_every > 0
+    return fingerprint(
+        seed=sampler.seed, tasks=sampler.family, config=config.as_dict() if config is not None else None,
+        learners=sorted(learners), meta_batch_size=meta_batch_size, validate_every=validate_every if validating else 0,
+        validation_seeds=[task.seed for task in validation_tasks] if validating else None)
+
+
+def _checkpoint_state(learners, sampler: ContinualSineSampler, progress_state: _Progress) -> dict:
+    return {"learners": {name: learner.state_dict() for name, learner in learners.items()},
+            "sampler": sampler.state_dict(), **asdict(progress_state)}
+
+
+def _restore(run: ResumableRun, learners, sampler: ContinualSineSampler) -> _Progress:
+    saved = run.restore()
+    if saved is None:
+        return _Progress.start(learners)
+    for name, learner in learners.items():
+        learner.load_state_dict(saved["learners"][name])
+    sampler.load_state_dict(saved["sampler"])
+    return _Progress.from_saved(saved, learners)
+
+
+def _validate(learners, state: _Progress, tasks, lr: float, iteration: int) -> None:
+    """Score every learner still training on the validation sequences; remember each one's best point."""
+    for name, learner in learners.items():
+        if state.diverged[name] is not None and state.diverged[name] <= iteration:
+            continue
+        loss = evaluate_learner(learner.model, tasks, lr).final_loss
+        state.validation[name].append((iteration, loss))
+        if name not in state.best or loss < state.best[name][1]:
+            state.best[name] = (iteration, loss, copy.deepcopy(learner.model.state_dict()))
+
+
+def _meta_iteration(learners, tasks, state: _Progress, iteration: int) -> None:
+    """One meta-step of every learner still training, each on its own replica of ``tasks``; a learner whose
+    meta-parameters stop being finite is rolled back to the state before this step and stopped."""
+    for name, learner in learners.items():
+        if state.diverged[name] is not None:
+            continue
+        before = copy.deepcopy(learner.state_dict())
+        stats = learner.meta_step([task.replica() for task in tasks])
+        state.history[name].append(stats.as_dict())
+        if not all(bool(torch.isfinite(p).all()) for p in learner.model.parameters()):
+            learner.load_state_dict(before)
+            state.diverged[name] = iteration + 1
+
+
+def _result(learners, state: _Progress, iterations: int, validating: bool) -> MetaTraining:
+    """The learners take back the meta-parameters of their best validation point (with validation)."""
+    best_iteration = {name: iterations for name in learners}
+    if validating:
+        for name, learner in learners.items():
+            best_iteration[name], _, model_state = state.best[name]
+            learner.model.load_state_dict(model_state)
+    return MetaTraining(state.history, state.validation, best_iteration, state.diverged)
+
+
 def meta_train(
     learners: Mapping[str, MetaLearner],
     sampler: ContinualSineSampler,
@@ -173,99 +262,34 @@ def meta_train(
     dozen iterations and then drifts up again, its warp objective with it (measured on seed 0 of the "full"
     size), so the last iterate is not always the best.
 
-    Divergence guard: a learner whose meta-parameters become non-finite after a meta-iteration (e.g. one
-    sequence's SGD blew up under the learned warp and Reptile pulled θ₀ toward NaN) is rolled back to the
-    state before that iteration and trains no further; ``MetaTraining.diverged`` says when.
+    Divergence guard: a learner whose meta-parameters become non-finite after a meta-iteration is rolled back to
+    the state before that iteration and trains no further; ``MetaTraining.diverged`` says when.
 
     With a ``checkpointer`` the learners, the sampler, the history and the validation state are saved every
-    ``checkpointer.every`` iterations and at the end, and a run restarts from the saved iteration; ``config``
-    is stored with them and checked on resume, so a checkpoint of another configuration is refused rather than
-    silently mixed in.
+    ``checkpointer.every`` iterations and at the end, and a run restarts from the saved iteration. A checkpoint
+    written with other settings (the sampler's seed and task family, ``config``, the learners, the meta-batch
+    size, the validation sequences) is refused naming the fields that differ (:class:`warpkit.kit.sweep.ResumableRun`).
     """
-    names = list(learners)
-    history: dict[str, list[dict]] = {name: [] for name in names}
-    validation: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
-    best: dict[str, tuple[int, float, dict]] = {}  # name -> (iteration, loss, model state)
-    diverged: dict[str, int | None] = {name: None for name in names}
     validating = validation_tasks is not None and validate_every > 0
-    lr = config.inner_lr if config is not None else None
-    if validating and lr is None:
+    if validating and config is None:
         raise ValueError("meta_train(): validation needs the config (for the inner step size); pass config=")
-    start = 0
-    state = checkpointer.restore() if checkpointer is not None else None
-    if state is not None:
-        saved_config = state.get("config")
-        if config is not None and saved_config is not None and saved_config != config.as_dict():
-            changed = sorted(k for k in saved_config if saved_config.get(k) != config.as_dict().get(k))
-            raise ValueError(
-                f"the checkpoint {checkpointer.path} was written with another configuration (differs in {changed}); "
-                "use another CHECKPOINT path or delete the file to start afresh"
-            )
-        if sorted(state["learners"]) != sorted(names):
-            raise ValueError(
-                f"the checkpoint {checkpointer.path} holds learners {sorted(state['learners'])}, "
-                f"not {sorted(names)}; use another CHECKPOINT path"
-            )
-        for name, learner in learners.items():
-            learner.load_state_dict(state["learners"][name])
-        sampler.load_state_dict(state["sampler"])
-        history = {name: list(state["history"][name]) for name in names}
-        validation = {name: [tuple(v) for v in state.get("validation", {}).get(name, [])] for name in names}
-        best = dict(state.get("best", {}))
-        diverged = dict(state.get("diverged", diverged))
-        start = int(state["iteration"])
-
-    def validate(iteration: int) -> None:
-        for name, learner in learners.items():
-            if diverged[name] is not None and diverged[name] <= iteration:
-                continue
-            loss = evaluate_learner(learner.model, validation_tasks, lr).final_loss
-            validation[name].append((iteration, loss))
-            if name not in best or loss < best[name][1]:
-                best[name] = (iteration, loss, copy.deepcopy(learner.model.state_dict()))
-
-    def make_state(iteration: int) -> dict:
-        return {
-            "iteration": iteration,
-            "learners": {name: learner.state_dict() for name, learner in learners.items()},
-            "sampler": sampler.state_dict(),
-            "history": history,
-            "validation": validation,
-            "best": best,
-            "diverged": diverged,
-            "config": config.as_dict() if config is not None else None,
-        }
-
-    if validating and start == 0 and not validation[names[0]]:
-        validate(0)
-    bar = progress(range(start, iterations), show=show_progress, desc="meta-training", initial=start,
-                   total=iterations)
+    run = ResumableRun(checkpointer, CHECKPOINT_KIND,
+                       _fingerprint(learners, sampler, meta_batch_size, config, validation_tasks, validate_every))
+    state = _restore(run, learners, sampler)
+    if validating and state.iteration == 0 and not state.validation[next(iter(learners))]:
+        _validate(learners, state, validation_tasks, config.inner_lr, 0)
+    bar = progress(range(state.iteration, iterations), show=show_progress, desc="meta-training",
+                   initial=state.iteration, total=iterations)
     for iteration in bar:
-        tasks = sampler.sample_many(meta_batch_size)
-        for name, learner in learners.items():
-            if diverged[name] is not None:
-                continue
-            before = copy.deepcopy(learner.state_dict())
-            stats = learner.meta_step([task.replica() for task in tasks])
-            history[name].append(stats.as_dict())
-            if not all(bool(torch.isfinite(p).all()) for p in learner.model.parameters()):
-                learner.load_state_dict(before)
-                diverged[name] = iteration + 1
-        done = iteration + 1
-        if validating and (done % validate_every == 0 or done == iterations):
-            validate(done)
+        _meta_iteration(learners, sampler.sample_many(meta_batch_size), state, iteration)
+        state.iteration = iteration + 1
+        if validating and (state.iteration % validate_every == 0 or state.iteration == iterations):
+            _validate(learners, state, validation_tasks, config.inner_lr, state.iteration)
         if show_progress:
-            bar.set_postfix({name: f"{h[-1]['task_loss_last']:.3f}" for name, h in history.items() if h})
-        if checkpointer is not None:
-            checkpointer.maybe_save(done, lambda: make_state(done), final=done == iterations)
-
-    best_iteration = {name: iterations for name in names}
-    if validating:
-        for name, learner in learners.items():
-            iteration, _, model_state = best[name]
-            learner.model.load_state_dict(model_state)
-            best_iteration[name] = iteration
-    return MetaTraining(history, validation, best_iteration, diverged)
+            bar.set_postfix({name: f"{h[-1]['task_loss_last']:.3f}" for name, h in state.history.items() if h})
+        run.maybe_save(state.iteration, functools.partial(_checkpoint_state, learners, sampler, state),
+                       final=state.iteration == iterations)
+    return _result(learners, state, iterations, validating)
 
 
 # ----------------------------------------------------------------------------------------------------------
