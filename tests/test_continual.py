@@ -269,10 +269,12 @@ def test_sequence_explorer_redraws_the_chosen_sequence():
     x_grid = torch.linspace(-5, 5, 50).unsqueeze(-1)
     explorer = SequenceExplorer(tasks, x_grid, fits_for)
     first = explorer.image.value
-    assert first[:8] == b"\x89PNG\r\n\x1a\n" and explorer.shown_index == 0
-    explorer.slider.value = 1
-    assert explorer.shown_index == 1 and asked == [0, 1]
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and explorer.artists["sequence"] == 0
+    explorer.controls["sequence"].value = 1
+    assert explorer.artists["sequence"] == 1 and asked == [0, 1]
     assert explorer.image.value != first
+    explorer.controls["sequence"].value = 0  # back: the kept fits, redrawn
+    assert explorer.artists["sequence"] == 0 and asked == [0, 1] and len(explorer.redraw_ms) == 3
 
 
 def test_the_task_family_is_declared_once():
