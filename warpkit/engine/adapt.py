@@ -144,6 +144,58 @@ def _validate_params(model: nn.Module, given: Params | None, which: str) -> Para
     return given
 
 
+def _initial_state(model: nn.Module, init_params: Params | None, warp_params: Params | None, momentum: float,
+                   copies: int | None = None) -> tuple[Params, Params, Params, Params | None]:
+    """What every inner loop starts from: θ_0 (a detached copy; stacked ``copies`` times along a new first
+    dimension for vmapped tasks), φ (detached), fresh BatchNorm statistics (stacked likewise) and zero
+    velocities (None without momentum)."""
+    theta = _validate_params(model, init_params, "task")
+    buffers = fresh_buffers(model)
+    if copies is None:
+        theta = {name: t.detach().clone() for name, t in theta.items()}
+    else:
+        theta = {name: t.detach().unsqueeze(0).repeat(copies, *([1] * t.dim())) for name, t in theta.items()}
+        buffers = {name: b.unsqueeze(0).repeat(copies, *([1] * b.dim())) for name, b in buffers.items()}
+    phi = {name: t.detach() for name, t in _validate_params(model, warp_params, "warp").items()}
+    velocity = {name: torch.zeros_like(t) for name, t in theta.items()} if momentum else None
+    return theta, phi, buffers, velocity
+
+
+def _task_loss(model: nn.Module, loss_fn: LossFn, phi: Params) -> Callable:
+    """L_task(θ; φ) on a batch with φ fixed: ``task_loss(θ, buffers, inputs, target)``. The buffers are an
+    explicit (non-differentiated) argument: BatchNorm updates them in place."""
+    def task_loss(theta: Params, buffers: Params, inputs, target) -> torch.Tensor:
+        return loss_fn(forward(model, {**theta, **phi}, buffers, inputs), target)
+    return task_loss
+
+
+def _inner_step(gradient_and_loss: Callable, theta: Params, buffers: Params, batch, lr: float | Params,
+                momentum: float, velocity: Params | None) -> tuple[Params, Params, torch.Tensor]:
+    r"""One step of the inner loop: g = ∇_θ L_task(θ_k; φ) and L_task(θ_k) on ``batch``, then
+    v_{k+1} = μ v_k + g, θ_{k+1} = θ_k − α v_{k+1}. Returns ``(θ_{k+1}, g, loss)`` (batched when vmapped)."""
+    inputs, target = batch
+    gradients, loss = gradient_and_loss(theta, buffers, inputs, target)
+    return sgd_step(theta, gradients, lr, momentum, velocity), gradients, loss
+
+
+@torch.no_grad()
+def _final_loss(task_loss: Callable, theta: Params, buffers: Params, batch) -> torch.Tensor:
+    """The task loss at θ_K on one more batch (Leap's loss-difference term uses it)."""
+    inputs, target = batch
+    return task_loss(theta, buffers, inputs, target)
+
+
+def _keep_state(trajectory: Trajectory, step: int, theta: Params, buffers: Params, keep_trajectory: bool,
+                on_state: Callable[[int, Params, Params], None] | None) -> None:
+    """Snapshot the pre-step state θ_k (and BatchNorm statistics) into the trajectory and/or ``on_state``."""
+    snapshot, buffer_snapshot = detached_copy(theta), detached_copy(buffers)
+    if keep_trajectory:
+        trajectory.params.append(snapshot)
+        trajectory.buffers.append(buffer_snapshot)
+    if on_state is not None:
+        on_state(step, snapshot, buffer_snapshot)
+
+
 def adapt(
     model: nn.Module,
     task: Task,
@@ -166,42 +218,40 @@ def adapt(
     each pre-step state as a detached snapshot (e.g. to stream it into an on-disk buffer with
     ``keep_trajectory=False``, so that memory does not grow with ``num_steps``). Returns the :class:`Trajectory`; with
     ``keep_trajectory=False`` only the losses and final state are kept (for evaluation runs).
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> model = torch.nn.Linear(1, 1)
+    >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)
+    >>> task = SupervisedTask(x, 3 * x, batch_size=8)
+    >>> trajectory = adapt(model, task, torch.nn.functional.mse_loss, num_steps=20, lr=0.3)
+    >>> len(trajectory.params), trajectory.losses[-1] < trajectory.losses[0]
+    (20, True)
     """
     if num_steps < 0:
         raise ValueError(f"adapt(): num_steps must be >= 0, got {num_steps}")
-    theta = {name: t.detach().clone() for name, t in _validate_params(model, init_params, "task").items()}
-    phi = {name: t.detach() for name, t in _validate_params(model, warp_params, "warp").items()}
-    buffers = fresh_buffers(model)
-    velocity = {name: torch.zeros_like(t) for name, t in theta.items()} if momentum else None
-
-    def task_loss(theta_now: Params, buffers_now: Params, inputs, target):
-        # buffers are an explicit (non-differentiated) argument: BatchNorm updates them in place
-        return loss_fn(forward(model, {**theta_now, **phi}, buffers_now, inputs), target)
-
+    theta, phi, buffers, velocity = _initial_state(model, init_params, warp_params, momentum)
+    task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = grad_and_value(task_loss)
     trajectory = Trajectory(gradients=[] if keep_gradients else None)
     with train_mode(model):
         for step in range(num_steps):
             if keep_trajectory or on_state is not None:
-                snapshot, buffer_snapshot = detached_copy(theta), detached_copy(buffers)
-                if keep_trajectory:
-                    trajectory.params.append(snapshot)
-                    trajectory.buffers.append(buffer_snapshot)
-                if on_state is not None:
-                    on_state(step, snapshot, buffer_snapshot)
-            inputs, target = task.sample_batch(step)
-            gradients, loss = gradient_and_loss(theta, buffers, inputs, target)
+                _keep_state(trajectory, step, theta, buffers, keep_trajectory, on_state)
+            theta, gradients, loss = _inner_step(gradient_and_loss, theta, buffers, task.sample_batch(step), lr,
+                                                 momentum, velocity)
             if keep_gradients:
                 trajectory.gradients.append(detached_copy(gradients))
             trajectory.losses.append(float(loss))
-            theta = sgd_step(theta, gradients, lr, momentum, velocity)
         if final_loss:
-            with torch.no_grad():
-                inputs, target = task.sample_batch(num_steps)
-                trajectory.final_loss = float(loss_fn(forward(model, {**theta, **phi}, buffers, inputs), target))
+            trajectory.final_loss = float(_final_loss(task_loss, theta, buffers, task.sample_batch(num_steps)))
     trajectory.final_params = theta
     trajectory.final_buffers = buffers
     return trajectory
+
+
+def _unstack(tensors: Params, index: int) -> Params:
+    """Task ``index``'s slice of stacked tensors, as its own copy."""
+    return {name: t[index].clone() for name, t in tensors.items()}
 
 
 def adapt_tasks(
@@ -225,50 +275,43 @@ def adapt_tasks(
     checks it in float64; in float32 vmapped kernels may sum in another order, and a long chaotic meta-training
     run can amplify such last-digit differences). What changes is the number of Python-level calls per step,
     which dominates for small networks. All tasks' batches must have the same shapes.
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> model = torch.nn.Linear(1, 1)
+    >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)
+    >>> tasks = [SupervisedTask(x, slope * x, batch_size=8) for slope in (1.0, -2.0)]
+    >>> trajectories = adapt_tasks(model, tasks, torch.nn.functional.mse_loss, num_steps=20, lr=0.3)
+    >>> [round(float(t.final_params["weight"]), 1) for t in trajectories]
+    [1.0, -2.0]
     """
     if num_steps < 0:
         raise ValueError(f"adapt_tasks(): num_steps must be >= 0, got {num_steps}")
     if not tasks:
         raise ValueError("adapt_tasks(): no tasks given")
-    count = len(tasks)
-    init = _validate_params(model, init_params, "task")
-    theta = {name: t.detach().unsqueeze(0).repeat(count, *([1] * t.dim())) for name, t in init.items()}
-    phi = {name: t.detach() for name, t in _validate_params(model, warp_params, "warp").items()}
-    single = fresh_buffers(model)
-    buffers = {name: b.unsqueeze(0).repeat(count, *([1] * b.dim())) for name, b in single.items()}
-    velocity = {name: torch.zeros_like(t) for name, t in theta.items()} if momentum else None
-
-    def task_loss(theta_now: Params, buffers_now: Params, inputs, target):
-        return loss_fn(forward(model, {**theta_now, **phi}, buffers_now, inputs), target)
-
+    theta, phi, buffers, velocity = _initial_state(model, init_params, warp_params, momentum, copies=len(tasks))
+    task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = torch.func.vmap(grad_and_value(task_loss), randomness="different")
     trajectories = [Trajectory(gradients=[] if keep_gradients else None) for _ in tasks]
-
-    def unstack(tensors: Params, index: int) -> Params:
-        return {name: t[index].clone() for name, t in tensors.items()}
-
     with train_mode(model):
         for step in range(num_steps):
-            if keep_trajectory:
-                for index, trajectory in enumerate(trajectories):
-                    trajectory.params.append(unstack(theta, index))
-                    trajectory.buffers.append(unstack(buffers, index))
-            inputs, target = stack_batches([task.sample_batch(step) for task in tasks])
-            gradients, losses = gradient_and_loss(theta, buffers, inputs, target)
+            batch = stack_batches([task.sample_batch(step) for task in tasks])
+            for index, trajectory in enumerate(trajectories):
+                if keep_trajectory:
+                    trajectory.params.append(_unstack(theta, index))
+                    trajectory.buffers.append(_unstack(buffers, index))
+            theta, gradients, losses = _inner_step(gradient_and_loss, theta, buffers, batch, lr, momentum, velocity)
             for index, trajectory in enumerate(trajectories):
                 trajectory.losses.append(float(losses[index]))
                 if keep_gradients:
-                    trajectory.gradients.append(unstack(gradients, index))
-            theta = sgd_step(theta, gradients, lr, momentum, velocity)
+                    trajectory.gradients.append(_unstack(gradients, index))
         if final_loss:
-            with torch.no_grad():
-                inputs, target = stack_batches([task.sample_batch(num_steps) for task in tasks])
-                losses = torch.func.vmap(task_loss, randomness="different")(theta, buffers, inputs, target)
-                for index, trajectory in enumerate(trajectories):
-                    trajectory.final_loss = float(losses[index])
+            batch = stack_batches([task.sample_batch(num_steps) for task in tasks])
+            losses = _final_loss(torch.func.vmap(task_loss, randomness="different"), theta, buffers, batch)
+            for index, trajectory in enumerate(trajectories):
+                trajectory.final_loss = float(losses[index])
     for index, trajectory in enumerate(trajectories):
-        trajectory.final_params = unstack(theta, index)
-        trajectory.final_buffers = unstack(buffers, index)
+        trajectory.final_params = _unstack(theta, index)
+        trajectory.final_buffers = _unstack(buffers, index)
     return trajectories
 
 
