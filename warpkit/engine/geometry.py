@@ -170,6 +170,28 @@ def riemannian_gradient_step(gamma: Tensor, gradient: Tensor, inverse_metric_at_
     return gamma - lr * (inverse_metric_at_gamma @ gradient.unsqueeze(-1)).squeeze(-1)
 
 
+def _newton_inverse(warp: Warp, gamma: Tensor, theta_init: Tensor | None, steps: int,
+                    tol: float) -> tuple[Tensor, float]:
+    """Newton's method for Ω(θ) = γ; returns ``(θ, residual norm)`` and stops early at a singular Jacobian."""
+    theta = (gamma if theta_init is None else theta_init).detach().clone()
+    with torch.no_grad():
+        residual = warp(theta) - gamma
+    for _ in range(steps):
+        if residual.norm() <= tol:
+            break
+        step, info = torch.linalg.solve_ex(_jacobian_at(warp, theta), residual)
+        if info.item() != 0:  # singular Jacobian: the residual stays above tol
+            break
+        theta = theta - step
+        with torch.no_grad():
+            residual = warp(theta) - gamma
+    return theta.detach(), float(residual.norm())
+
+
+def _default_tol(gamma: Tensor) -> float:
+    return 1e-10 if gamma.dtype == torch.float64 else 1e-4
+
+
 def invert_warp(warp: Warp, gamma: Tensor, theta_init: Tensor | None = None, steps: int = 50,
                 tol: float | None = None) -> Tensor:
     r"""θ with Ω(θ) = γ, by Newton's method θ ← θ − J(θ)⁻¹ (Ω(θ) − γ), started at ``theta_init`` (default γ).
@@ -177,28 +199,21 @@ def invert_warp(warp: Warp, gamma: Tensor, theta_init: Tensor | None = None, ste
     Used to evaluate the metric at a native point: G⁻¹(γ) = J(Ω⁻¹(γ)) J(Ω⁻¹(γ))ᵀ. ``tol`` bounds the residual
     ‖Ω(θ) − γ‖ (default 1e-10 in float64, 1e-4 in float32). Raises ``RuntimeError`` if Newton does not get
     there (a warp that is not invertible near γ).
+
+    >>> warp = PlaneWarp(strength=2.0, rotation=0.5, nonlinearity=1.0)
+    >>> theta = invert_warp(warp, torch.tensor([0.3, -0.4]))
+    >>> torch.allclose(warp(theta), torch.tensor([0.3, -0.4]), atol=1e-4)
+    True
     """
     warp = _check_warp(warp)
-    if tol is None:
-        tol = 1e-10 if gamma.dtype == torch.float64 else 1e-4
-    theta = (gamma if theta_init is None else theta_init).detach().clone()
-    with torch.no_grad():
-        residual = warp(theta) - gamma
-    for _ in range(steps):
-        if residual.norm() <= tol:
-            break
-        try:
-            theta = theta - torch.linalg.solve(_jacobian_at(warp, theta), residual)
-        except torch.linalg.LinAlgError:
-            break  # singular Jacobian: reported below
-        with torch.no_grad():
-            residual = warp(theta) - gamma
-    if not residual.norm() <= tol:
+    tol = _default_tol(gamma) if tol is None else tol
+    theta, residual = _newton_inverse(warp, gamma, theta_init, steps, tol)
+    if not residual <= tol:
         raise RuntimeError(
-            f"invert_warp(): Newton's method did not converge in {steps} steps (residual {residual.norm():.3g}); "
+            f"invert_warp(): Newton's method did not converge in {steps} steps (residual {residual:.3g}); "
             "the warp is probably not invertible near this point. Start closer (theta_init) or use more steps."
         )
-    return theta.detach()
+    return theta
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -263,12 +278,13 @@ def riemannian_descent_path(loss: Loss, warp: Warp, gamma0: Tensor, lr: float, s
         gamma = riemannian_gradient_step(gamma, gradient, jac @ jac.T, lr)
         # warm start: to first order Ω⁻¹ moves by J⁻¹(−α JJᵀ∇L) = −α Jᵀ∇L (the warped step), which leaves
         # Newton an O(α²) residual instead of O(α)
-        try:
-            theta = invert_warp(warp, gamma, theta - lr * jac.T @ gradient)
-        except RuntimeError:
-            if on_failure == "raise":
-                raise
-            break
+        warm_start = theta - lr * jac.T @ gradient
+        if on_failure == "raise":
+            theta = invert_warp(warp, gamma, warm_start)
+        else:
+            theta, residual = _newton_inverse(warp, gamma, warm_start, 50, _default_tol(gamma))
+            if not residual <= _default_tol(gamma):
+                break
         path.append(gamma)
     return torch.stack(path).detach()
 

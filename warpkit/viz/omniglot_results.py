@@ -135,11 +135,9 @@ def plot_meta_training(results: SweepResults, alphabets: int | None = None, seed
     seed = results.config.seeds[0] if seed is None else seed
     methods = [m for m in (methods or results.methods) if m != "no-pretraining"]
     fig, ax = plt.subplots(figsize=(6.2, 3.6))
+    histories = {run.method: run.meta_history for run in results.runs if (run.alphabets, run.seed) == (n, seed)}
     for method in methods:
-        try:
-            history = results.get(method, n, seed).meta_history
-        except KeyError:
-            continue
+        history = histories.get(method)
         if not history:
             continue
         iterations = np.arange(1, len(history) + 1)
