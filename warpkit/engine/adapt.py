@@ -44,13 +44,24 @@ def forward(model: nn.Module, params: Params, buffers: Params, inputs: torch.Ten
     """f(x; θ, φ) computed with the given tensors in place of the module's own (``functional_call``).
 
     ``params`` usually holds θ and φ together; any parameter not given falls back to the module's own.
+
+    >>> model = torch.nn.Linear(1, 1)
+    >>> forward(model, {"weight": torch.tensor([[2.0]]), "bias": torch.tensor([1.0])}, {}, torch.tensor([[3.0]]))
+    tensor([[7.]])
     """
     return functional_call(model, {**params, **buffers}, (inputs,))
 
 
 def fresh_buffers(model: nn.Module) -> Params:
     """The buffers a new task starts from: BatchNorm statistics reset (mean 0, variance 1, counter 0), every
-    other buffer copied. The model's own buffers are not touched."""
+    other buffer copied. The model's own buffers are not touched.
+
+    >>> model = torch.nn.BatchNorm1d(2)
+    >>> _ = model(torch.randn(8, 2))   # training moves the running statistics
+    >>> buffers = fresh_buffers(model)
+    >>> buffers["running_mean"], buffers["running_var"], int(buffers["num_batches_tracked"])
+    (tensor([0., 0.]), tensor([1., 1.]), 0)
+    """
     fresh = {name: b.detach().clone() for name, b in model.named_buffers()}
     for module_name, module in model.named_modules():
         if isinstance(module, _BATCHNORM) and module.track_running_stats:
@@ -62,7 +73,13 @@ def fresh_buffers(model: nn.Module) -> Params:
 
 
 def detached_copy(tensors: Params) -> Params:
-    """A detached clone of a name → tensor dict (a snapshot that later in-place updates cannot reach)."""
+    """A detached clone of a name → tensor dict (a snapshot that later in-place updates cannot reach).
+
+    >>> weights = {"w": torch.ones(2, requires_grad=True)}
+    >>> snapshot = detached_copy(weights)
+    >>> snapshot["w"].requires_grad, snapshot["w"] is weights["w"]
+    (False, False)
+    """
     return {name: t.detach().clone() for name, t in tensors.items()}
 
 
@@ -84,7 +101,15 @@ class _TrainMode:
 
 
 def train_mode(model: nn.Module, training: bool = True) -> _TrainMode:
-    """``with train_mode(model): ...`` runs the block in train mode and restores every submodule's mode."""
+    """``with train_mode(model): ...`` runs the block in train mode and restores every submodule's mode.
+
+    >>> model = torch.nn.Dropout().eval()
+    >>> with train_mode(model):
+    ...     print(model.training)
+    True
+    >>> model.training
+    False
+    """
     return _TrainMode(model, training)
 
 
@@ -95,7 +120,11 @@ def train_mode(model: nn.Module, training: bool = True) -> _TrainMode:
 def sgd_step(theta: Params, gradients: Params, lr: float | Params, momentum: float = 0.0,
              velocity: Params | None = None) -> Params:
     r"""One (momentum) SGD step: v ← μ v + g (in place in ``velocity``), θ ← θ − α v (α per parameter when
-    ``lr`` is a dict); without ``velocity``, θ ← θ − α g. Returns the new θ (the given dict is not modified)."""
+    ``lr`` is a dict); without ``velocity``, θ ← θ − α g. Returns the new θ (the given dict is not modified).
+
+    >>> sgd_step({"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([1.0, -1.0])}, lr=0.5)
+    {'w': tensor([0.5000, 2.5000])}
+    """
     new_theta = {}
     for name, value in theta.items():
         direction = gradients[name]
@@ -115,6 +144,12 @@ class Trajectory:
     detached; ``gradients[k]`` is ∇_θ L_task(θ_k) (kept only when asked: Leap needs it); ``losses[k]`` the task
     loss at θ_k on step k's batch; ``final_params`` θ_K with ``final_buffers``; ``final_loss`` the loss at θ_K on
     one more batch (used by Leap's loss-difference term).
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> task = SupervisedTask(torch.ones(4, 1), torch.ones(4, 1))
+    >>> trajectory = adapt(torch.nn.Linear(1, 1), task, torch.nn.functional.mse_loss, num_steps=3, lr=0.1)
+    >>> trajectory.num_steps, len(trajectory.params), sorted(trajectory.final_params)
+    (3, 3, ['bias', 'weight'])
     """
 
     params: list[Params] = field(default_factory=list)
@@ -333,6 +368,16 @@ def differentiable_adapt(
     of per-parameter step sizes α for Meta-SGD) when those require grad. ``first_order=True`` detaches the inner
     gradients (FOMAML). Memory grows with ``num_steps``: this is the cost WarpGrad avoids.
     Returns ``(θ_K, buffers)``.
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> model = torch.nn.Linear(1, 1, bias=False)
+    >>> task = SupervisedTask(torch.ones(4, 1), 2 * torch.ones(4, 1))   # L(θ) = (θ − 2)²
+    >>> theta0 = {"weight": torch.zeros(1, 1, requires_grad=True)}
+    >>> theta, _ = differentiable_adapt(model, task, torch.nn.functional.mse_loss, 1, 0.25, theta0)
+    >>> float(theta["weight"].detach())   # θ_1 = θ_0 − α · 2(θ_0 − 2) = 0 + 0.25 · 4
+    1.0
+    >>> float(torch.autograd.grad(theta["weight"].sum(), theta0["weight"])[0])   # dθ_1/dθ_0 = 1 − 2α
+    0.5
     """
     phi = dict(warp_params) if warp_params is not None else {n: p for n, p in warp_parameters(model).items()}
     theta = dict(init_params)
@@ -358,7 +403,11 @@ def differentiable_adapt(
 # evaluation
 # ----------------------------------------------------------------------------------------------------------
 def accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Fraction of rows whose arg-max equals the target class."""
+    """Fraction of rows whose arg-max equals the target class.
+
+    >>> accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+    tensor(0.5000)
+    """
     return (logits.argmax(dim=-1) == target).float().mean()
 
 
@@ -377,6 +426,11 @@ def evaluate(
     ``batchnorm="batch"`` normalises with the evaluation batch's statistics (train mode, as in the Leap and
     WarpGrad Omniglot code; the stored running statistics are not modified); ``"running"`` uses the task's
     running statistics (eval mode).
+
+    >>> params = {"weight": torch.tensor([[2.0]]), "bias": torch.tensor([0.0])}
+    >>> batch = (torch.tensor([[1.0], [2.0]]), torch.tensor([[2.0], [4.0]]))
+    >>> evaluate(torch.nn.Linear(1, 1), params, {}, batch, torch.nn.functional.mse_loss)
+    {'loss': 0.0}
     """
     if batchnorm not in ("batch", "running"):
         raise ValueError(f"evaluate(): batchnorm must be 'batch' or 'running', got {batchnorm!r}")
