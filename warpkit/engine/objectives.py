@@ -132,17 +132,9 @@ def replay_batches(tasks: Sequence[Task], points: Sequence[TrajectoryPoint]) -> 
     return task_batches, meta_batches
 
 
-def warp_objective(
-    model: nn.Module,
-    loss_fn: LossFn,
-    warp_params: Params,
-    points: Sequence[TrajectoryPoint],
-    task_batches: Sequence[Batch],
-    meta_batches: Sequence[Batch],
-    inner_lr: float | Params,
-    mode: str = "exact",
-    batched: bool = True,
-) -> torch.Tensor:
+def warp_objective(model: nn.Module, loss_fn: LossFn, warp_params: Params, points: Sequence[TrajectoryPoint],
+                   task_batches: Sequence[Batch], meta_batches: Sequence[Batch], inner_lr: float | Params,
+                   mode: str = "exact", batched: bool = True) -> torch.Tensor:
     r"""Mean of the one-step objective over ``points`` (each with its own task and meta batch).
 
     ``batched=True`` evaluates all points in one ``vmap`` over stacked states and batches; ``batched=False``
@@ -187,17 +179,9 @@ def warp_objective(
         return losses.mean()
 
 
-def warp_meta_gradient(
-    model: nn.Module,
-    loss_fn: LossFn,
-    warp_params: Params,
-    points: Sequence[TrajectoryPoint],
-    task_batches: Sequence[Batch],
-    meta_batches: Sequence[Batch],
-    inner_lr: float | Params,
-    mode: str = "exact",
-    batched: bool = True,
-) -> tuple[Params, float]:
+def warp_meta_gradient(model: nn.Module, loss_fn: LossFn, warp_params: Params, points: Sequence[TrajectoryPoint],
+                       task_batches: Sequence[Batch], meta_batches: Sequence[Batch], inner_lr: float | Params,
+                       mode: str = "exact", batched: bool = True) -> tuple[Params, float]:
     """∂/∂φ of :func:`warp_objective`; returns ``(gradients by name, objective value)``.
 
     >>> from warpkit.engine.warp import ScaleWarp, warp_parameters
