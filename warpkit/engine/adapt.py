@@ -231,20 +231,10 @@ def _keep_state(trajectory: Trajectory, step: int, theta: Params, buffers: Param
         on_state(step, snapshot, buffer_snapshot)
 
 
-def adapt(
-    model: nn.Module,
-    task: Task,
-    loss_fn: LossFn,
-    num_steps: int,
-    lr: float | Params,
-    momentum: float = 0.0,
-    init_params: Params | None = None,
-    warp_params: Params | None = None,
-    keep_trajectory: bool = True,
-    keep_gradients: bool = False,
-    final_loss: bool = True,
-    on_state: Callable[[int, Params, Params], None] | None = None,
-) -> Trajectory:
+def adapt(model: nn.Module, task: Task, loss_fn: LossFn, num_steps: int, lr: float | Params, momentum: float = 0.0,
+          init_params: Params | None = None, warp_params: Params | None = None, keep_trajectory: bool = True,
+          keep_gradients: bool = False, final_loss: bool = True,
+          on_state: Callable[[int, Params, Params], None] | None = None) -> Trajectory:
     r"""Adapt θ to ``task`` by ``num_steps`` steps of SGD (momentum ``momentum``) at learning rate ``lr``.
 
     θ starts from ``init_params`` (default: the model's task parameters), φ is ``warp_params`` (default: the
@@ -289,19 +279,10 @@ def _unstack(tensors: Params, index: int) -> Params:
     return {name: t[index].clone() for name, t in tensors.items()}
 
 
-def adapt_tasks(
-    model: nn.Module,
-    tasks: list[Task],
-    loss_fn: LossFn,
-    num_steps: int,
-    lr: float | Params,
-    momentum: float = 0.0,
-    init_params: Params | None = None,
-    warp_params: Params | None = None,
-    keep_trajectory: bool = True,
-    keep_gradients: bool = False,
-    final_loss: bool = True,
-) -> list[Trajectory]:
+def adapt_tasks(model: nn.Module, tasks: list[Task], loss_fn: LossFn, num_steps: int, lr: float | Params,
+                momentum: float = 0.0, init_params: Params | None = None, warp_params: Params | None = None,
+                keep_trajectory: bool = True, keep_gradients: bool = False,
+                final_loss: bool = True) -> list[Trajectory]:
     r""":func:`adapt` for a list of tasks at once: the same SGD updates, computed for all tasks in one
     ``torch.func.vmap`` over a stacked task dimension (θ, BatchNorm statistics and batches stacked).
 
