@@ -45,6 +45,8 @@ from warpkit.engine.warp import ResidualMLPWarp
 
 Warp = Callable[[Tensor], Tensor]
 Loss = Callable[[Tensor], Tensor]
+#: :func:`metric` refuses points where JJᵀ is this badly conditioned (the warp folds or collapses the plane there)
+MAX_CONDITION = 1e12
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -147,11 +149,11 @@ def inverse_metric(warp: Warp, points) -> Tensor:
     return jac @ jac.transpose(-1, -2)
 
 
-def metric(warp: Warp, points, max_condition: float = 1e12) -> Tensor:
+def metric(warp: Warp, points) -> Tensor:
     r"""G = (J Jᵀ)⁻¹, the Riemannian metric the warp induces on native coordinates.
 
     Raises ``ValueError`` where J is (numerically) singular, i.e. where the warp folds the plane and G is
-    not defined; ``max_condition`` bounds the accepted condition number of JJᵀ.
+    not defined (a condition number of JJᵀ of :data:`MAX_CONDITION` or more).
 
     >>> G = metric(linear_warp([[2.0, 0.0], [0.0, 3.0]]), torch.zeros(2))
     >>> torch.allclose(G, torch.diag(torch.tensor([1 / 4, 1 / 9])))
@@ -159,10 +161,10 @@ def metric(warp: Warp, points, max_condition: float = 1e12) -> Tensor:
     """
     inv = inverse_metric(warp, points)
     condition = torch.linalg.cond(inv)
-    if not torch.all(torch.isfinite(condition) & (condition < max_condition)):
+    if not torch.all(torch.isfinite(condition) & (condition < MAX_CONDITION)):
         worst = condition.max().item() if condition.numel() else float("nan")
         raise ValueError(
-            f"metric(): J Jᵀ is singular or badly conditioned (condition number {worst:.3g} ≥ {max_condition:g}) "
+            f"metric(): J Jᵀ is singular or badly conditioned (condition number {worst:.3g} ≥ {MAX_CONDITION:g}) "
             "at some point: the warp is degenerate there (it folds or collapses the plane), so G is undefined. "
             "Use inverse_metric() (always defined) or move the points."
         )

@@ -411,14 +411,19 @@ def earlier_to_current_ratio(matrices: torch.Tensor) -> float:
     return float(earlier / current)
 
 
+#: held-out sequences evaluated together in one vmapped inner loop
+EVALUATION_GROUP = 10
+
+
 def evaluate_learner(model: nn.Module, tasks, lr: float, loss_fn=weighted_mse, keep_runs: bool = False,
-                     show_progress: bool = False, desc: str | None = None, group_size: int = 10) -> ContinualEvaluation:
+                     show_progress: bool = False, desc: str | None = None) -> ContinualEvaluation:
     """Run ``model`` (θ_0 = its task parameters, φ its warps, frozen) through every held-out sequence in
     ``tasks`` (each from a fresh copy of θ_0, on a replica of the task so its batches do not depend on what ran
-    before) and collect the forgetting matrices. Sequences run ``group_size`` at a time in one vmapped loop."""
+    before) and collect the forgetting matrices. Sequences run :data:`EVALUATION_GROUP` at a time in one vmapped
+    loop."""
     tasks = list(tasks)
     matrices, runs = [], []
-    groups = [tasks[start:start + group_size] for start in range(0, len(tasks), group_size)]
+    groups = [tasks[start:start + EVALUATION_GROUP] for start in range(0, len(tasks), EVALUATION_GROUP)]
     for group in progress(groups, show=show_progress, desc=desc):
         for task, run in zip(group, run_sequences(model, [task.replica() for task in group], lr, loss_fn)):
             matrices.append(forgetting_matrix(model, task, run, loss_fn))

@@ -139,12 +139,11 @@ class Rollout:
 
 
 def rollout(agent: nn.Module, env: BatchedMaze, generator: torch.Generator | None = None, seed: int | None = None,
-            goals=None, record_cells: bool = False, greedy: bool = False) -> Rollout:
+            goals=None, record_cells: bool = False) -> Rollout:
     """Play one episode in every maze of ``env`` (a fresh ``reset``: new goals, zero agent state).
 
     ``agent`` is a :class:`~warpkit.models.maze_agents.MazeAgent`: its recurrent ``features`` run step by step,
-    its ``heads`` once over the stacked features. Actions are sampled from π with ``generator`` (or taken greedily
-    with ``greedy``). Gradients flow through the returned logits and values unless called under
+    its ``heads`` once over the stacked features. Actions are sampled from π with ``generator``. Gradients flow through the returned logits and values unless called under
     ``torch.no_grad()``."""
     obs = env.reset(seed=seed, goals=goals)
     state = agent.initial_state(env.num_mazes, device=obs.device)
@@ -155,10 +154,7 @@ def rollout(agent: nn.Module, env: BatchedMaze, generator: torch.Generator | Non
         h, state = agent.features(obs, state)
         with torch.no_grad():  # the logits that choose the action; the graph is built once for the episode below
             logits = agent.heads.policy(h)
-        if greedy:
-            actions = logits.argmax(-1)
-        else:
-            actions = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+        actions = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
         obs, reward, done = env.step(actions)
         features.append(h)
         actions_all.append(actions)

@@ -64,15 +64,15 @@ def _shade_segments(ax, segments, highlight: int | None = None):
             ax.axvline(low, color="0.75", linewidth=0.6, linestyle=":")
 
 
-def draw_task_sequence(task, ax, num_points: int = 200, show_waves: bool = True):
+def draw_task_sequence(task, ax):
     """One continual task on ``ax``: sub-task t's wave drawn solid on its own segment (in its colour) and, faintly,
     beyond it, so one sees that every segment has a wave of its own."""
     low, high = task.interval
+    num_points = 200
     x_all = torch.linspace(low, high, num_points)
     for t, (a, b) in enumerate(task.segments):
         color = _subtask_color(t)
-        if show_waves:
-            ax.plot(_numpy(x_all), _numpy(task.target(x_all, t)), color=color, linewidth=0.7, alpha=0.25)
+        ax.plot(_numpy(x_all), _numpy(task.target(x_all, t)), color=color, linewidth=0.7, alpha=0.25)
         x = torch.linspace(a, b, max(2, num_points // task.num_subtasks))
         ax.plot(_numpy(x), _numpy(task.target(x, t)), color=color, linewidth=2.2, label=f"sub-task {t + 1}")
     _shade_segments(ax, task.segments)
@@ -155,8 +155,19 @@ def plot_fits_after_each_subtask(task, inputs: torch.Tensor, fits: Mapping[str, 
     return fig
 
 
+def _annotate_matrix(ax, matrix: np.ndarray, std: np.ndarray | None, norm) -> None:
+    """Write every seen entry (i <= j) into its cell, ± its standard deviation when given."""
+    size = matrix.shape[0]
+    for i in range(size):
+        for j in range(i, size):
+            value = matrix[i, j]
+            dark = norm(value) > 0.55 if np.isfinite(value) and value > 0 else False
+            text = _short(value) + (f"\n±{_short(std[i, j])}" if std is not None else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
+
+
 def plot_forgetting_matrices(matrices: Mapping[str, torch.Tensor], stds: Mapping[str, torch.Tensor] | None = None,
-                             panel_size: float = 3.0, annotate: bool = True):
+                             panel_size: float = 3.0):
     """Side-by-side heatmaps of forgetting matrices M[i, j] = loss on sub-task i after training through sub-task
     j, on one shared logarithmic colour scale. Entries with i > j (sub-tasks not seen yet) are left blank.
     ``matrices[name]`` is the mean over held-out sequences; ``stds`` (optional) their standard deviations."""
@@ -177,16 +188,7 @@ def plot_forgetting_matrices(matrices: Mapping[str, torch.Tensor], stds: Mapping
         ax.set_yticks(range(size), [str(i + 1) for i in range(size)], fontsize=7)
         ax.set_xlabel("trained through sub-task j", fontsize=8)
         ax.set_title(_label(name), fontsize=9, color=LEARNER_COLORS.get(name, "k"))
-        if annotate:
-            for i in range(size):
-                for j in range(i, size):
-                    value = arrays[name][i, j]
-                    dark = norm(value) > 0.55 if np.isfinite(value) and value > 0 else False
-                    text = _short(value)
-                    if stds is not None:
-                        text += f"\n±{_short(_numpy(stds[name])[i, j])}"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=6,
-                            color="white" if dark else "black")
+        _annotate_matrix(ax, arrays[name], None if stds is None else _numpy(stds[name]), norm)
     axes[0].set_ylabel("loss on sub-task i", fontsize=8)
     if image is not None:
         colorbar = fig.colorbar(image, ax=axes, shrink=0.85)

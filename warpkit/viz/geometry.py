@@ -50,8 +50,7 @@ def loss_levels(loss, extent: Sequence[float], num: int = 18, resolution: int = 
     return levels
 
 
-def draw_loss_contours(ax, loss, extent: Sequence[float], warp=None, resolution: int = 80, levels=18,
-                       filled: bool = True, cmap: str = CONTOUR_CMAP, line_color: str = "white"):
+def draw_loss_contours(ax, loss, extent: Sequence[float], warp=None, resolution: int = 80, levels=18):
     """Contours of L(γ) over ``extent`` (native coordinates), or of L(Ω(θ)) (warped coordinates: the loss the
     warped learner sees as a function of its own parameters θ) when ``warp`` is given.
 
@@ -59,10 +58,8 @@ def draw_loss_contours(ax, loss, extent: Sequence[float], warp=None, resolution:
     """
     x, y, z = loss_on_grid(loss, extent, resolution, warp)
     drawn = []
-    if filled:
-        drawn.append(ax.contourf(x, y, z, levels=levels, cmap=cmap, alpha=CONTOUR_ALPHA, extend="both"))
-    drawn.append(ax.contour(x, y, z, levels=levels, colors=line_color if filled else None,
-                            cmap=None if filled else cmap, linewidths=0.4, alpha=0.7))
+    drawn.append(ax.contourf(x, y, z, levels=levels, cmap=CONTOUR_CMAP, alpha=CONTOUR_ALPHA, extend="both"))
+    drawn.append(ax.contour(x, y, z, levels=levels, colors="white", linewidths=0.4, alpha=0.7))
     return drawn
 
 

@@ -97,7 +97,7 @@ def _draw_accuracy_of_the_paper(ax) -> None:
 
 
 def plot_adaptation_curves(results: SweepResults, alphabets: int | None = None,
-                           methods: Sequence[str] | None = None, log_scale: bool = True):
+                           methods: Sequence[str] | None = None):
     """Training-batch loss during test-time adaptation (mean over the test tasks; line = mean over seeds, band =
     ± std), at n = ``alphabets`` (default: the largest). Warp-Leap against the same Leap initialisation learner
     without warps, and SGD from scratch: the effect of the warps on the speed of adaptation."""
@@ -118,8 +118,7 @@ def plot_adaptation_curves(results: SweepResults, alphabets: int | None = None,
                 label=METHOD_LABELS[method] + (" (warped)" if method == "warp-leap" else ""))
         if emphasis and len(curves) > 1:
             ax.fill_between(steps, np.maximum(mean - std, 1e-3), mean + std, color=METHOD_COLORS[method], alpha=0.15)
-    if log_scale:
-        ax.set_yscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("adaptation step k on a test alphabet")
     ax.set_ylabel("training-batch loss (cross-entropy)")
     ax.set_title(f"adapting to the held-out alphabets (n = {n} training alphabets, {_source_title(results)})",

@@ -150,9 +150,10 @@ def draw_preconditioner_field(ax, warp: Callable[[Tensor], Tensor], inputs: Tens
 
 
 def draw_step_comparison(ax, loss: Callable[[Tensor], Tensor], warp: Callable[[Tensor], Tensor], theta: Tensor,
-                         alpha_max: float, half_width: float = 0.6) -> None:
+                         alpha_max: float) -> None:
     """Native space around γ = Ω(θ): contours of L, the curve α ↦ Ω(θ − αΔθ) reached by warped steps, and the
     straight Riemannian (γ − αJJᵀ∇L) and Euclidean (γ − α∇L) steps for α ∈ [0, ``alpha_max``]."""
+    half_width = 0.6  # of the window around γ
     theta = torch.as_tensor(theta, dtype=torch.float64)
     gamma = warp(theta).detach()
     delta_theta = grad(lambda t: loss(warp(t)))(theta).detach()
