@@ -407,6 +407,15 @@ class ExecutionResult:
     error_value: str | None = None
 
 
+class _CurrentCell:
+    """nbclient's ``on_cell_start`` callback: remembers which cell runs, to name the one that failed."""
+
+    index: int | None = None
+
+    def __call__(self, cell, cell_index: int) -> None:
+        self.index = cell_index
+
+
 def execute(notebook: nbformat.NotebookNode, timeout: int = 600, kernel_name: str = "python3") -> ExecutionResult:
     """Run a copy of ``notebook`` in one fresh kernel, headless, in a temporary working directory, stopping at
     the first cell that raises. Nothing is written to the repository (figures go to the temporary folder)."""
@@ -415,11 +424,7 @@ def execute(notebook: nbformat.NotebookNode, timeout: int = 600, kernel_name: st
     from traitlets.config import Config
 
     notebook = copy.deepcopy(notebook)
-    current = {"index": None}
-
-    def on_cell_start(cell, cell_index):
-        current["index"] = cell_index
-
+    current = _CurrentCell()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="warpkit-assign-") as workdir:
         env = dict(os.environ, WARPKIT_HEADLESS="1", MPLBACKEND="Agg",
@@ -430,19 +435,19 @@ def execute(notebook: nbformat.NotebookNode, timeout: int = 600, kernel_name: st
         config.KernelManager.transport_encryption = "auto"  # local CurveZMQ keys: no plain-TCP warning
         client = NotebookClient(
             notebook, timeout=timeout, kernel_name=kernel_name, resources={"metadata": {"path": workdir}},
-            on_cell_start=on_cell_start, config=config,
+            on_cell_start=current, config=config,
             shutdown_kernel="immediate",  # the kernel's state is thrown away: no graceful wait
         )
         try:
             client.execute(env=env)
         except CellExecutionError as error:
-            return ExecutionResult(False, time.perf_counter() - started, notebook, current["index"],
+            return ExecutionResult(False, time.perf_counter() - started, notebook, current.index,
                                    error.ename, error.evalue)
         except CellTimeoutError as error:
-            return ExecutionResult(False, time.perf_counter() - started, notebook, current["index"],
+            return ExecutionResult(False, time.perf_counter() - started, notebook, current.index,
                                    "CellTimeoutError", f"the cell ran longer than {timeout} s ({error})")
         except DeadKernelError as error:
-            return ExecutionResult(False, time.perf_counter() - started, notebook, current["index"],
+            return ExecutionResult(False, time.perf_counter() - started, notebook, current.index,
                                    "DeadKernelError", str(error))
     return ExecutionResult(True, time.perf_counter() - started, notebook)
 
