@@ -65,6 +65,50 @@ def segment_bounds(interval: tuple[float, float], num_subtasks: int) -> list[tup
     return [(low + i * width, low + (i + 1) * width) for i in range(num_subtasks)]
 
 
+@dataclass(frozen=True)
+class SineFamily:
+    r"""The family of continual sine tasks: how many sub-tasks, how long each is trained, the interval, the ranges
+    of A_t and φ_t, and the batch sizes. Every setting of the family is declared here, once; an experiment's
+    configuration extends this class (e.g. :class:`warpkit.experiments.continual.ContinualConfig`) rather than
+    repeating the fields.
+
+    >>> family = SineFamily(num_subtasks=3, steps_per_subtask=4)
+    >>> family.inner_steps
+    12
+    >>> task = family.sampler(seed=0).sample()
+    >>> task.num_subtasks, task.num_steps
+    (3, 12)
+    """
+
+    num_subtasks: int = 5
+    steps_per_subtask: int = 10
+    interval: tuple[float, float] = (-5.0, 5.0)
+    amplitude_range: tuple[float, float] = (0.1, 5.0)
+    phase_range: tuple[float, float] = (0.0, math.pi)
+    batch_size: int = 10
+    meta_points_per_subtask: int = 10
+    eval_points_per_subtask: int = 50
+
+    def __post_init__(self):
+        if self.num_subtasks < 1:
+            raise ValueError(f"SineFamily: num_subtasks must be >= 1, got {self.num_subtasks}")
+        for name in ("amplitude_range", "phase_range"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"SineFamily: {name} must be (low, high) with low <= high, got {(low, high)}")
+
+    @property
+    def inner_steps(self) -> int:
+        """K = T × steps_per_subtask."""
+        return self.num_subtasks * self.steps_per_subtask
+
+    def sampler(self, seed: int = 0, device: torch.device | str = "cpu") -> "ContinualSineSampler":
+        """A task sampler for this family; use one seed for meta-training and another for held-out sequences.
+        (A configuration that extends the family hands the sampler only the family's own fields.)"""
+        family = SineFamily(**{item.name: getattr(self, item.name) for item in dataclasses.fields(SineFamily)})
+        return ContinualSineSampler(family, seed=seed, device=str(device))
+
+
 class ContinualSineTask:
     r"""One continual task: T sine sub-tasks on T consecutive segments, learned in order (a ``warpkit.engine.tasks.Task``).
 
@@ -81,10 +125,10 @@ class ContinualSineTask:
         amplitudes,
         phases,
         steps_per_subtask: int,
-        interval: tuple[float, float] = (-5.0, 5.0),
-        batch_size: int = 10,
-        meta_points_per_subtask: int = 10,
-        eval_points_per_subtask: int = 50,
+        interval: tuple[float, float] = SineFamily.interval,  # the defaults are the family's
+        batch_size: int = SineFamily.batch_size,
+        meta_points_per_subtask: int = SineFamily.meta_points_per_subtask,
+        eval_points_per_subtask: int = SineFamily.eval_points_per_subtask,
         seed: int = 0,
         device: torch.device | str = "cpu",
     ):
@@ -197,50 +241,6 @@ class ContinualSineTask:
     def __repr__(self) -> str:
         waves = ", ".join(f"{a:.2f}·sin(x+{p:.2f})" for a, p in zip(self.amplitudes.tolist(), self.phases.tolist()))
         return f"ContinualSineTask([{waves}], steps_per_subtask={self.steps_per_subtask})"
-
-
-@dataclass(frozen=True)
-class SineFamily:
-    r"""The family of continual sine tasks: how many sub-tasks, how long each is trained, the interval, the ranges
-    of A_t and φ_t, and the batch sizes. Every setting of the family is declared here, once; an experiment's
-    configuration extends this class (e.g. :class:`warpkit.experiments.continual.ContinualConfig`) rather than
-    repeating the fields.
-
-    >>> family = SineFamily(num_subtasks=3, steps_per_subtask=4)
-    >>> family.inner_steps
-    12
-    >>> task = family.sampler(seed=0).sample()
-    >>> task.num_subtasks, task.num_steps
-    (3, 12)
-    """
-
-    num_subtasks: int = 5
-    steps_per_subtask: int = 10
-    interval: tuple[float, float] = (-5.0, 5.0)
-    amplitude_range: tuple[float, float] = (0.1, 5.0)
-    phase_range: tuple[float, float] = (0.0, math.pi)
-    batch_size: int = 10
-    meta_points_per_subtask: int = 10
-    eval_points_per_subtask: int = 50
-
-    def __post_init__(self):
-        if self.num_subtasks < 1:
-            raise ValueError(f"SineFamily: num_subtasks must be >= 1, got {self.num_subtasks}")
-        for name in ("amplitude_range", "phase_range"):
-            low, high = getattr(self, name)
-            if low > high:
-                raise ValueError(f"SineFamily: {name} must be (low, high) with low <= high, got {(low, high)}")
-
-    @property
-    def inner_steps(self) -> int:
-        """K = T × steps_per_subtask."""
-        return self.num_subtasks * self.steps_per_subtask
-
-    def sampler(self, seed: int = 0, device: torch.device | str = "cpu") -> "ContinualSineSampler":
-        """A task sampler for this family; use one seed for meta-training and another for held-out sequences.
-        (A configuration that extends the family hands the sampler only the family's own fields.)"""
-        family = SineFamily(**{item.name: getattr(self, item.name) for item in dataclasses.fields(SineFamily)})
-        return ContinualSineSampler(family, seed=seed, device=str(device))
 
 
 class ContinualSineSampler:

@@ -60,6 +60,8 @@ from warpkit.engine.warp import task_parameters, warp_parameters
 
 #: what a training checkpoint holds (:class:`warpkit.kit.sweep.ResumableRun` refuses any other kind)
 CHECKPOINT_KIND = "maze actor-critic run"
+#: mazes played in parallel (Flennerhag et al., 2020, Section 4.3: a batch of 30), the default of every run here
+NUM_MAZES = 30
 #: evaluation episodes use the maze seed ``seed + EVALUATION_SEED_OFFSET`` so they never replay training goals
 EVALUATION_SEED_OFFSET = 1_000_003
 
@@ -143,7 +145,8 @@ def rollout(agent: nn.Module, env: BatchedMaze, generator: torch.Generator | Non
     """Play one episode in every maze of ``env`` (a fresh ``reset``: new goals, zero agent state).
 
     ``agent`` is a :class:`~warpkit.models.maze_agents.MazeAgent`: its recurrent ``features`` run step by step,
-    its ``heads`` once over the stacked features. Actions are sampled from π with ``generator``. Gradients flow through the returned logits and values unless called under
+    its ``heads`` once over the stacked features. Actions are sampled from π with ``generator``. Gradients flow
+    through the returned logits and values unless called under
     ``torch.no_grad()``."""
     obs = env.reset(seed=seed, goals=goals)
     state = agent.initial_state(env.num_mazes, device=obs.device)
@@ -264,7 +267,7 @@ class TrainingRun:
     seconds: float  # wall time spent in this call (0 when a finished checkpoint was loaded)
     resumed_from: int  # episodes already done when this call started
     maze: MazeConfig = field(default_factory=MazeConfig)
-    num_mazes: int = 30
+    num_mazes: int = NUM_MAZES
 
 
 def _train_episodes(trainer: ActorCriticTrainer, run: ResumableRun, num_episodes: int, desc: str,
@@ -282,8 +285,8 @@ def _train_episodes(trainer: ActorCriticTrainer, run: ResumableRun, num_episodes
         run.maybe_save(trainer.episodes_done, trainer.state_dict, final=True)
 
 
-def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig(), num_mazes: int = 30,
-                seed: int = 0, config: ActorCriticConfig = ActorCriticConfig(),
+def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig(),
+                num_mazes: int = NUM_MAZES, seed: int = 0, config: ActorCriticConfig = ActorCriticConfig(),
                 agent_kwargs: dict[str, Any] | None = None, device: str | torch.device = "cpu",
                 checkpoint_path: str | Path | None = None, checkpoint_every: int = 25,
                 show_progress: bool = True) -> TrainingRun:
@@ -316,8 +319,8 @@ def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig()
 
 
 @torch.no_grad()
-def evaluate_agent(agent: nn.Module, num_episodes: int, *, maze: MazeConfig = MazeConfig(), num_mazes: int = 30,
-                   seed: int = 0, device: str | torch.device | None = None) -> np.ndarray:
+def evaluate_agent(agent: nn.Module, num_episodes: int, *, maze: MazeConfig = MazeConfig(),
+                   num_mazes: int = NUM_MAZES, seed: int = 0, device: str | torch.device | None = None) -> np.ndarray:
     """Total reward per episode and maze, [num_episodes, num_mazes], with the agent's weights frozen (no θ or φ
     steps; every agent adapts only through its state and, for the Hebbian agent, its traces). Actions are sampled
     from π. The mazes are seeded with ``seed + EVALUATION_SEED_OFFSET`` so that, for a given seed, every agent
@@ -333,7 +336,7 @@ def evaluate_agent(agent: nn.Module, num_episodes: int, *, maze: MazeConfig = Ma
     return np.stack(totals) if totals else np.zeros((0, num_mazes))
 
 
-def env_steps_per_second(num_mazes: int = 30, maze: MazeConfig = MazeConfig(), num_steps: int = 2000,
+def env_steps_per_second(num_mazes: int = NUM_MAZES, maze: MazeConfig = MazeConfig(), num_steps: int = 2000,
                          seed: int = 0, device: str | torch.device = "cpu") -> float:
     """Maze steps per second of :class:`~warpkit.envs.maze.BatchedMaze` (``num_mazes`` × steps / s) under uniformly
     random actions, resetting at the end of each episode."""
