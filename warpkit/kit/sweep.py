@@ -9,6 +9,14 @@ refuses, with :class:`SettingsMismatch` naming the differing fields, to resume f
 differs. Saving goes through :class:`~warpkit.kit.checkpoint.Checkpointer` (atomic; an unreadable checkpoint is
 reported and never overwritten).
 
+Adopting it in a loop takes three calls: build the run with the settings, ``state = run.restore()`` before the
+loop (None on a fresh start), and ``run.maybe_save(progress, make_state)`` after each unit of work, with
+``final=True`` after the last one. ``make_state`` returns whatever the loop needs to continue (learners' state
+dicts, random generators, histories, finished results); ``maybe_save`` calls it only when it saves. A sweep over
+methods and seeds passes everything that defines it, for instance ``fingerprint(config=config.as_dict(),
+source=dataset.source, test_alphabets=test_alphabets)``, and keeps its finished runs in the state.
+``experiments/maze.py`` (``train_agent``) and ``experiments/continual.py`` (``meta_train``) are the two users.
+
 >>> import tempfile
 >>> from pathlib import Path
 >>> path = Path(tempfile.mkdtemp()) / "run.pt"
