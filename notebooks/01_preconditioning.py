@@ -71,7 +71,7 @@ START = (-1.5, 0.4)  # where every descent on the quadratic starts
 if INTERACTIVE:
     from IPython.display import display
 
-    explorer = draw01.DescentExplorer(START, steps=30)
+    explorer = draw01.PreconditioningExplorer(START, steps=30)
     display(explorer.widget)
 fig = draw01.descent_small_multiples([10, 100], START, steps=30)
 warpkit.save_figure(fig, "01_descent_paths", SAVE_FIGS)

@@ -3,6 +3,7 @@ a hand-written SGD loop with torch.optim for the forgetting matrix, per-sub-task
 continual objective, an uninterrupted run for checkpoint/resume."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from warpkit.kit.checkpoint import Checkpointer
 from warpkit.experiments.continual import (
     ContinualConfig, build_learners, evaluate_learner, forgetting_matrix, meta_train, predictions, run_sequence,
 )
-from warpkit.data.sine import ContinualSineTask, weighted_mse
+from warpkit.data.sine import ContinualSineTask, SineFamily, weighted_mse
 from warpkit.models.mlp import plain_mlp, warp_mlp
 from warpkit.engine.objectives import one_step_objective
 from warpkit.engine.warp import ResidualMLPWarp, task_parameters, warp_parameters
@@ -192,7 +193,7 @@ def test_meta_training_resumes_from_a_checkpoint_exactly(tmp_path):
             assert torch.allclose(a, b, atol=1e-6), name
 
     other = ContinualConfig(**{**TINY.as_dict(), "warp_lr": 0.5})
-    with pytest.raises(ValueError, match="another configuration.*warp_lr"):
+    with pytest.raises(ValueError, match="other settings.*config.warp_lr"):
         meta_train(meta_learners(other), other.sampler(seed=0), 3, 2, Checkpointer(path, every=1), other,
                    show_progress=False)
 
@@ -268,7 +269,40 @@ def test_sequence_explorer_redraws_the_chosen_sequence():
     x_grid = torch.linspace(-5, 5, 50).unsqueeze(-1)
     explorer = SequenceExplorer(tasks, x_grid, fits_for)
     first = explorer.image.value
-    assert first[:8] == b"\x89PNG\r\n\x1a\n" and explorer.shown_index == 0
-    explorer.slider.value = 1
-    assert explorer.shown_index == 1 and asked == [0, 1]
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and explorer.artists["sequence"] == 0
+    explorer.controls["sequence"].value = 1
+    assert explorer.artists["sequence"] == 1 and asked == [0, 1]
     assert explorer.image.value != first
+    explorer.controls["sequence"].value = 0  # back: the kept fits, redrawn
+    assert explorer.artists["sequence"] == 0 and asked == [0, 1] and len(explorer.redraw_ms) == 3
+
+
+def test_the_task_family_is_declared_once():
+    """ContinualConfig extends the sampler's SineFamily instead of re-declaring its fields (an earlier copy had
+    another default for steps_per_subtask), and its sampler draws tasks of exactly that family."""
+    family_fields = {f.name for f in dataclasses.fields(SineFamily)}
+    assert family_fields and not family_fields & set(ContinualConfig.__annotations__)
+    config = ContinualConfig(num_subtasks=3, steps_per_subtask=4)
+    assert {name: getattr(config, name) for name in family_fields} == dataclasses.asdict(
+        SineFamily(num_subtasks=3, steps_per_subtask=4))
+    task = config.sampler(seed=0).sample()
+    assert (task.num_subtasks, task.steps_per_subtask, task.num_steps) == (3, 4, config.inner_steps)
+
+
+def test_lesson_05_resume_refuses_a_checkpoint_of_another_seed(tmp_path):
+    """Lesson 05 passes ``config.sampler(seed=SEED)`` and its checkpointer to meta_train: a checkpoint made with
+    SEED 0 must not be resumed by a run with SEED 1 (which would report seed 0's numbers as seed 1's)."""
+    path = tmp_path / "lesson05.pt"
+
+    def lesson_run(seed, iterations):
+        learners = build_learners(TINY, seed=seed)
+        meta_learners = {name: learners[name] for name in ("warp", "sgd_meta_init")}
+        return meta_train(meta_learners, TINY.sampler(seed=seed), iterations, TINY.meta_batch_size,
+                          Checkpointer(path, every=1), TINY, show_progress=False)
+
+    lesson_run(0, 1)
+    saved = path.read_bytes()
+    with pytest.raises(ValueError, match=r"other settings: seed \(saved 0, now 1\)"):
+        lesson_run(1, 2)
+    assert path.read_bytes() == saved  # refused and left untouched
+    assert [h["iteration"] for h in lesson_run(0, 2).history["warp"]] == [1, 2]  # the same seed resumes

@@ -14,6 +14,8 @@ pytest.importorskip("ipywidgets")
 from warpkit.engine import geometry as geo
 from warpkit.experiments import mountains
 from warpkit.viz import explorers as ex
+from warpkit.viz.explorer_base import Explorer
+from warpkit.viz.preconditioning import PreconditioningExplorer
 
 
 @pytest.fixture(autouse=True)
@@ -161,9 +163,7 @@ def _full_draw_rgba(explorer) -> np.ndarray:
     its blitted image must match."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from warpkit.viz.style import new_figure
-
-    figure, axes = new_figure(explorer.ncols, 1, panel_size=explorer.panel_size, dpi=explorer.dpi)
+    figure, axes = explorer.make_figure()
     canvas = FigureCanvasAgg(figure)
     explorer.draw(axes, **explorer.values())
     canvas.draw()
@@ -175,6 +175,7 @@ def _full_draw_rgba(explorer) -> np.ndarray:
 @pytest.mark.parametrize("make, control, value", [
     (lambda: ex.DescentExplorer(ex.DescentScene(steps=8)), "lr", 0.12),
     (lambda: ex.WarpExplorer(ex.WarpScene(steps=8, resolution=30)), "rotation", 0.9),
+    (lambda: PreconditioningExplorer(start=(-1.5, 0.4), steps=10), "condition_number", 300.0),
 ])
 def test_blitted_redraw_matches_a_full_draw(make, control, value):
     import io
@@ -198,3 +199,28 @@ def test_blitted_redraw_matches_a_full_draw(make, control, value):
         rows = slice(max(0, int(height - box.y1)), int(height - box.y0) + 1)
         columns = slice(max(0, int(box.x0)), int(box.x1) + 1)
         assert different[rows, columns].mean() < 0.02, f"the title {ax.get_title()!r} was not redrawn"
+
+
+def test_every_explorer_uses_the_one_base_and_no_private_matplotlib_attributes():
+    """One way to build an explorer: every ``*Explorer`` class in warpkit.viz derives from
+    warpkit.viz.explorer_base.Explorer (no second base, no pyplot/Output-widget variant), and no drawing code
+    reads a private attribute of another object (such as matplotlib's ``ax._left_title``; IPython's
+    ``_repr_*_`` display protocol is public)."""
+    import ast
+    import importlib
+    import pathlib
+
+    import warpkit.viz
+
+    names = []
+    for path in sorted(pathlib.Path(warpkit.viz.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        module = importlib.import_module(f"warpkit.viz.{path.stem}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Explorer") and node.name != "Explorer":
+                names.append(node.name)
+                assert issubclass(getattr(module, node.name), Explorer), f"{path.name}: {node.name}"
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("_"):
+                owner = node.value.id if isinstance(node.value, ast.Name) else None
+                assert owner in ("self", "cls"), f"{path.name}:{node.lineno} reads a private attribute .{node.attr}"
+    assert len(names) == len(set(names)) >= 5, names  # no two explorers share a name

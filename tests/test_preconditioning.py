@@ -135,20 +135,22 @@ def test_loglog_slope_recovers_a_power_law():
         pc.loglog_slope(x, x - 0.5)
 
 
-def test_descent_explorer_redraws_when_a_control_changes():
+def test_preconditioning_explorer_redraws_when_a_control_changes():
     import matplotlib
 
     matplotlib.use("Agg")
-    explorer = draw01.DescentExplorer(start=(-1.5, 0.4), steps=10, condition_number=30.0)
-    assert explorer.quadratic.condition_number == pytest.approx(30.0, rel=1e-6)
-    plain_final = explorer.last.losses[-1]
-    explorer.condition.value = 300.0
-    assert explorer.quadratic.condition_number == pytest.approx(300.0, rel=1e-6)
-    assert explorer.last.losses[-1] > plain_final  # worse conditioning, slower plain descent
-    explorer.method.value = "inverse Hessian"
-    np.testing.assert_allclose(explorer.last.preconditioner, np.linalg.inv(explorer.quadratic.hessian))
-    assert explorer.last.losses[1] == pytest.approx(0.0, abs=1e-20)
-    assert len(explorer.last.points) == 11
+    explorer = draw01.PreconditioningExplorer(start=(-1.5, 0.4), steps=10, condition_number=30.0)
+    assert explorer.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert explorer.artists["quadratic"].condition_number == pytest.approx(30.0, rel=1e-6)
+    plain_final = explorer.artists["descent"].losses[-1]
+    explorer.controls["condition_number"].value = 300.0
+    assert explorer.artists["quadratic"].condition_number == pytest.approx(300.0, rel=1e-6)
+    assert explorer.artists["descent"].losses[-1] > plain_final  # worse conditioning, slower plain descent
+    explorer.controls["method"].value = "inverse Hessian"
+    last = explorer.artists["descent"]
+    np.testing.assert_allclose(last.preconditioner, np.linalg.inv(explorer.artists["quadratic"].hessian))
+    assert last.losses[1] == pytest.approx(0.0, abs=1e-20)
+    assert len(last.points) == 11 and len(explorer.redraw_ms) == 3
 
 
 def test_a_warp_that_undoes_the_loss_metric_trains_faster_and_is_preconditioned_descent():

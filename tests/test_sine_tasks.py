@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from warpkit.engine.tasks import stack_batches
-from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, segment_bounds, weighted_mse
+from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, SineFamily, segment_bounds, weighted_mse
 from warpkit.engine.tasks import Task
 
 STEPS = 4
@@ -122,7 +122,7 @@ def test_replica_draws_the_same_batches_and_sampler_is_seeded():
     assert all(torch.equal(a.amplitudes, b.amplitudes) and torch.equal(a.phases, b.phases) for a, b in zip(one, two))
     other = ContinualSineSampler(seed=6).sample()
     assert not torch.equal(other.amplitudes, one[0].amplitudes)
-    sampler = ContinualSineSampler(seed=5, amplitude_range=(0.5, 2.0), phase_range=(0.0, 1.0))
+    sampler = SineFamily(amplitude_range=(0.5, 2.0), phase_range=(0.0, 1.0)).sampler(seed=5)
     tasks = sampler.sample_many(20)
     amplitudes = torch.cat([t.amplitudes for t in tasks])
     phases = torch.cat([t.phases for t in tasks])

@@ -135,10 +135,6 @@ class AlphabetTask:
         """The held-out images of the task (not augmented) and their labels."""
         return self.test_inputs, self.test_targets
 
-    def training_set(self):
-        """All training images (not augmented) and their labels."""
-        return self.train_inputs, self.train_targets
-
 
 # ----------------------------------------------------------------------------------------------- the splits
 @dataclass(frozen=True)

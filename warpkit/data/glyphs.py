@@ -450,24 +450,8 @@ def load_glyphs(seed: int = 0, image_size: int = 28, n_drawers: int = 20, script
     if not faces:
         raise FileNotFoundError(f"load_glyphs(): none of the font files could be read: {[str(p) for p in paths]}")
 
-    plan = []
-    for script in scripts:
-        chosen = _faces_for(script, faces, min_characters, max_characters)
-        if chosen is not None:
-            plan.append((script, *chosen))
-    if not plan:
-        raise ValueError(f"load_glyphs(): no script has {min_characters} letters in the fonts "
-                         f"{[f.name for f in faces]}")
-
-    meta = {
-        "kind": "glyphs", "version": GLYPH_VERSION, "seed": seed, "image_size": image_size, "drawers": n_drawers,
-        "plan": [[s.name, s.pen_core, list(letters), [f"{f.name}:{f.path.stat().st_size}" for f in styles]]
-                 for s, letters, styles in plan],
-    }
-    key = hashlib.md5(json.dumps(meta, sort_keys=True).encode()).hexdigest()
-    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    path = cache_dir / f"glyphs-{image_size}px-seed{seed}-v{GLYPH_VERSION}-{key[:16]}.npz"
-    meta_small = {"kind": "glyphs", "key": key}
+    plan = _glyph_plan(scripts, faces, min_characters, max_characters)
+    path, meta_small = _cache_file(plan, seed, image_size, n_drawers, cache_dir)
     if use_cache and path.exists():
         try:
             arrays, names = _unpack(path, meta_small, image_size, n_drawers)
@@ -476,7 +460,43 @@ def load_glyphs(seed: int = 0, image_size: int = 28, n_drawers: int = 20, script
         except Exception as error:
             warnings.warn(f"glyph cache {path} is corrupt or stale ({type(error).__name__}: {error}); rebuilding it.",
                           RuntimeWarning, stacklevel=2)
+    arrays, names, origin = _draw_plan(plan, seed, n_drawers, image_size, min_characters, show_progress)
+    if use_cache:
+        try:
+            save_npz_atomic(path, **_pack(arrays, names, meta_small))
+        except OSError as error:
+            warnings.warn(f"could not write the glyph cache {path}: {error}", RuntimeWarning, stacklevel=2)
+    return AlphabetDataset(arrays, names, "glyphs", origin, _description(faces))
 
+
+def _glyph_plan(scripts, faces, min_characters: int, max_characters: int) -> list[tuple]:
+    """``(script, letters, styles)`` for every script some font covers with ``min_characters`` letters."""
+    plan = []
+    for script in scripts:
+        chosen = _faces_for(script, faces, min_characters, max_characters)
+        if chosen is not None:
+            plan.append((script, *chosen))
+    if not plan:
+        raise ValueError(f"load_glyphs(): no script has {min_characters} letters in the fonts "
+                         f"{[f.name for f in faces]}")
+    return plan
+
+
+def _cache_file(plan, seed: int, image_size: int, n_drawers: int, cache_dir) -> tuple[Path, dict]:
+    """The cache file for this plan (named by a hash of everything that changes the images) and the small
+    metadata stored in it."""
+    meta = {
+        "kind": "glyphs", "version": GLYPH_VERSION, "seed": seed, "image_size": image_size, "drawers": n_drawers,
+        "plan": [[s.name, s.pen_core, list(letters), [f"{f.name}:{f.path.stat().st_size}" for f in styles]]
+                 for s, letters, styles in plan],
+    }
+    key = hashlib.md5(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return cache_dir / f"glyphs-{image_size}px-seed{seed}-v{GLYPH_VERSION}-{key[:16]}.npz", {"kind": "glyphs", "key": key}
+
+
+def _draw_plan(plan, seed: int, n_drawers: int, image_size: int, min_characters: int, show_progress: bool):
+    """Draw every planned alphabet; ``(arrays, names, origin)`` by script name."""
     arrays, names, origin = {}, {}, {}
     with _single_threaded():
         for script, letters, styles in progress(plan, show=show_progress, desc="drawing glyph alphabets"):
@@ -484,12 +504,7 @@ def load_glyphs(seed: int = 0, image_size: int = 28, n_drawers: int = 20, script
             if len(characters) < min_characters:
                 continue
             arrays[script.name], names[script.name], origin[script.name] = images, characters, "+".join(style_names)
-    if use_cache:
-        try:
-            save_npz_atomic(path, **_pack(arrays, names, meta_small))
-        except OSError as error:
-            warnings.warn(f"could not write the glyph cache {path}: {error}", RuntimeWarning, stacklevel=2)
-    return AlphabetDataset(arrays, names, "glyphs", origin, _description(faces))
+    return arrays, names, origin
 
 
 @contextlib.contextmanager

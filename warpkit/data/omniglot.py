@@ -185,12 +185,9 @@ class AlphabetDataset:
 
     # -- the data
     def _array(self, alphabet: str) -> np.ndarray:
-        try:
-            return self._arrays[alphabet]
-        except KeyError:
-            raise KeyError(
-                f"{self.source}: no alphabet {alphabet!r}; the alphabets are {self.alphabets}"
-            ) from None
+        if alphabet not in self._arrays:
+            raise KeyError(f"{self.source}: no alphabet {alphabet!r}; the alphabets are {self.alphabets}")
+        return self._arrays[alphabet]
 
     def array(self, alphabet: str) -> np.ndarray:
         """The raw ``uint8`` array ``[n_chars, n_drawers, H, W]`` (ink = 255), not a copy: do not write to it."""

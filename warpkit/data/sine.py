@@ -39,6 +39,7 @@ Batch shapes: inputs ``[N, 1]``, y ``[N, 1]``, w ``[N]``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -64,6 +65,50 @@ def segment_bounds(interval: tuple[float, float], num_subtasks: int) -> list[tup
     return [(low + i * width, low + (i + 1) * width) for i in range(num_subtasks)]
 
 
+@dataclass(frozen=True)
+class SineFamily:
+    r"""The family of continual sine tasks: how many sub-tasks, how long each is trained, the interval, the ranges
+    of A_t and φ_t, and the batch sizes. Every setting of the family is declared here, once; an experiment's
+    configuration extends this class (e.g. :class:`warpkit.experiments.continual.ContinualConfig`) rather than
+    repeating the fields.
+
+    >>> family = SineFamily(num_subtasks=3, steps_per_subtask=4)
+    >>> family.inner_steps
+    12
+    >>> task = family.sampler(seed=0).sample()
+    >>> task.num_subtasks, task.num_steps
+    (3, 12)
+    """
+
+    num_subtasks: int = 5
+    steps_per_subtask: int = 10
+    interval: tuple[float, float] = (-5.0, 5.0)
+    amplitude_range: tuple[float, float] = (0.1, 5.0)
+    phase_range: tuple[float, float] = (0.0, math.pi)
+    batch_size: int = 10
+    meta_points_per_subtask: int = 10
+    eval_points_per_subtask: int = 50
+
+    def __post_init__(self):
+        if self.num_subtasks < 1:
+            raise ValueError(f"SineFamily: num_subtasks must be >= 1, got {self.num_subtasks}")
+        for name in ("amplitude_range", "phase_range"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"SineFamily: {name} must be (low, high) with low <= high, got {(low, high)}")
+
+    @property
+    def inner_steps(self) -> int:
+        """K = T × steps_per_subtask."""
+        return self.num_subtasks * self.steps_per_subtask
+
+    def sampler(self, seed: int = 0, device: torch.device | str = "cpu") -> "ContinualSineSampler":
+        """A task sampler for this family; use one seed for meta-training and another for held-out sequences.
+        (A configuration that extends the family hands the sampler only the family's own fields.)"""
+        family = SineFamily(**{item.name: getattr(self, item.name) for item in dataclasses.fields(SineFamily)})
+        return ContinualSineSampler(family, seed=seed, device=str(device))
+
+
 class ContinualSineTask:
     r"""One continual task: T sine sub-tasks on T consecutive segments, learned in order (a ``warpkit.engine.tasks.Task``).
 
@@ -80,10 +125,10 @@ class ContinualSineTask:
         amplitudes,
         phases,
         steps_per_subtask: int,
-        interval: tuple[float, float] = (-5.0, 5.0),
-        batch_size: int = 10,
-        meta_points_per_subtask: int = 10,
-        eval_points_per_subtask: int = 50,
+        interval: tuple[float, float] = SineFamily.interval,  # the defaults are the family's
+        batch_size: int = SineFamily.batch_size,
+        meta_points_per_subtask: int = SineFamily.meta_points_per_subtask,
+        eval_points_per_subtask: int = SineFamily.eval_points_per_subtask,
         seed: int = 0,
         device: torch.device | str = "cpu",
     ):
@@ -198,44 +243,30 @@ class ContinualSineTask:
         return f"ContinualSineTask([{waves}], steps_per_subtask={self.steps_per_subtask})"
 
 
-@dataclass
 class ContinualSineSampler:
-    r"""Draws continual sine tasks: A_t ~ U[amplitude_range], φ_t ~ U[phase_range] independently per sub-task.
+    r"""Draws continual sine tasks of a :class:`SineFamily`: A_t ~ U[amplitude_range], φ_t ~ U[phase_range]
+    independently per sub-task.
 
     Every task gets its own seed (drawn from the sampler's generator), so a task's batches do not depend on what
-    other tasks drew, and :meth:`ContinualSineTask.replica` can replay them. Use different ``seed`` values for meta-training and held-out sequences.
+    other tasks drew, and :meth:`ContinualSineTask.replica` can replay them. Use different ``seed`` values for
+    meta-training and held-out sequences.
     """
 
-    num_subtasks: int = 5
-    steps_per_subtask: int = 20
-    interval: tuple[float, float] = (-5.0, 5.0)
-    amplitude_range: tuple[float, float] = (0.1, 5.0)
-    phase_range: tuple[float, float] = (0.0, math.pi)
-    batch_size: int = 10
-    meta_points_per_subtask: int = 10
-    eval_points_per_subtask: int = 50
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self):
-        if self.num_subtasks < 1:
-            raise ValueError(f"ContinualSineSampler: num_subtasks must be >= 1, got {self.num_subtasks}")
-        for name in ("amplitude_range", "phase_range"):
-            low, high = getattr(self, name)
-            if low > high:
-                raise ValueError(f"ContinualSineSampler: {name} must be (low, high) with low <= high, got {(low, high)}")
+    def __init__(self, family: SineFamily = SineFamily(), seed: int = 0, device: str = "cpu"):
+        self.family, self.seed, self.device = family, int(seed), device
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def _uniform(self, value_range) -> torch.Tensor:
         low, high = value_range
-        return low + (high - low) * torch.rand(self.num_subtasks, generator=self.generator)
+        return low + (high - low) * torch.rand(self.family.num_subtasks, generator=self.generator)
 
     def sample(self) -> ContinualSineTask:
-        amplitudes, phases = self._uniform(self.amplitude_range), self._uniform(self.phase_range)
+        family = self.family
+        amplitudes, phases = self._uniform(family.amplitude_range), self._uniform(family.phase_range)
         task_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         return ContinualSineTask(
-            amplitudes, phases, self.steps_per_subtask, self.interval, self.batch_size,
-            self.meta_points_per_subtask, self.eval_points_per_subtask, seed=task_seed, device=self.device,
+            amplitudes, phases, family.steps_per_subtask, family.interval, family.batch_size,
+            family.meta_points_per_subtask, family.eval_points_per_subtask, seed=task_seed, device=self.device,
         )
 
     def sample_many(self, count: int) -> list[ContinualSineTask]:
@@ -249,4 +280,4 @@ class ContinualSineSampler:
         self.generator.set_state(state["generator"])
 
 
-__all__ = ["ContinualSineTask", "ContinualSineSampler", "weighted_mse", "segment_bounds"]
+__all__ = ["SineFamily", "ContinualSineTask", "ContinualSineSampler", "weighted_mse", "segment_bounds"]

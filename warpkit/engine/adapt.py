@@ -44,13 +44,24 @@ def forward(model: nn.Module, params: Params, buffers: Params, inputs: torch.Ten
     """f(x; θ, φ) computed with the given tensors in place of the module's own (``functional_call``).
 
     ``params`` usually holds θ and φ together; any parameter not given falls back to the module's own.
+
+    >>> model = torch.nn.Linear(1, 1)
+    >>> forward(model, {"weight": torch.tensor([[2.0]]), "bias": torch.tensor([1.0])}, {}, torch.tensor([[3.0]]))
+    tensor([[7.]])
     """
     return functional_call(model, {**params, **buffers}, (inputs,))
 
 
 def fresh_buffers(model: nn.Module) -> Params:
     """The buffers a new task starts from: BatchNorm statistics reset (mean 0, variance 1, counter 0), every
-    other buffer copied. The model's own buffers are not touched."""
+    other buffer copied. The model's own buffers are not touched.
+
+    >>> model = torch.nn.BatchNorm1d(2)
+    >>> _ = model(torch.randn(8, 2))   # training moves the running statistics
+    >>> buffers = fresh_buffers(model)
+    >>> buffers["running_mean"], buffers["running_var"], int(buffers["num_batches_tracked"])
+    (tensor([0., 0.]), tensor([1., 1.]), 0)
+    """
     fresh = {name: b.detach().clone() for name, b in model.named_buffers()}
     for module_name, module in model.named_modules():
         if isinstance(module, _BATCHNORM) and module.track_running_stats:
@@ -62,7 +73,13 @@ def fresh_buffers(model: nn.Module) -> Params:
 
 
 def detached_copy(tensors: Params) -> Params:
-    """A detached clone of a name → tensor dict (a snapshot that later in-place updates cannot reach)."""
+    """A detached clone of a name → tensor dict (a snapshot that later in-place updates cannot reach).
+
+    >>> weights = {"w": torch.ones(2, requires_grad=True)}
+    >>> snapshot = detached_copy(weights)
+    >>> snapshot["w"].requires_grad, snapshot["w"] is weights["w"]
+    (False, False)
+    """
     return {name: t.detach().clone() for name, t in tensors.items()}
 
 
@@ -84,7 +101,15 @@ class _TrainMode:
 
 
 def train_mode(model: nn.Module, training: bool = True) -> _TrainMode:
-    """``with train_mode(model): ...`` runs the block in train mode and restores every submodule's mode."""
+    """``with train_mode(model): ...`` runs the block in train mode and restores every submodule's mode.
+
+    >>> model = torch.nn.Dropout().eval()
+    >>> with train_mode(model):
+    ...     print(model.training)
+    True
+    >>> model.training
+    False
+    """
     return _TrainMode(model, training)
 
 
@@ -95,7 +120,11 @@ def train_mode(model: nn.Module, training: bool = True) -> _TrainMode:
 def sgd_step(theta: Params, gradients: Params, lr: float | Params, momentum: float = 0.0,
              velocity: Params | None = None) -> Params:
     r"""One (momentum) SGD step: v ← μ v + g (in place in ``velocity``), θ ← θ − α v (α per parameter when
-    ``lr`` is a dict); without ``velocity``, θ ← θ − α g. Returns the new θ (the given dict is not modified)."""
+    ``lr`` is a dict); without ``velocity``, θ ← θ − α g. Returns the new θ (the given dict is not modified).
+
+    >>> sgd_step({"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([1.0, -1.0])}, lr=0.5)
+    {'w': tensor([0.5000, 2.5000])}
+    """
     new_theta = {}
     for name, value in theta.items():
         direction = gradients[name]
@@ -115,6 +144,12 @@ class Trajectory:
     detached; ``gradients[k]`` is ∇_θ L_task(θ_k) (kept only when asked: Leap needs it); ``losses[k]`` the task
     loss at θ_k on step k's batch; ``final_params`` θ_K with ``final_buffers``; ``final_loss`` the loss at θ_K on
     one more batch (used by Leap's loss-difference term).
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> task = SupervisedTask(torch.ones(4, 1), torch.ones(4, 1))
+    >>> trajectory = adapt(torch.nn.Linear(1, 1), task, torch.nn.functional.mse_loss, num_steps=3, lr=0.1)
+    >>> trajectory.num_steps, len(trajectory.params), sorted(trajectory.final_params)
+    (3, 3, ['bias', 'weight'])
     """
 
     params: list[Params] = field(default_factory=list)
@@ -144,20 +179,62 @@ def _validate_params(model: nn.Module, given: Params | None, which: str) -> Para
     return given
 
 
-def adapt(
-    model: nn.Module,
-    task: Task,
-    loss_fn: LossFn,
-    num_steps: int,
-    lr: float | Params,
-    momentum: float = 0.0,
-    init_params: Params | None = None,
-    warp_params: Params | None = None,
-    keep_trajectory: bool = True,
-    keep_gradients: bool = False,
-    final_loss: bool = True,
-    on_state: Callable[[int, Params, Params], None] | None = None,
-) -> Trajectory:
+def _initial_state(model: nn.Module, init_params: Params | None, warp_params: Params | None, momentum: float,
+                   copies: int | None = None) -> tuple[Params, Params, Params, Params | None]:
+    """What every inner loop starts from: θ_0 (a detached copy; stacked ``copies`` times along a new first
+    dimension for vmapped tasks), φ (detached), fresh BatchNorm statistics (stacked likewise) and zero
+    velocities (None without momentum)."""
+    theta = _validate_params(model, init_params, "task")
+    buffers = fresh_buffers(model)
+    if copies is None:
+        theta = {name: t.detach().clone() for name, t in theta.items()}
+    else:
+        theta = {name: t.detach().unsqueeze(0).repeat(copies, *([1] * t.dim())) for name, t in theta.items()}
+        buffers = {name: b.unsqueeze(0).repeat(copies, *([1] * b.dim())) for name, b in buffers.items()}
+    phi = {name: t.detach() for name, t in _validate_params(model, warp_params, "warp").items()}
+    velocity = {name: torch.zeros_like(t) for name, t in theta.items()} if momentum else None
+    return theta, phi, buffers, velocity
+
+
+def _task_loss(model: nn.Module, loss_fn: LossFn, phi: Params) -> Callable:
+    """L_task(θ; φ) on a batch with φ fixed: ``task_loss(θ, buffers, inputs, target)``. The buffers are an
+    explicit (non-differentiated) argument: BatchNorm updates them in place."""
+    def task_loss(theta: Params, buffers: Params, inputs, target) -> torch.Tensor:
+        return loss_fn(forward(model, {**theta, **phi}, buffers, inputs), target)
+    return task_loss
+
+
+def _inner_step(gradient_and_loss: Callable, theta: Params, buffers: Params, batch, lr: float | Params,
+                momentum: float, velocity: Params | None) -> tuple[Params, Params, torch.Tensor]:
+    r"""One step of the inner loop: g = ∇_θ L_task(θ_k; φ) and L_task(θ_k) on ``batch``, then
+    v_{k+1} = μ v_k + g, θ_{k+1} = θ_k − α v_{k+1}. Returns ``(θ_{k+1}, g, loss)`` (batched when vmapped)."""
+    inputs, target = batch
+    gradients, loss = gradient_and_loss(theta, buffers, inputs, target)
+    return sgd_step(theta, gradients, lr, momentum, velocity), gradients, loss
+
+
+@torch.no_grad()
+def _final_loss(task_loss: Callable, theta: Params, buffers: Params, batch) -> torch.Tensor:
+    """The task loss at θ_K on one more batch (Leap's loss-difference term uses it)."""
+    inputs, target = batch
+    return task_loss(theta, buffers, inputs, target)
+
+
+def _keep_state(trajectory: Trajectory, step: int, theta: Params, buffers: Params, keep_trajectory: bool,
+                on_state: Callable[[int, Params, Params], None] | None) -> None:
+    """Snapshot the pre-step state θ_k (and BatchNorm statistics) into the trajectory and/or ``on_state``."""
+    snapshot, buffer_snapshot = detached_copy(theta), detached_copy(buffers)
+    if keep_trajectory:
+        trajectory.params.append(snapshot)
+        trajectory.buffers.append(buffer_snapshot)
+    if on_state is not None:
+        on_state(step, snapshot, buffer_snapshot)
+
+
+def adapt(model: nn.Module, task: Task, loss_fn: LossFn, num_steps: int, lr: float | Params, momentum: float = 0.0,
+          init_params: Params | None = None, warp_params: Params | None = None, keep_trajectory: bool = True,
+          keep_gradients: bool = False, final_loss: bool = True,
+          on_state: Callable[[int, Params, Params], None] | None = None) -> Trajectory:
     r"""Adapt θ to ``task`` by ``num_steps`` steps of SGD (momentum ``momentum``) at learning rate ``lr``.
 
     θ starts from ``init_params`` (default: the model's task parameters), φ is ``warp_params`` (default: the
@@ -166,57 +243,46 @@ def adapt(
     each pre-step state as a detached snapshot (e.g. to stream it into an on-disk buffer with
     ``keep_trajectory=False``, so that memory does not grow with ``num_steps``). Returns the :class:`Trajectory`; with
     ``keep_trajectory=False`` only the losses and final state are kept (for evaluation runs).
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> model = torch.nn.Linear(1, 1)
+    >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)
+    >>> task = SupervisedTask(x, 3 * x, batch_size=8)
+    >>> trajectory = adapt(model, task, torch.nn.functional.mse_loss, num_steps=20, lr=0.3)
+    >>> len(trajectory.params), trajectory.losses[-1] < trajectory.losses[0]
+    (20, True)
     """
     if num_steps < 0:
         raise ValueError(f"adapt(): num_steps must be >= 0, got {num_steps}")
-    theta = {name: t.detach().clone() for name, t in _validate_params(model, init_params, "task").items()}
-    phi = {name: t.detach() for name, t in _validate_params(model, warp_params, "warp").items()}
-    buffers = fresh_buffers(model)
-    velocity = {name: torch.zeros_like(t) for name, t in theta.items()} if momentum else None
-
-    def task_loss(theta_now: Params, buffers_now: Params, inputs, target):
-        # buffers are an explicit (non-differentiated) argument: BatchNorm updates them in place
-        return loss_fn(forward(model, {**theta_now, **phi}, buffers_now, inputs), target)
-
+    theta, phi, buffers, velocity = _initial_state(model, init_params, warp_params, momentum)
+    task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = grad_and_value(task_loss)
     trajectory = Trajectory(gradients=[] if keep_gradients else None)
     with train_mode(model):
         for step in range(num_steps):
             if keep_trajectory or on_state is not None:
-                snapshot, buffer_snapshot = detached_copy(theta), detached_copy(buffers)
-                if keep_trajectory:
-                    trajectory.params.append(snapshot)
-                    trajectory.buffers.append(buffer_snapshot)
-                if on_state is not None:
-                    on_state(step, snapshot, buffer_snapshot)
-            inputs, target = task.sample_batch(step)
-            gradients, loss = gradient_and_loss(theta, buffers, inputs, target)
+                _keep_state(trajectory, step, theta, buffers, keep_trajectory, on_state)
+            theta, gradients, loss = _inner_step(gradient_and_loss, theta, buffers, task.sample_batch(step), lr,
+                                                 momentum, velocity)
             if keep_gradients:
                 trajectory.gradients.append(detached_copy(gradients))
             trajectory.losses.append(float(loss))
-            theta = sgd_step(theta, gradients, lr, momentum, velocity)
         if final_loss:
-            with torch.no_grad():
-                inputs, target = task.sample_batch(num_steps)
-                trajectory.final_loss = float(loss_fn(forward(model, {**theta, **phi}, buffers, inputs), target))
+            trajectory.final_loss = float(_final_loss(task_loss, theta, buffers, task.sample_batch(num_steps)))
     trajectory.final_params = theta
     trajectory.final_buffers = buffers
     return trajectory
 
 
-def adapt_tasks(
-    model: nn.Module,
-    tasks: list[Task],
-    loss_fn: LossFn,
-    num_steps: int,
-    lr: float | Params,
-    momentum: float = 0.0,
-    init_params: Params | None = None,
-    warp_params: Params | None = None,
-    keep_trajectory: bool = True,
-    keep_gradients: bool = False,
-    final_loss: bool = True,
-) -> list[Trajectory]:
+def _unstack(tensors: Params, index: int) -> Params:
+    """Task ``index``'s slice of stacked tensors, as its own copy."""
+    return {name: t[index].clone() for name, t in tensors.items()}
+
+
+def adapt_tasks(model: nn.Module, tasks: list[Task], loss_fn: LossFn, num_steps: int, lr: float | Params,
+                momentum: float = 0.0, init_params: Params | None = None, warp_params: Params | None = None,
+                keep_trajectory: bool = True, keep_gradients: bool = False,
+                final_loss: bool = True) -> list[Trajectory]:
     r""":func:`adapt` for a list of tasks at once: the same SGD updates, computed for all tasks in one
     ``torch.func.vmap`` over a stacked task dimension (θ, BatchNorm statistics and batches stacked).
 
@@ -225,50 +291,43 @@ def adapt_tasks(
     checks it in float64; in float32 vmapped kernels may sum in another order, and a long chaotic meta-training
     run can amplify such last-digit differences). What changes is the number of Python-level calls per step,
     which dominates for small networks. All tasks' batches must have the same shapes.
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> model = torch.nn.Linear(1, 1)
+    >>> x = torch.linspace(-1, 1, 8).unsqueeze(-1)
+    >>> tasks = [SupervisedTask(x, slope * x, batch_size=8) for slope in (1.0, -2.0)]
+    >>> trajectories = adapt_tasks(model, tasks, torch.nn.functional.mse_loss, num_steps=20, lr=0.3)
+    >>> [round(float(t.final_params["weight"]), 1) for t in trajectories]
+    [1.0, -2.0]
     """
     if num_steps < 0:
         raise ValueError(f"adapt_tasks(): num_steps must be >= 0, got {num_steps}")
     if not tasks:
         raise ValueError("adapt_tasks(): no tasks given")
-    count = len(tasks)
-    init = _validate_params(model, init_params, "task")
-    theta = {name: t.detach().unsqueeze(0).repeat(count, *([1] * t.dim())) for name, t in init.items()}
-    phi = {name: t.detach() for name, t in _validate_params(model, warp_params, "warp").items()}
-    single = fresh_buffers(model)
-    buffers = {name: b.unsqueeze(0).repeat(count, *([1] * b.dim())) for name, b in single.items()}
-    velocity = {name: torch.zeros_like(t) for name, t in theta.items()} if momentum else None
-
-    def task_loss(theta_now: Params, buffers_now: Params, inputs, target):
-        return loss_fn(forward(model, {**theta_now, **phi}, buffers_now, inputs), target)
-
+    theta, phi, buffers, velocity = _initial_state(model, init_params, warp_params, momentum, copies=len(tasks))
+    task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = torch.func.vmap(grad_and_value(task_loss), randomness="different")
     trajectories = [Trajectory(gradients=[] if keep_gradients else None) for _ in tasks]
-
-    def unstack(tensors: Params, index: int) -> Params:
-        return {name: t[index].clone() for name, t in tensors.items()}
-
     with train_mode(model):
         for step in range(num_steps):
-            if keep_trajectory:
-                for index, trajectory in enumerate(trajectories):
-                    trajectory.params.append(unstack(theta, index))
-                    trajectory.buffers.append(unstack(buffers, index))
-            inputs, target = stack_batches([task.sample_batch(step) for task in tasks])
-            gradients, losses = gradient_and_loss(theta, buffers, inputs, target)
+            batch = stack_batches([task.sample_batch(step) for task in tasks])
+            for index, trajectory in enumerate(trajectories):
+                if keep_trajectory:
+                    trajectory.params.append(_unstack(theta, index))
+                    trajectory.buffers.append(_unstack(buffers, index))
+            theta, gradients, losses = _inner_step(gradient_and_loss, theta, buffers, batch, lr, momentum, velocity)
             for index, trajectory in enumerate(trajectories):
                 trajectory.losses.append(float(losses[index]))
                 if keep_gradients:
-                    trajectory.gradients.append(unstack(gradients, index))
-            theta = sgd_step(theta, gradients, lr, momentum, velocity)
+                    trajectory.gradients.append(_unstack(gradients, index))
         if final_loss:
-            with torch.no_grad():
-                inputs, target = stack_batches([task.sample_batch(num_steps) for task in tasks])
-                losses = torch.func.vmap(task_loss, randomness="different")(theta, buffers, inputs, target)
-                for index, trajectory in enumerate(trajectories):
-                    trajectory.final_loss = float(losses[index])
+            batch = stack_batches([task.sample_batch(num_steps) for task in tasks])
+            losses = _final_loss(torch.func.vmap(task_loss, randomness="different"), theta, buffers, batch)
+            for index, trajectory in enumerate(trajectories):
+                trajectory.final_loss = float(losses[index])
     for index, trajectory in enumerate(trajectories):
-        trajectory.final_params = unstack(theta, index)
-        trajectory.final_buffers = unstack(buffers, index)
+        trajectory.final_params = _unstack(theta, index)
+        trajectory.final_buffers = _unstack(buffers, index)
     return trajectories
 
 
@@ -290,6 +349,16 @@ def differentiable_adapt(
     of per-parameter step sizes α for Meta-SGD) when those require grad. ``first_order=True`` detaches the inner
     gradients (FOMAML). Memory grows with ``num_steps``: this is the cost WarpGrad avoids.
     Returns ``(θ_K, buffers)``.
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> model = torch.nn.Linear(1, 1, bias=False)
+    >>> task = SupervisedTask(torch.ones(4, 1), 2 * torch.ones(4, 1))   # L(θ) = (θ − 2)²
+    >>> theta0 = {"weight": torch.zeros(1, 1, requires_grad=True)}
+    >>> theta, _ = differentiable_adapt(model, task, torch.nn.functional.mse_loss, 1, 0.25, theta0)
+    >>> float(theta["weight"].detach())   # θ_1 = θ_0 − α · 2(θ_0 − 2) = 0 + 0.25 · 4
+    1.0
+    >>> float(torch.autograd.grad(theta["weight"].sum(), theta0["weight"])[0])   # dθ_1/dθ_0 = 1 − 2α
+    0.5
     """
     phi = dict(warp_params) if warp_params is not None else {n: p for n, p in warp_parameters(model).items()}
     theta = dict(init_params)
@@ -315,7 +384,11 @@ def differentiable_adapt(
 # evaluation
 # ----------------------------------------------------------------------------------------------------------
 def accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Fraction of rows whose arg-max equals the target class."""
+    """Fraction of rows whose arg-max equals the target class.
+
+    >>> accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+    tensor(0.5000)
+    """
     return (logits.argmax(dim=-1) == target).float().mean()
 
 
@@ -334,6 +407,11 @@ def evaluate(
     ``batchnorm="batch"`` normalises with the evaluation batch's statistics (train mode, as in the Leap and
     WarpGrad Omniglot code; the stored running statistics are not modified); ``"running"`` uses the task's
     running statistics (eval mode).
+
+    >>> params = {"weight": torch.tensor([[2.0]]), "bias": torch.tensor([0.0])}
+    >>> batch = (torch.tensor([[1.0], [2.0]]), torch.tensor([[2.0], [4.0]]))
+    >>> evaluate(torch.nn.Linear(1, 1), params, {}, batch, torch.nn.functional.mse_loss)
+    {'loss': 0.0}
     """
     if batchnorm not in ("batch", "running"):
         raise ValueError(f"evaluate(): batchnorm must be 'batch' or 'running', got {batchnorm!r}")

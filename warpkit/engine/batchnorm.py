@@ -24,7 +24,13 @@ from torch.overrides import TorchFunctionMode
 
 def explicit_batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                         eps=1e-5):
-    """``F.batch_norm`` with the same signature, computed from mean / variance / arithmetic (see module doc)."""
+    """``F.batch_norm`` with the same signature, computed from mean / variance / arithmetic (see module doc).
+
+    >>> x, mean, var = torch.randn(8, 3), torch.zeros(3), torch.ones(3)
+    >>> expected = F.batch_norm(x, mean.clone(), var.clone(), training=True)
+    >>> torch.allclose(explicit_batch_norm(x, mean, var, training=True), expected, atol=1e-6)
+    True
+    """
     shape = [1, -1] + [1] * (input.dim() - 2)
     if training or running_mean is None:
         dims = [0] + list(range(2, input.dim()))
@@ -49,6 +55,12 @@ class elementary_batch_norm(TorchFunctionMode):
 
     ``nn.BatchNorm`` counts its batches (``num_batches_tracked += 1``) before calling ``F.batch_norm``; that is
     unchanged, so modules, buffers and state dicts behave exactly as without the switch.
+
+    >>> layer, x = torch.nn.BatchNorm1d(3), torch.randn(8, 3)
+    >>> with elementary_batch_norm():
+    ...     inside = layer(x)
+    >>> torch.allclose(inside, torch.nn.BatchNorm1d(3)(x), atol=1e-6)
+    True
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):

@@ -24,7 +24,12 @@ from warpkit.engine.adapt import Params, Trajectory
 
 @dataclass
 class TrajectoryPoint:
-    """θ_k of task ``task_index`` before its inner step ``step``, with the BatchNorm statistics at that moment."""
+    """θ_k of task ``task_index`` before its inner step ``step``, with the BatchNorm statistics at that moment.
+
+    >>> point = TrajectoryPoint(task_index=0, step=3, params={"w": torch.zeros(2)}, buffers={})
+    >>> point.task_index, point.step
+    (0, 3)
+    """
 
     task_index: int
     step: int
@@ -37,6 +42,12 @@ class TrajectoryBuffer:
 
     ``directory=None`` keeps points in memory; a folder keeps each point in its own file there (created if
     needed; the buffer only ever deletes the files it wrote itself).
+
+    >>> buffer = TrajectoryBuffer()   # in memory; TrajectoryBuffer("some/folder") keeps the points on disk
+    >>> for step in range(5):
+    ...     buffer.add_point(TrajectoryPoint(0, step, {"w": torch.full((2,), float(step))}, {}))
+    >>> [len(chunk) for chunk in buffer.chunks(2, generator=torch.Generator().manual_seed(0))]
+    [2, 2, 1]
     """
 
     def __init__(self, directory: str | os.PathLike | None = None):
@@ -119,7 +130,12 @@ class TrajectoryBuffer:
 
 def stack_points(points: list[TrajectoryPoint]) -> tuple[Params, Params]:
     """Stack the states of ``points`` along a new leading dimension: ``(params, buffers)`` with every tensor of
-    shape ``[len(points), *shape]`` (ready for ``torch.func.vmap`` over points)."""
+    shape ``[len(points), *shape]`` (ready for ``torch.func.vmap`` over points).
+
+    >>> params, buffers = stack_points([TrajectoryPoint(0, k, {"w": torch.zeros(3)}, {}) for k in range(4)])
+    >>> params["w"].shape
+    torch.Size([4, 3])
+    """
     if not points:
         raise ValueError("stack_points(): no points to stack")
     params = {name: torch.stack([p.params[name] for p in points]) for name in points[0].params}

@@ -45,6 +45,8 @@ from warpkit.engine.warp import ResidualMLPWarp
 
 Warp = Callable[[Tensor], Tensor]
 Loss = Callable[[Tensor], Tensor]
+#: :func:`metric` refuses points where JJᵀ is this badly conditioned (the warp folds or collapses the plane there)
+MAX_CONDITION = 1e12
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -101,7 +103,11 @@ def _jacobian_at(warp: Warp, point: Tensor) -> Tensor:
 # Jacobian and metric
 # ----------------------------------------------------------------------------------------------------------
 def warp_points(warp: Warp, points) -> Tensor:
-    """γ = Ω(θ) for one point (n,) or a batch (N, n) (vmapped, so ``warp`` only needs to handle one point)."""
+    """γ = Ω(θ) for one point (n,) or a batch (N, n) (vmapped, so ``warp`` only needs to handle one point).
+
+    >>> warp_points(linear_warp([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 1.0], [0.5, -1.0]])).tolist()
+    [[2.0, 1.0], [1.0, -1.0]]
+    """
     warp = _check_warp(warp)
     batch, single = _as_points(points)
     out = _apply_pointwise(warp, batch)
@@ -117,6 +123,9 @@ def jacobian(warp: Warp, points) -> Tensor:
     r"""J(θ) = D_θΩ(θ), by ``torch.func.jacrev`` vmapped over points.
 
     ``points``: (n,) → returns (n, n); (N, n) → returns (N, n, n) with ``J[i, a, b] = ∂Ω_a/∂θ_b`` at point i.
+
+    >>> jacobian(linear_warp([[2.0, 1.0], [0.0, 3.0]]), torch.zeros(2)).tolist()
+    [[2.0, 1.0], [0.0, 3.0]]
     """
     warp = _check_warp(warp)
     batch, single = _as_points(points)
@@ -132,23 +141,30 @@ def inverse_metric(warp: Warp, points) -> Tensor:
 
     This is the preconditioner that gradient descent on θ applies in native coordinates (Flennerhag et al., 2020, Section 2).
     Shape: (n, n) for one point, (N, n, n) for N.
+
+    >>> inverse_metric(linear_warp([[2.0, 0.0], [0.0, 3.0]]), torch.zeros(2)).tolist()   # A Aᵀ
+    [[4.0, 0.0], [0.0, 9.0]]
     """
     jac = jacobian(warp, points)
     return jac @ jac.transpose(-1, -2)
 
 
-def metric(warp: Warp, points, max_condition: float = 1e12) -> Tensor:
+def metric(warp: Warp, points) -> Tensor:
     r"""G = (J Jᵀ)⁻¹, the Riemannian metric the warp induces on native coordinates.
 
     Raises ``ValueError`` where J is (numerically) singular, i.e. where the warp folds the plane and G is
-    not defined; ``max_condition`` bounds the accepted condition number of JJᵀ.
+    not defined (a condition number of JJᵀ of :data:`MAX_CONDITION` or more).
+
+    >>> G = metric(linear_warp([[2.0, 0.0], [0.0, 3.0]]), torch.zeros(2))
+    >>> torch.allclose(G, torch.diag(torch.tensor([1 / 4, 1 / 9])))
+    True
     """
     inv = inverse_metric(warp, points)
     condition = torch.linalg.cond(inv)
-    if not torch.all(torch.isfinite(condition) & (condition < max_condition)):
+    if not torch.all(torch.isfinite(condition) & (condition < MAX_CONDITION)):
         worst = condition.max().item() if condition.numel() else float("nan")
         raise ValueError(
-            f"metric(): J Jᵀ is singular or badly conditioned (condition number {worst:.3g} ≥ {max_condition:g}) "
+            f"metric(): J Jᵀ is singular or badly conditioned (condition number {worst:.3g} ≥ {MAX_CONDITION:g}) "
             "at some point: the warp is degenerate there (it folds or collapses the plane), so G is undefined. "
             "Use inverse_metric() (always defined) or move the points."
         )
@@ -159,6 +175,11 @@ def riemannian_gradient_step(gamma: Tensor, gradient: Tensor, inverse_metric_at_
     r"""One Riemannian gradient step γ ← γ − α G⁻¹ ∇L(γ).
 
     ``gamma`` and ``gradient`` have shape (n,) (or (N, n) with ``inverse_metric_at_gamma`` of shape (N, n, n)).
+
+    >>> step = riemannian_gradient_step(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0]),
+    ...                                 torch.diag(torch.tensor([4.0, 1.0])), lr=0.1)
+    >>> [round(value, 4) for value in step.tolist()]
+    [0.6, 0.9]
     """
     if gamma.shape != gradient.shape:
         raise ValueError(f"gamma {tuple(gamma.shape)} and gradient {tuple(gradient.shape)} must have one shape")
@@ -170,6 +191,28 @@ def riemannian_gradient_step(gamma: Tensor, gradient: Tensor, inverse_metric_at_
     return gamma - lr * (inverse_metric_at_gamma @ gradient.unsqueeze(-1)).squeeze(-1)
 
 
+def _newton_inverse(warp: Warp, gamma: Tensor, theta_init: Tensor | None, steps: int,
+                    tol: float) -> tuple[Tensor, float]:
+    """Newton's method for Ω(θ) = γ; returns ``(θ, residual norm)`` and stops early at a singular Jacobian."""
+    theta = (gamma if theta_init is None else theta_init).detach().clone()
+    with torch.no_grad():
+        residual = warp(theta) - gamma
+    for _ in range(steps):
+        if residual.norm() <= tol:
+            break
+        step, info = torch.linalg.solve_ex(_jacobian_at(warp, theta), residual)
+        if info.item() != 0:  # singular Jacobian: the residual stays above tol
+            break
+        theta = theta - step
+        with torch.no_grad():
+            residual = warp(theta) - gamma
+    return theta.detach(), float(residual.norm())
+
+
+def _default_tol(gamma: Tensor) -> float:
+    return 1e-10 if gamma.dtype == torch.float64 else 1e-4
+
+
 def invert_warp(warp: Warp, gamma: Tensor, theta_init: Tensor | None = None, steps: int = 50,
                 tol: float | None = None) -> Tensor:
     r"""θ with Ω(θ) = γ, by Newton's method θ ← θ − J(θ)⁻¹ (Ω(θ) − γ), started at ``theta_init`` (default γ).
@@ -177,34 +220,35 @@ def invert_warp(warp: Warp, gamma: Tensor, theta_init: Tensor | None = None, ste
     Used to evaluate the metric at a native point: G⁻¹(γ) = J(Ω⁻¹(γ)) J(Ω⁻¹(γ))ᵀ. ``tol`` bounds the residual
     ‖Ω(θ) − γ‖ (default 1e-10 in float64, 1e-4 in float32). Raises ``RuntimeError`` if Newton does not get
     there (a warp that is not invertible near γ).
+
+    >>> warp = PlaneWarp(strength=2.0, rotation=0.5, nonlinearity=1.0)
+    >>> theta = invert_warp(warp, torch.tensor([0.3, -0.4]))
+    >>> torch.allclose(warp(theta), torch.tensor([0.3, -0.4]), atol=1e-4)
+    True
     """
     warp = _check_warp(warp)
-    if tol is None:
-        tol = 1e-10 if gamma.dtype == torch.float64 else 1e-4
-    theta = (gamma if theta_init is None else theta_init).detach().clone()
-    with torch.no_grad():
-        residual = warp(theta) - gamma
-    for _ in range(steps):
-        if residual.norm() <= tol:
-            break
-        try:
-            theta = theta - torch.linalg.solve(_jacobian_at(warp, theta), residual)
-        except torch.linalg.LinAlgError:
-            break  # singular Jacobian: reported below
-        with torch.no_grad():
-            residual = warp(theta) - gamma
-    if not residual.norm() <= tol:
+    tol = _default_tol(gamma) if tol is None else tol
+    theta, residual = _newton_inverse(warp, gamma, theta_init, steps, tol)
+    if not residual <= tol:
         raise RuntimeError(
-            f"invert_warp(): Newton's method did not converge in {steps} steps (residual {residual.norm():.3g}); "
+            f"invert_warp(): Newton's method did not converge in {steps} steps (residual {residual:.3g}); "
             "the warp is probably not invertible near this point. Start closer (theta_init) or use more steps."
         )
-    return theta.detach()
+    return theta
 
 
 # ----------------------------------------------------------------------------------------------------------
 # descent paths
 # ----------------------------------------------------------------------------------------------------------
 def check_path_args(lr: float, steps: int) -> None:
+    """Refuse a step size that is not a positive finite number and a number of steps that is not an int >= 0.
+
+    >>> check_path_args(0.1, 10)
+    >>> check_path_args(-0.1, 10)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be a positive finite number, got -0.1
+    """
     if not (isinstance(steps, int) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     if not (lr > 0 and math.isfinite(lr)):
@@ -212,7 +256,11 @@ def check_path_args(lr: float, steps: int) -> None:
 
 
 def gradient_descent_path(loss: Loss, start: Tensor, lr: float, steps: int) -> Tensor:
-    r"""Plain gradient descent in native coordinates, γ_{k+1} = γ_k − α ∇L(γ_k); returns (steps + 1, n)."""
+    r"""Plain gradient descent in native coordinates, γ_{k+1} = γ_k − α ∇L(γ_k); returns (steps + 1, n).
+
+    >>> gradient_descent_path(lambda g: (g ** 2).sum(), torch.tensor([1.0, -2.0]), lr=0.25, steps=2).tolist()
+    [[1.0, -2.0], [0.5, -1.0], [0.25, -0.5]]
+    """
     check_path_args(lr, steps)
     point, path = torch.as_tensor(start, dtype=torch.get_default_dtype()).detach(), []
     path.append(point)
@@ -226,6 +274,11 @@ def warped_descent_path(loss: Loss, warp: Warp, theta0: Tensor, lr: float, steps
     r"""Gradient descent on θ of the warped loss, θ_{k+1} = θ_k − α ∇_θ L(Ω(θ_k)).
 
     Returns ``(thetas, gammas)``, both (steps + 1, n), with γ_k = Ω(θ_k) the path seen in native coordinates.
+
+    >>> warp = linear_warp([[2.0, 0.0], [0.0, 1.0]])
+    >>> thetas, gammas = warped_descent_path(lambda g: (g ** 2).sum(), warp, torch.tensor([0.5, 1.0]), 0.125, 1)
+    >>> thetas.tolist(), gammas.tolist()   # ∇_θ L(Ω(θ)) = (8θ₁, 2θ₂)
+    ([[0.5, 1.0], [0.0, 0.75]], [[1.0, 1.0], [0.0, 0.75]])
     """
     check_path_args(lr, steps)
     warp = _check_warp(warp)
@@ -249,6 +302,10 @@ def riemannian_descent_path(loss: Loss, warp: Warp, gamma0: Tensor, lr: float, s
     the warped step −α Jᵀ∇L (``theta0`` is a first guess for Ω⁻¹(γ_0)). Returns (steps + 1, n). Where the warp cannot be inverted
     (it folds the plane there, so G is undefined) ``on_failure="raise"`` raises; ``"stop"`` returns the path
     up to that point (shorter than steps + 1), which is what an interactive explorer wants.
+
+    >>> warp = linear_warp([[2.0, 0.0], [0.0, 1.0]])   # G⁻¹ = AAᵀ = diag(4, 1) everywhere
+    >>> riemannian_descent_path(lambda g: (g ** 2).sum(), warp, torch.tensor([1.0, 1.0]), 0.125, 1).tolist()
+    [[1.0, 1.0], [0.0, 0.75]]
     """
     check_path_args(lr, steps)
     if on_failure not in ("raise", "stop"):
@@ -263,25 +320,36 @@ def riemannian_descent_path(loss: Loss, warp: Warp, gamma0: Tensor, lr: float, s
         gamma = riemannian_gradient_step(gamma, gradient, jac @ jac.T, lr)
         # warm start: to first order Ω⁻¹ moves by J⁻¹(−α JJᵀ∇L) = −α Jᵀ∇L (the warped step), which leaves
         # Newton an O(α²) residual instead of O(α)
-        try:
-            theta = invert_warp(warp, gamma, theta - lr * jac.T @ gradient)
-        except RuntimeError:
-            if on_failure == "raise":
-                raise
-            break
+        warm_start = theta - lr * jac.T @ gradient
+        if on_failure == "raise":
+            theta = invert_warp(warp, gamma, warm_start)
+        else:
+            theta, residual = _newton_inverse(warp, gamma, warm_start, 50, _default_tol(gamma))
+            if not residual <= _default_tol(gamma):
+                break
         path.append(gamma)
     return torch.stack(path).detach()
 
 
 def path_gap(path_a: Tensor, path_b: Tensor) -> float:
-    """max_k ‖a_k − b_k‖ over two paths of the same length."""
+    """max_k ‖a_k − b_k‖ over two paths of the same length.
+
+    >>> path_gap(torch.zeros(3, 2), torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]]))
+    5.0
+    """
     if path_a.shape != path_b.shape:
         raise ValueError(f"paths must have one shape, got {tuple(path_a.shape)} and {tuple(path_b.shape)}")
     return (path_a - path_b).norm(dim=-1).max().item()
 
 
 def one_step_gap(loss: Loss, warp: Warp, theta: Tensor, lr: float) -> float:
-    r"""‖Ω(θ − α Jᵀ∇L(γ)) − (γ − α JJᵀ ∇L(γ))‖ at γ = Ω(θ): the O(α²) remainder of Flennerhag et al., 2020, Section 2."""
+    r"""‖Ω(θ − α Jᵀ∇L(γ)) − (γ − α JJᵀ ∇L(γ))‖ at γ = Ω(θ): the O(α²) remainder of Flennerhag et al., 2020, Section 2.
+
+    >>> warp, loss, theta = PlaneWarp(nonlinearity=1.0), (lambda g: (g ** 2).sum()), torch.tensor([0.5, 0.2])
+    >>> small, large = one_step_gap(loss, warp, theta, 0.01), one_step_gap(loss, warp, theta, 0.02)
+    >>> 3.0 < large / small < 5.0   # O(α²): twice the step, about four times the gap
+    True
+    """
     theta = torch.as_tensor(theta, dtype=torch.get_default_dtype())
     gamma = warp(theta)
     jac = jacrev(warp)(theta)
@@ -295,7 +363,12 @@ def one_step_gap(loss: Loss, warp: Warp, theta: Tensor, lr: float) -> float:
 # grids and ellipses
 # ----------------------------------------------------------------------------------------------------------
 def regular_grid(extent: Sequence[float], num: int | tuple[int, int]) -> Tensor:
-    """Points of a regular grid over ``extent = (x0, x1, y0, y1)``: shape (ny, nx, 2), row = y, column = x."""
+    """Points of a regular grid over ``extent = (x0, x1, y0, y1)``: shape (ny, nx, 2), row = y, column = x.
+
+    >>> grid = regular_grid((0, 1, 0, 2), 3)
+    >>> tuple(grid.shape), grid[2, 1].tolist()
+    ((3, 3, 2), [0.5, 2.0])
+    """
     x0, x1, y0, y1 = (float(v) for v in extent)
     if not (x1 > x0 and y1 > y0):
         raise ValueError(f"extent must be (x0, x1, y0, y1) with x1 > x0 and y1 > y0, got {tuple(extent)}")
@@ -312,6 +385,10 @@ def warped_grid_lines(warp: Warp, extent: Sequence[float], num_lines: int = 11,
 
     Returns a list of (points_per_line, 2) tensors: first the images of the vertical lines θ_1 = const, then
     of the horizontal ones. With the identity warp they are the regular grid itself.
+
+    >>> lines = warped_grid_lines(linear_warp([[2.0, 0.0], [0.0, 1.0]]), (-1, 1, -1, 1), num_lines=3, points_per_line=5)
+    >>> len(lines), lines[0][:, 0].tolist()   # the line θ₁ = −1 lands on γ₁ = −2
+    (6, [-2.0, -2.0, -2.0, -2.0, -2.0])
     """
     x0, x1, y0, y1 = (float(v) for v in extent)
     ts_x, ts_y = torch.linspace(x0, x1, points_per_line), torch.linspace(y0, y1, points_per_line)
@@ -326,7 +403,12 @@ def warped_grid_lines(warp: Warp, extent: Sequence[float], num_lines: int = 11,
 class Ellipses:
     """Metric ellipses at native points: ``centres`` (N, 2) = Ω(θ_i); ``axes`` (N, 2, 2) has the unit
     principal directions as columns (left singular vectors of J); ``lengths`` (N, 2) the semi-axes (singular
-    values of J). The ellipse at i is {γ_i + J_i u : ‖u‖ ≤ 1} = {γ_i + v : vᵀ G v ≤ 1}."""
+    values of J). The ellipse at i is {γ_i + J_i u : ‖u‖ ≤ 1} = {γ_i + v : vᵀ G v ≤ 1}.
+
+    >>> ellipses = metric_ellipses(linear_warp([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(1, 2))
+    >>> ellipses.lengths.tolist(), tuple(ellipses.outlines(num=8).shape)
+    ([[2.0, 1.0]], (1, 8, 2))
+    """
 
     centres: Tensor
     axes: Tensor
@@ -343,7 +425,12 @@ class Ellipses:
 def metric_ellipses(warp: Warp, thetas) -> Ellipses:
     r"""The ellipses of G⁻¹ = JJᵀ at γ_i = Ω(θ_i): J = U diag(s) Vᵀ, so JJᵀ = U diag(s²) Uᵀ; the ellipse is
     the image of the unit θ-circle under J, with axes U and semi-axes s (the square roots of G⁻¹'s
-    eigenvalues). A long axis is a direction in which gradient steps are amplified."""
+    eigenvalues). A long axis is a direction in which gradient steps are amplified.
+
+    >>> ellipses = metric_ellipses(linear_warp(rotation_matrix(0.3)), torch.zeros(4, 2))
+    >>> torch.allclose(ellipses.lengths, torch.ones(4, 2))   # a rotation keeps circles circles
+    True
+    """
     batch, _ = _as_points(thetas, "thetas")
     with torch.no_grad():
         jac = jacobian(warp, batch).detach()
@@ -354,7 +441,14 @@ def metric_ellipses(warp: Warp, thetas) -> Ellipses:
 
 def gradient_field(loss: Loss, points, warp: Warp | None = None, thetas=None) -> Tensor:
     r"""Descent directions at native ``points``: −∇L(γ) (``warp`` None) or −G⁻¹∇L(γ) = −JJᵀ∇L(γ) with J taken
-    at ``thetas`` (the θ's with Ω(θ) = γ; defaults to inverting the warp at each point)."""
+    at ``thetas`` (the θ's with Ω(θ) = γ; defaults to inverting the warp at each point).
+
+    >>> loss = lambda g: (g ** 2).sum() / 2   # ∇L(γ) = γ
+    >>> gradient_field(loss, torch.tensor([1.0, 1.0])).tolist()
+    [-1.0, -1.0]
+    >>> gradient_field(loss, torch.tensor([1.0, 1.0]), warp=linear_warp([[2.0, 0.0], [0.0, 1.0]])).tolist()   # −JJᵀ∇L
+    [-4.0, -1.0]
+    """
     batch, single = _as_points(points)
     grads = vmap(grad(loss))(batch).detach()
     if warp is not None:
@@ -371,7 +465,11 @@ def gradient_field(loss: Loss, points, warp: Warp | None = None, thetas=None) ->
 # toy warps
 # ----------------------------------------------------------------------------------------------------------
 def linear_warp(matrix, bias=None) -> Callable[[Tensor], Tensor]:
-    """Ω(θ) = A θ + b; its metric is G⁻¹ = AAᵀ everywhere."""
+    """Ω(θ) = A θ + b; its metric is G⁻¹ = AAᵀ everywhere.
+
+    >>> linear_warp([[0.0, -1.0], [1.0, 0.0]], bias=[1.0, 0.0])(torch.tensor([1.0, 0.0])).tolist()
+    [1.0, 1.0]
+    """
     matrix = torch.as_tensor(matrix, dtype=torch.get_default_dtype())
     if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"linear_warp: the matrix must be square (n, n), got {tuple(matrix.shape)}")
@@ -384,7 +482,11 @@ def linear_warp(matrix, bias=None) -> Callable[[Tensor], Tensor]:
 
 
 def rotation_matrix(angle: float | Tensor) -> Tensor:
-    """The 2×2 rotation matrix by ``angle`` radians."""
+    """The 2×2 rotation matrix by ``angle`` radians.
+
+    >>> torch.allclose(rotation_matrix(math.pi / 2) @ torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), atol=1e-6)
+    True
+    """
     angle = torch.as_tensor(angle, dtype=torch.get_default_dtype())
     c, s = angle.cos(), angle.sin()
     return torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
@@ -400,6 +502,10 @@ class PlaneWarp(nn.Module):
     ``strength`` s stretches along the direction at angle ``rotation`` ψ, ``shear`` h shears, and
     ``nonlinearity`` ν twists the plane about the origin by an angle that decays with the distance (a twist
     map: det D T = 1, so the warp is invertible whenever s > 0). With s = 1, h = 0, ν = 0 it is the identity.
+
+    >>> point = torch.tensor([1.0, 1.0])
+    >>> torch.allclose(PlaneWarp()(point), point), torch.allclose(PlaneWarp(strength=2.0)(point), torch.tensor([2.0, 1.0]))
+    (True, True)
     """
 
     def __init__(self, strength: float = 1.0, rotation: float = 0.0, shear: float = 0.0, nonlinearity: float = 0.0):
@@ -430,7 +536,14 @@ def random_residual_warp(seed: int = 0, scale: float = 0.6, hidden: int = 30) ->
     r"""A non-linear residual MLP warp of the plane, Ω(θ) = θ + g(θ) (:class:`warpkit.engine.warp.ResidualMLPWarp`,
     tanh, ``hidden`` units) whose zero-initialised last layer is replaced by random weights of size ``scale``
     (N(0, scale²/hidden), seeded): a *fixed* example warp for pictures, not a meta-learned one. Small ``scale``
-    keeps ‖∂g/∂θ‖ < 1, so Ω does not fold the plane and G stays defined."""
+    keeps ‖∂g/∂θ‖ < 1, so Ω does not fold the plane and G stays defined.
+
+    >>> warp, point = random_residual_warp(seed=0), torch.tensor([0.5, -0.5])
+    >>> torch.equal(warp(point), random_residual_warp(seed=0)(point))   # seeded: the same warp every time
+    True
+    >>> torch.allclose(invert_warp(warp, warp(point)), point, atol=1e-3)   # invertible: G stays defined
+    True
+    """
     generator = torch.Generator().manual_seed(seed)
     warp = ResidualMLPWarp(2, hidden=hidden, num_hidden_layers=1, activation="tanh")
     with torch.no_grad():

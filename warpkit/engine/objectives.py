@@ -45,6 +45,11 @@ OBJECTIVE_MODES = ("exact", "first_order", "approx")
 
 
 def check_mode(mode: str) -> str:
+    """``mode`` when it names a warp objective (one of :data:`OBJECTIVE_MODES`), else a ValueError naming them.
+
+    >>> check_mode("first_order")
+    'first_order'
+    """
     if mode not in OBJECTIVE_MODES:
         raise ValueError(f"unknown warp objective {mode!r}; choose one of {OBJECTIVE_MODES}")
     return mode
@@ -70,23 +75,39 @@ def one_step_objective(
 
     Differentiable with respect to ``warp_params`` (pass the model's φ parameters, which require grad).
     The network must be in train mode (``warp_objective`` takes care of it).
+
+    >>> from warpkit.engine.warp import ScaleWarp
+    >>> model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), ScaleWarp(1))   # f(x) = φ θ x
+    >>> theta, phi = {"0.weight": torch.ones(1, 1)}, {"1.scale": torch.ones(1, requires_grad=True)}
+    >>> batch = (torch.ones(1, 1), torch.zeros(1, 1))   # x = 1, y = 0: L(θ; φ) = (φ θ)²
+    >>> mse = torch.nn.functional.mse_loss
+    >>> exact = one_step_objective(model, mse, phi, theta, {}, batch, batch, 0.1, "exact")
+    >>> round(float(exact.detach()), 4)   # θ' = θ − α ∇_θ L = 1 − 0.1 · 2 = 0.8, L(θ'; φ) = 0.8²
+    0.64
+    >>> round(float(torch.autograd.grad(exact, phi["1.scale"])[0]), 4)   # Eq. 11: d/dφ [φ (1 − 0.2 φ²)]² at φ = 1
+    0.64
+    >>> first_order = one_step_objective(model, mse, phi, theta, {}, batch, batch, 0.1, "first_order")
+    >>> round(float(torch.autograd.grad(first_order, phi["1.scale"])[0]), 4)   # Eq. 12: θ' = 0.8 fixed, d/dφ (0.8 φ)²
+    1.28
     """
     meta_inputs, meta_target = meta_batch
-    if mode == "approx":
+    if mode == "approx":  # no lookahead:  L_meta(θ; φ; B)
         output = forward(model, {**params, **warp_params}, _clone(buffers), meta_inputs)
         return loss_fn(output, meta_target)
 
     task_inputs, task_target = task_batch
-    # first-order: the inner gradient is a constant, so compute it without tracking φ at all
+    # Eq. 11 (exact): g(φ) = ∇_θ L_task(θ; φ; A) keeps φ, so ∂/∂φ reaches −α ∂²L_task/∂φ∂θ.
+    # Eq. 12 (first order): g = sg(∇_θ L_task(θ; φ; A)), a constant: computed with φ detached.
     phi_inner = warp_params if mode == "exact" else {name: p.detach() for name, p in warp_params.items()}
 
     def task_loss(theta: Params, task_buffers: Params) -> torch.Tensor:
         return loss_fn(forward(model, {**theta, **phi_inner}, task_buffers, task_inputs), task_target)
 
-    inner_gradient = grad(task_loss)(params, _clone(buffers))
-    stepped = {name: params[name] - _step_size(inner_lr, name) * inner_gradient[name] for name in params}
+    inner_gradient = grad(task_loss)(params, _clone(buffers))  # g = ∇_θ L_task(θ; φ; A)
+    stepped = {name: params[name] - _step_size(inner_lr, name) * inner_gradient[name]  # θ' = θ − α g
+               for name in params}
     output = forward(model, {**stepped, **warp_params}, _clone(buffers), meta_inputs)
-    return loss_fn(output, meta_target)
+    return loss_fn(output, meta_target)  # 𝓛(φ; θ) = L_meta(θ'; φ; B)  (Eq. 11 exact, Eq. 12 with g held fixed)
 
 
 def _step_size(inner_lr, name: str):
@@ -94,7 +115,15 @@ def _step_size(inner_lr, name: str):
 
 
 def replay_batches(tasks: Sequence[Task], points: Sequence[TrajectoryPoint]) -> tuple[list[Batch], list[Batch]]:
-    """Draw, for every point, a task batch and a *different* meta batch from that point's task."""
+    """Draw, for every point, a task batch and a *different* meta batch from that point's task.
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> tasks = [SupervisedTask(torch.randn(6, 2), torch.randn(6), batch_size=3)]
+    >>> points = [TrajectoryPoint(0, step, {}, {}) for step in range(2)]
+    >>> task_batches, meta_batches = replay_batches(tasks, points)
+    >>> len(task_batches), len(meta_batches), tuple(task_batches[0][0].shape)
+    (2, 2, (3, 2))
+    """
     task_batches, meta_batches = [], []
     for point in points:
         task_batch, meta_batch = tasks[point.task_index].sample_meta_batches(point.step)
@@ -103,21 +132,24 @@ def replay_batches(tasks: Sequence[Task], points: Sequence[TrajectoryPoint]) -> 
     return task_batches, meta_batches
 
 
-def warp_objective(
-    model: nn.Module,
-    loss_fn: LossFn,
-    warp_params: Params,
-    points: Sequence[TrajectoryPoint],
-    task_batches: Sequence[Batch],
-    meta_batches: Sequence[Batch],
-    inner_lr: float | Params,
-    mode: str = "exact",
-    batched: bool = True,
-) -> torch.Tensor:
+def warp_objective(model: nn.Module, loss_fn: LossFn, warp_params: Params, points: Sequence[TrajectoryPoint],
+                   task_batches: Sequence[Batch], meta_batches: Sequence[Batch], inner_lr: float | Params,
+                   mode: str = "exact", batched: bool = True) -> torch.Tensor:
     r"""Mean of the one-step objective over ``points`` (each with its own task and meta batch).
 
     ``batched=True`` evaluates all points in one ``vmap`` over stacked states and batches; ``batched=False``
     loops over points (the reference). Both give the same value and φ-gradient.
+
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> from warpkit.engine.warp import ScaleWarp, task_parameters, warp_parameters
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1), ScaleWarp(1))
+    >>> theta = {name: p.detach() for name, p in task_parameters(model).items()}
+    >>> points = [TrajectoryPoint(0, step, theta, {}) for step in range(3)]
+    >>> task = SupervisedTask(torch.randn(8, 2), torch.randn(8, 1), batch_size=4)
+    >>> task_batches, meta_batches = replay_batches([task], points)
+    >>> args = (model, torch.nn.functional.mse_loss, warp_parameters(model), points, task_batches, meta_batches, 0.1)
+    >>> torch.allclose(warp_objective(*args, batched=True), warp_objective(*args, batched=False))
+    True
     """
     check_mode(mode)
     if not (len(points) == len(task_batches) == len(meta_batches)):
@@ -147,18 +179,20 @@ def warp_objective(
         return losses.mean()
 
 
-def warp_meta_gradient(
-    model: nn.Module,
-    loss_fn: LossFn,
-    warp_params: Params,
-    points: Sequence[TrajectoryPoint],
-    task_batches: Sequence[Batch],
-    meta_batches: Sequence[Batch],
-    inner_lr: float | Params,
-    mode: str = "exact",
-    batched: bool = True,
-) -> tuple[Params, float]:
-    """∂/∂φ of :func:`warp_objective`; returns ``(gradients by name, objective value)``."""
+def warp_meta_gradient(model: nn.Module, loss_fn: LossFn, warp_params: Params, points: Sequence[TrajectoryPoint],
+                       task_batches: Sequence[Batch], meta_batches: Sequence[Batch], inner_lr: float | Params,
+                       mode: str = "exact", batched: bool = True) -> tuple[Params, float]:
+    """∂/∂φ of :func:`warp_objective`; returns ``(gradients by name, objective value)``.
+
+    >>> from warpkit.engine.warp import ScaleWarp, warp_parameters
+    >>> model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), ScaleWarp(1))   # f(x) = φ θ x, φ = 1
+    >>> points = [TrajectoryPoint(0, 0, {"0.weight": torch.ones(1, 1)}, {})]          # θ = 1
+    >>> batch = (torch.ones(1, 1), torch.zeros(1, 1))
+    >>> gradients, value = warp_meta_gradient(model, torch.nn.functional.mse_loss, warp_parameters(model), points,
+    ...                                       [batch], [batch], 0.1, mode="first_order")
+    >>> round(value, 4), round(float(gradients["1.scale"]), 4)   # Eq. 12 at θ' = 0.8: (0.8 φ)², 2 · 0.8² φ
+    (0.64, 1.28)
+    """
     loss = warp_objective(model, loss_fn, warp_params, points, task_batches, meta_batches, inner_lr, mode, batched)
     names = list(warp_params)
     gradients = torch.autograd.grad(loss, [warp_params[n] for n in names], allow_unused=True)

@@ -25,7 +25,11 @@ Batch = Tuple[torch.Tensor, Any]
 
 @runtime_checkable
 class Task(Protocol):
-    """The protocol every task sampler's tasks follow."""
+    """The protocol every task sampler's tasks follow.
+
+    >>> isinstance(SupervisedTask(torch.zeros(4, 1), torch.zeros(4)), Task)
+    True
+    """
 
     def sample_batch(self, step: int) -> Batch:
         """The batch the inner loop uses for its step ``step`` (0-based)."""
@@ -49,6 +53,12 @@ class SupervisedTask:
 
     ``sample_meta_batches`` returns two independent draws from the training set (the multi-shot protocol).
     Subclass and override ``sample_meta_batches`` for support/query or continual variants.
+
+    >>> task = SupervisedTask(torch.arange(6.0).unsqueeze(-1), torch.arange(6), batch_size=4,
+    ...                       generator=torch.Generator().manual_seed(0))
+    >>> inputs, target = task.sample_batch(0)
+    >>> inputs.shape, bool((inputs.squeeze(-1) == target).all())
+    (torch.Size([4, 1]), True)
     """
 
     def __init__(
@@ -96,7 +106,13 @@ class SupervisedTask:
 
 def stack_batches(batches: list) -> tuple:
     """Stack a list of ``(inputs, target)`` batches (same shapes; target may be a pytree) along a new leading
-    dimension."""
+    dimension.
+
+    >>> batches = [(torch.zeros(3, 2), (torch.ones(3), torch.ones(3))) for _ in range(4)]
+    >>> inputs, (y, weights) = stack_batches(batches)
+    >>> inputs.shape, y.shape
+    (torch.Size([4, 3, 2]), torch.Size([4, 3]))
+    """
     if not batches:
         raise ValueError("stack_batches(): no batches to stack")
     return torch.stack([b[0] for b in batches]), _stack_tree([b[1] for b in batches])

@@ -47,11 +47,26 @@ _WARP_FLAG = "_warpkit_is_warp"
 # marking θ and φ
 # ----------------------------------------------------------------------------------------------------------
 class WarpLayer(nn.Module):
-    """Base class of warp layers: every parameter inside is a warp parameter φ."""
+    """Base class of warp layers: every parameter inside is a warp parameter φ.
+
+    >>> class Shift(WarpLayer):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.offset = nn.Parameter(torch.zeros(2))
+    ...     def forward(self, x):
+    ...         return x + self.offset
+    >>> list(warp_parameters(nn.Sequential(nn.Linear(2, 2), Shift())))
+    ['1.offset']
+    """
 
 
 def mark_as_warp(module: nn.Module) -> nn.Module:
-    """Declare an arbitrary module a warp: its parameters become φ. Returns the module (for chaining)."""
+    """Declare an arbitrary module a warp: its parameters become φ. Returns the module (for chaining).
+
+    >>> model = nn.Sequential(nn.Linear(2, 2), mark_as_warp(nn.Linear(2, 2)))
+    >>> list(warp_parameters(model)), list(task_parameters(model))
+    (['1.weight', '1.bias'], ['0.weight', '0.bias'])
+    """
     if not isinstance(module, nn.Module):
         raise TypeError(f"mark_as_warp() expects an nn.Module, got {type(module).__name__}")
     setattr(module, _WARP_FLAG, True)
@@ -59,7 +74,11 @@ def mark_as_warp(module: nn.Module) -> nn.Module:
 
 
 def is_warp_module(module: nn.Module) -> bool:
-    """True for a :class:`WarpLayer` or a module marked with :func:`mark_as_warp`."""
+    """True for a :class:`WarpLayer` or a module marked with :func:`mark_as_warp`.
+
+    >>> is_warp_module(LinearWarp(3)), is_warp_module(nn.Linear(3, 3))
+    (True, False)
+    """
     return isinstance(module, WarpLayer) or bool(getattr(module, _WARP_FLAG, False))
 
 
@@ -68,12 +87,21 @@ def _warp_prefixes(model: nn.Module) -> list[str]:
 
 
 def is_warp_parameter_name(model: nn.Module, name: str) -> bool:
-    """Whether the parameter called ``name`` (as in ``model.named_parameters()``) is a warp parameter."""
+    """Whether the parameter called ``name`` (as in ``model.named_parameters()``) is a warp parameter.
+
+    >>> model = nn.Sequential(nn.Linear(2, 2), LinearWarp(2))
+    >>> is_warp_parameter_name(model, "1.weight"), is_warp_parameter_name(model, "0.weight")
+    (True, False)
+    """
     return any(prefix == "" or name.startswith(prefix) for prefix in _warp_prefixes(model))
 
 
 def warp_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """φ: the warp parameters of ``model``, by name, in registration order."""
+    """φ: the warp parameters of ``model``, by name, in registration order.
+
+    >>> list(warp_parameters(nn.Sequential(nn.Linear(3, 3), ScaleWarp(3), nn.Linear(3, 1))))
+    ['1.scale']
+    """
     prefixes = _warp_prefixes(model)
     return {
         name: p
@@ -83,13 +111,21 @@ def warp_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def task_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """θ: every parameter of ``model`` that is not a warp parameter, by name, in registration order."""
+    """θ: every parameter of ``model`` that is not a warp parameter, by name, in registration order.
+
+    >>> list(task_parameters(nn.Sequential(nn.Linear(3, 3), ScaleWarp(3), nn.Linear(3, 1))))
+    ['0.weight', '0.bias', '2.weight', '2.bias']
+    """
     warp = warp_parameters(model)
     return {name: p for name, p in model.named_parameters() if name not in warp}
 
 
 def count_parameters(params: dict[str, torch.Tensor]) -> int:
-    """Total number of scalars in a name → tensor dict."""
+    """Total number of scalars in a name → tensor dict.
+
+    >>> count_parameters(task_parameters(nn.Sequential(nn.Linear(3, 3), ScaleWarp(3), nn.Linear(3, 1))))
+    16
+    """
     return sum(p.numel() for p in params.values())
 
 
@@ -100,6 +136,10 @@ def interleave_warps(
 
     ``make_warp(i, layer)`` returns the warp to insert after task layer ``i`` (or None for no warp there).
     A returned module that is not a :class:`WarpLayer` is marked with :func:`mark_as_warp`.
+
+    >>> model = interleave_warps([nn.Linear(2, 4), nn.Linear(4, 1)], lambda i, layer: LinearWarp(layer.out_features))
+    >>> [type(module).__name__ for module in model]
+    ['Linear', 'LinearWarp', 'Linear']
     """
     layers: list[nn.Module] = []
     for i, layer in enumerate(task_layers):
@@ -116,7 +156,12 @@ def interleave_warps(
 # ----------------------------------------------------------------------------------------------------------
 class ScaleWarp(WarpLayer):
     r"""ω(x) = s ⊙ x with s initialised to ones; ``shape`` broadcasts against the input
-    (``(features,)`` for vectors, ``(channels, 1, 1)`` for feature maps). Preconditioner: diagonal."""
+    (``(features,)`` for vectors, ``(channels, 1, 1)`` for feature maps). Preconditioner: diagonal.
+
+    >>> x = torch.tensor([1.0, 2.0, 3.0])
+    >>> torch.equal(ScaleWarp(3)(x), x)   # the identity at initialisation
+    True
+    """
 
     def __init__(self, shape: int | Sequence[int]):
         super().__init__()
@@ -128,7 +173,12 @@ class ScaleWarp(WarpLayer):
 
 
 class LinearWarp(WarpLayer):
-    r"""ω(x) = W x + b on the last dimension, with W = I and b = 0 at initialisation (a T-Net layer)."""
+    r"""ω(x) = W x + b on the last dimension, with W = I and b = 0 at initialisation (a T-Net layer).
+
+    >>> x = torch.randn(5, 4)
+    >>> torch.allclose(LinearWarp(4)(x), x)   # W = I, b = 0 at initialisation
+    True
+    """
 
     def __init__(self, features: int, bias: bool = True):
         super().__init__()
@@ -142,7 +192,12 @@ class LinearWarp(WarpLayer):
 class ConvWarp(WarpLayer):
     r"""A ``kernel_size``×``kernel_size`` convolution C→C initialised to the identity (centre tap = I, others 0,
     zero bias, "same" padding). With kernel 1 it is a per-pixel linear map of channels; with kernel 3 it is the
-    Omniglot default warp (one 3×3 conv 64→64 after each block, Flennerhag et al., 2020, Appendix A)."""
+    Omniglot default warp (one 3×3 conv 64→64 after each block, Flennerhag et al., 2020, Appendix A).
+
+    >>> x = torch.randn(1, 2, 5, 5)
+    >>> torch.allclose(ConvWarp(2, kernel_size=3)(x), x)   # the identity at initialisation
+    True
+    """
 
     def __init__(self, channels: int, kernel_size: int = 3, bias: bool = True):
         super().__init__()
@@ -172,7 +227,12 @@ def _activation(name: str) -> nn.Module:
 class ResidualMLPWarp(WarpLayer):
     r"""ω(x) = x + g(x), g an MLP (``hidden`` units, ``num_hidden_layers`` layers, ``activation``) whose last
     layer starts at zero, so ω = id at initialisation. Its Jacobian I + ∂g/∂x depends on x: the preconditioner
-    changes with the data and with θ (the paper's non-linear warp)."""
+    changes with the data and with θ (the paper's non-linear warp).
+
+    >>> x = torch.randn(4, 3)
+    >>> torch.equal(ResidualMLPWarp(3, hidden=8)(x), x)   # g's last layer starts at zero
+    True
+    """
 
     def __init__(self, features: int, hidden: int = 32, num_hidden_layers: int = 1, activation: str = "tanh"):
         super().__init__()
@@ -192,7 +252,12 @@ class ResidualMLPWarp(WarpLayer):
 
 class ResidualConvWarp(WarpLayer):
     r"""ω(x) = x + g(x), g = conv(k×k, C→H) → activation → conv(k×k, H→C) with the last conv zeroed
-    (identity at initialisation); the convolutional counterpart of :class:`ResidualMLPWarp`."""
+    (identity at initialisation); the convolutional counterpart of :class:`ResidualMLPWarp`.
+
+    >>> x = torch.randn(1, 2, 5, 5)
+    >>> torch.equal(ResidualConvWarp(2)(x), x)   # the last conv starts at zero
+    True
+    """
 
     def __init__(self, channels: int, hidden_channels: int | None = None, kernel_size: int = 3,
                  activation: str = "relu"):
@@ -224,6 +289,11 @@ class MultiplicativeRecurrentWarp(WarpLayer):
 
     ``forward(x, h_prev, state)`` returns ``(gates, new_state)``; ``state`` is ``None`` at the start of an
     episode (zeros) or the ``(u, c)`` pair returned by the previous call.
+
+    >>> warp = MultiplicativeRecurrentWarp(input_size=3, task_hidden_size=5, warp_hidden_size=4, gate_sizes=(3, 5))
+    >>> gates, state = warp(torch.randn(2, 3), torch.zeros(2, 5))
+    >>> [tuple(gate.shape) for gate in gates], all(bool((gate == 1).all()) for gate in gates)
+    ([(2, 3), (2, 5)], True)
     """
 
     def __init__(self, input_size: int, task_hidden_size: int, warp_hidden_size: int,

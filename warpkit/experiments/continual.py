@@ -31,8 +31,8 @@ segments after the whole sequence.
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import asdict, dataclass, field, replace
+import functools
+from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 import torch
@@ -40,17 +40,18 @@ import torch.nn as nn
 
 from warpkit.engine.adapt import Params, adapt, adapt_tasks, forward, train_mode
 from warpkit.kit.checkpoint import Checkpointer
-from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, weighted_mse
+from warpkit.kit.sweep import ResumableRun, fingerprint
+from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, SineFamily, weighted_mse
 from warpkit.engine.meta import InitLearner, Leap, MetaLearner, Reptile
 from warpkit.models.mlp import plain_mlp, warp_mlp
 from warpkit.kit.notebook import progress
 
-LEARNER_NAMES = ("warp", "sgd_meta_init", "sgd")
-
 
 @dataclass(frozen=True)
-class ContinualConfig:
-    """Everything that defines one run of the experiment (notebook 05 picks one of :data:`SIZES`).
+class ContinualConfig(SineFamily):
+    """Everything that defines one run of the experiment (notebook 05 picks one of :data:`SIZES`): the task
+    family's fields (:class:`~warpkit.data.sine.SineFamily`, declared there once; ``config.sampler(seed)`` draws
+    its tasks) and the learners', meta-training's and evaluation's below.
 
     The defaults were chosen among a handful of settings (warp_lr 0.003-0.02, meta-batch 4-5, 20-25
     iterations, exact vs first-order, Reptile vs Leap) by their final loss on the held-out sequences of seeds
@@ -60,15 +61,6 @@ class ContinualConfig:
     needs ``init_optimizer="adam", init_lr=0.01`` rather than Reptile's SGD at 0.5 (which makes Leap diverge).
     """
 
-    # the task family (warpkit.data.sine)
-    num_subtasks: int = 5
-    steps_per_subtask: int = 10
-    interval: tuple[float, float] = (-5.0, 5.0)
-    amplitude_range: tuple[float, float] = (0.1, 5.0)
-    phase_range: tuple[float, float] = (0.0, math.pi)
-    batch_size: int = 10
-    meta_points_per_subtask: int = 10
-    eval_points_per_subtask: int = 50
     # the task learner: plain SGD on θ, the same for every method
     inner_lr: float = 0.01
     hidden: int = 40
@@ -89,26 +81,11 @@ class ContinualConfig:
     init_optimizer: str = "sgd"
     replay_chunk_size: int = 25
     replay_epochs: int = 1
-    lr_schedule: str = "constant"  # or "cosine": both meta learning rates annealed to 0 over meta_iterations
     # model selection on validation sequences (0 = off: keep the last iterate)
     validate_every: int = 5
     num_validation: int = 20
     # evaluation
     num_held_out: int = 40
-
-    def sampler(self, seed: int, device: torch.device | str = "cpu") -> ContinualSineSampler:
-        """A task sampler for this family; use one seed for meta-training and another for held-out sequences."""
-        return ContinualSineSampler(
-            num_subtasks=self.num_subtasks, steps_per_subtask=self.steps_per_subtask, interval=self.interval,
-            amplitude_range=self.amplitude_range, phase_range=self.phase_range, batch_size=self.batch_size,
-            meta_points_per_subtask=self.meta_points_per_subtask,
-            eval_points_per_subtask=self.eval_points_per_subtask, seed=seed, device=str(device),
-        )
-
-    @property
-    def inner_steps(self) -> int:
-        """K = T × steps_per_subtask."""
-        return self.num_subtasks * self.steps_per_subtask
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -161,28 +138,6 @@ def build_learners(config: ContinualConfig, seed: int = 0, device: torch.device 
     }
 
 
-def meta_lr_factor(schedule: str, iteration: int, iterations: int) -> float:
-    r"""The multiplier of the meta learning rates at meta-iteration ``iteration`` (0-based) of ``iterations``:
-    1 for ``"constant"``; ½(1 + cos(π i / N)) for ``"cosine"`` (from 1 down toward 0).
-
-    With constant rates the meta-parameters keep fluctuating with the random waves each iteration draws
-    (Reptile's θ₀ moves by half the way to every meta-batch's mean end point); annealing lets a long run settle."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * iteration / max(iterations, 1)))
-    raise ValueError(f"unknown lr_schedule {schedule!r}; choose 'constant' or 'cosine'")
-
-
-def _set_meta_lr(learner: MetaLearner, factor: float) -> None:
-    for optimizer in (learner.warp_optimizer, learner.init_optimizer):
-        if optimizer is None:
-            continue
-        for group in optimizer.param_groups:
-            group.setdefault("base_lr", group["lr"])
-            group["lr"] = group["base_lr"] * factor
-
-
 @dataclass
 class MetaTraining:
     """What :func:`meta_train` measured.
@@ -199,6 +154,93 @@ class MetaTraining:
     diverged: dict[str, int | None] = field(default_factory=dict)
 
 
+#: what a meta-training checkpoint holds (:class:`warpkit.kit.sweep.ResumableRun` refuses any other kind)
+CHECKPOINT_KIND = "continual meta-training"
+
+
+@dataclass
+class _Progress:
+    """The state of a lockstep meta-training between iterations: what a checkpoint saves besides the learners
+    and the sampler. ``best[name]`` = (iteration, validation loss, model state) of the best validation point."""
+
+    iteration: int
+    history: dict[str, list[dict]]
+    validation: dict[str, list[tuple[int, float]]]
+    best: dict[str, tuple[int, float, dict]]
+    diverged: dict[str, int | None]
+
+    @classmethod
+    def start(cls, names) -> "_Progress":
+        return cls(0, {name: [] for name in names}, {name: [] for name in names}, {}, {name: None for name in names})
+
+    @classmethod
+    def from_saved(cls, saved: dict, names) -> "_Progress":
+        validation = {name: [tuple(point) for point in saved["validation"][name]] for name in names}
+        return cls(int(saved["iteration"]), {name: list(saved["history"][name]) for name in names}, validation,
+                   dict(saved["best"]), dict(saved["diverged"]))
+
+
+def _fingerprint(learners, sampler: ContinualSineSampler, meta_batch_size: int, config, validation_tasks,
+                 validate_every: int) -> dict:
+    """Every setting that changes what :func:`meta_train` computes: the seed and family of the training
+    sequences, the configuration, the learners, the meta-batch size and the validation sequences."""
+    validating = validation_tasks is not None and validate_every > 0
+    return fingerprint(
+        seed=sampler.seed, tasks=sampler.family, config=config.as_dict() if config is not None else None,
+        learners=sorted(learners), meta_batch_size=meta_batch_size, validate_every=validate_every if validating else 0,
+        validation_seeds=[task.seed for task in validation_tasks] if validating else None)
+
+
+def _checkpoint_state(learners, sampler: ContinualSineSampler, progress_state: _Progress) -> dict:
+    return {"learners": {name: learner.state_dict() for name, learner in learners.items()},
+            "sampler": sampler.state_dict(), **asdict(progress_state)}
+
+
+def _restore(run: ResumableRun, learners, sampler: ContinualSineSampler) -> _Progress:
+    saved = run.restore()
+    if saved is None:
+        return _Progress.start(learners)
+    for name, learner in learners.items():
+        learner.load_state_dict(saved["learners"][name])
+    sampler.load_state_dict(saved["sampler"])
+    return _Progress.from_saved(saved, learners)
+
+
+def _validate(learners, state: _Progress, tasks, lr: float, iteration: int) -> None:
+    """Score every learner still training on the validation sequences; remember each one's best point."""
+    for name, learner in learners.items():
+        if state.diverged[name] is not None and state.diverged[name] <= iteration:
+            continue
+        loss = evaluate_learner(learner.model, tasks, lr).final_loss
+        state.validation[name].append((iteration, loss))
+        if name not in state.best or loss < state.best[name][1]:
+            state.best[name] = (iteration, loss, copy.deepcopy(learner.model.state_dict()))
+
+
+def _meta_iteration(learners, tasks, state: _Progress, iteration: int) -> None:
+    """One meta-step of every learner still training, each on its own replica of ``tasks``; a learner whose
+    meta-parameters stop being finite is rolled back to the state before this step and stopped."""
+    for name, learner in learners.items():
+        if state.diverged[name] is not None:
+            continue
+        before = copy.deepcopy(learner.state_dict())
+        stats = learner.meta_step([task.replica() for task in tasks])
+        state.history[name].append(stats.as_dict())
+        if not all(bool(torch.isfinite(p).all()) for p in learner.model.parameters()):
+            learner.load_state_dict(before)
+            state.diverged[name] = iteration + 1
+
+
+def _result(learners, state: _Progress, iterations: int, validating: bool) -> MetaTraining:
+    """The learners take back the meta-parameters of their best validation point (with validation)."""
+    best_iteration = {name: iterations for name in learners}
+    if validating:
+        for name, learner in learners.items():
+            best_iteration[name], _, model_state = state.best[name]
+            learner.model.load_state_dict(model_state)
+    return MetaTraining(state.history, state.validation, best_iteration, state.diverged)
+
+
 def meta_train(
     learners: Mapping[str, MetaLearner],
     sampler: ContinualSineSampler,
@@ -213,9 +255,6 @@ def meta_train(
     """Meta-train ``learners`` in lockstep for ``iterations`` meta-iterations: every iteration draws
     ``meta_batch_size`` sequences and gives each learner its own replica of them (same waves, same batches).
 
-    With ``config.lr_schedule == "cosine"`` the learners' meta learning rates follow :func:`meta_lr_factor`
-    (set before every iteration from the iteration number, so a resumed run follows the same schedule).
-
     Model selection: with ``validation_tasks`` and ``validate_every > 0``, every learner's final loss on the
     validation sequences (never the held-out test sequences) is measured before meta-training and every
     ``validate_every`` iterations, and at the end each learner gets back the meta-parameters of its best
@@ -223,101 +262,34 @@ def meta_train(
     dozen iterations and then drifts up again, its warp objective with it (measured on seed 0 of the "full"
     size), so the last iterate is not always the best.
 
-    Divergence guard: a learner whose meta-parameters become non-finite after a meta-iteration (e.g. one
-    sequence's SGD blew up under the learned warp and Reptile pulled θ₀ toward NaN) is rolled back to the
-    state before that iteration and trains no further; ``MetaTraining.diverged`` says when.
+    Divergence guard: a learner whose meta-parameters become non-finite after a meta-iteration is rolled back to
+    the state before that iteration and trains no further; ``MetaTraining.diverged`` says when.
 
     With a ``checkpointer`` the learners, the sampler, the history and the validation state are saved every
-    ``checkpointer.every`` iterations and at the end, and a run restarts from the saved iteration; ``config``
-    is stored with them and checked on resume, so a checkpoint of another configuration is refused rather than
-    silently mixed in.
+    ``checkpointer.every`` iterations and at the end, and a run restarts from the saved iteration. A checkpoint
+    written with other settings (the sampler's seed and task family, ``config``, the learners, the meta-batch
+    size, the validation sequences) is refused naming the fields that differ (:class:`warpkit.kit.sweep.ResumableRun`).
     """
-    names = list(learners)
-    history: dict[str, list[dict]] = {name: [] for name in names}
-    validation: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
-    best: dict[str, tuple[int, float, dict]] = {}  # name -> (iteration, loss, model state)
-    diverged: dict[str, int | None] = {name: None for name in names}
     validating = validation_tasks is not None and validate_every > 0
-    lr = config.inner_lr if config is not None else None
-    if validating and lr is None:
+    if validating and config is None:
         raise ValueError("meta_train(): validation needs the config (for the inner step size); pass config=")
-    start = 0
-    state = checkpointer.restore() if checkpointer is not None else None
-    if state is not None:
-        saved_config = state.get("config")
-        if config is not None and saved_config is not None and saved_config != config.as_dict():
-            changed = sorted(k for k in saved_config if saved_config.get(k) != config.as_dict().get(k))
-            raise ValueError(
-                f"the checkpoint {checkpointer.path} was written with another configuration (differs in {changed}); "
-                "use another CHECKPOINT path or delete the file to start afresh"
-            )
-        if sorted(state["learners"]) != sorted(names):
-            raise ValueError(
-                f"the checkpoint {checkpointer.path} holds learners {sorted(state['learners'])}, "
-                f"not {sorted(names)}; use another CHECKPOINT path"
-            )
-        for name, learner in learners.items():
-            learner.load_state_dict(state["learners"][name])
-        sampler.load_state_dict(state["sampler"])
-        history = {name: list(state["history"][name]) for name in names}
-        validation = {name: [tuple(v) for v in state.get("validation", {}).get(name, [])] for name in names}
-        best = dict(state.get("best", {}))
-        diverged = dict(state.get("diverged", diverged))
-        start = int(state["iteration"])
-
-    def validate(iteration: int) -> None:
-        for name, learner in learners.items():
-            if diverged[name] is not None and diverged[name] <= iteration:
-                continue
-            loss = evaluate_learner(learner.model, validation_tasks, lr).final_loss
-            validation[name].append((iteration, loss))
-            if name not in best or loss < best[name][1]:
-                best[name] = (iteration, loss, copy.deepcopy(learner.model.state_dict()))
-
-    def make_state(iteration: int) -> dict:
-        return {
-            "iteration": iteration,
-            "learners": {name: learner.state_dict() for name, learner in learners.items()},
-            "sampler": sampler.state_dict(),
-            "history": history,
-            "validation": validation,
-            "best": best,
-            "diverged": diverged,
-            "config": config.as_dict() if config is not None else None,
-        }
-
-    if validating and start == 0 and not validation[names[0]]:
-        validate(0)
-    bar = progress(range(start, iterations), show=show_progress, desc="meta-training", initial=start,
-                   total=iterations)
+    run = ResumableRun(checkpointer, CHECKPOINT_KIND,
+                       _fingerprint(learners, sampler, meta_batch_size, config, validation_tasks, validate_every))
+    state = _restore(run, learners, sampler)
+    if validating and state.iteration == 0 and not state.validation[next(iter(learners))]:
+        _validate(learners, state, validation_tasks, config.inner_lr, 0)
+    bar = progress(range(state.iteration, iterations), show=show_progress, desc="meta-training",
+                   initial=state.iteration, total=iterations)
     for iteration in bar:
-        tasks = sampler.sample_many(meta_batch_size)
-        factor = meta_lr_factor(config.lr_schedule if config is not None else "constant", iteration, iterations)
-        for name, learner in learners.items():
-            if diverged[name] is not None:
-                continue
-            _set_meta_lr(learner, factor)
-            before = copy.deepcopy(learner.state_dict())
-            stats = learner.meta_step([task.replica() for task in tasks])
-            history[name].append(stats.as_dict())
-            if not all(bool(torch.isfinite(p).all()) for p in learner.model.parameters()):
-                learner.load_state_dict(before)
-                diverged[name] = iteration + 1
-        done = iteration + 1
-        if validating and (done % validate_every == 0 or done == iterations):
-            validate(done)
+        _meta_iteration(learners, sampler.sample_many(meta_batch_size), state, iteration)
+        state.iteration = iteration + 1
+        if validating and (state.iteration % validate_every == 0 or state.iteration == iterations):
+            _validate(learners, state, validation_tasks, config.inner_lr, state.iteration)
         if show_progress:
-            bar.set_postfix({name: f"{h[-1]['task_loss_last']:.3f}" for name, h in history.items() if h})
-        if checkpointer is not None:
-            checkpointer.maybe_save(done, lambda: make_state(done), final=done == iterations)
-
-    best_iteration = {name: iterations for name in names}
-    if validating:
-        for name, learner in learners.items():
-            iteration, _, model_state = best[name]
-            learner.model.load_state_dict(model_state)
-            best_iteration[name] = iteration
-    return MetaTraining(history, validation, best_iteration, diverged)
+            bar.set_postfix({name: f"{h[-1]['task_loss_last']:.3f}" for name, h in state.history.items() if h})
+        run.maybe_save(state.iteration, functools.partial(_checkpoint_state, learners, sampler, state),
+                       final=state.iteration == iterations)
+    return _result(learners, state, iterations, validating)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -439,14 +411,19 @@ def earlier_to_current_ratio(matrices: torch.Tensor) -> float:
     return float(earlier / current)
 
 
+#: held-out sequences evaluated together in one vmapped inner loop
+EVALUATION_GROUP = 10
+
+
 def evaluate_learner(model: nn.Module, tasks, lr: float, loss_fn=weighted_mse, keep_runs: bool = False,
-                     show_progress: bool = False, desc: str | None = None, group_size: int = 10) -> ContinualEvaluation:
+                     show_progress: bool = False, desc: str | None = None) -> ContinualEvaluation:
     """Run ``model`` (θ_0 = its task parameters, φ its warps, frozen) through every held-out sequence in
     ``tasks`` (each from a fresh copy of θ_0, on a replica of the task so its batches do not depend on what ran
-    before) and collect the forgetting matrices. Sequences run ``group_size`` at a time in one vmapped loop."""
+    before) and collect the forgetting matrices. Sequences run :data:`EVALUATION_GROUP` at a time in one vmapped
+    loop."""
     tasks = list(tasks)
     matrices, runs = [], []
-    groups = [tasks[start:start + group_size] for start in range(0, len(tasks), group_size)]
+    groups = [tasks[start:start + EVALUATION_GROUP] for start in range(0, len(tasks), EVALUATION_GROUP)]
     for group in progress(groups, show=show_progress, desc=desc):
         for task, run in zip(group, run_sequences(model, [task.replica() for task in group], lr, loss_fn)):
             matrices.append(forgetting_matrix(model, task, run, loss_fn))
@@ -456,7 +433,7 @@ def evaluate_learner(model: nn.Module, tasks, lr: float, loss_fn=weighted_mse, k
 
 
 __all__ = [
-    "LEARNER_NAMES", "ContinualConfig", "SIZES", "make_init_learner", "build_learners", "meta_lr_factor",
+    "ContinualConfig", "SIZES", "make_init_learner", "build_learners",
     "MetaTraining", "meta_train",
     "SequenceRun", "run_sequence", "run_sequences", "forgetting_matrix", "predictions", "ContinualEvaluation", "earlier_to_current_ratio",
     "evaluate_learner",

@@ -42,7 +42,7 @@ Training runs are seeded, vectorised over the ``B`` mazes, show a tqdm bar, and 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,14 +51,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from warpkit.kit.checkpoint import CheckpointError, Checkpointer
+from warpkit.kit.sweep import ResumableRun, fingerprint
 from warpkit.envs.maze import BatchedMaze, MazeConfig
 from warpkit.envs import MAZE_ENV_ID
 from warpkit.models.maze_agents import make_agent
 from warpkit.kit.notebook import progress
 from warpkit.engine.warp import task_parameters, warp_parameters
 
-CHECKPOINT_FORMAT = "warpkit.experiments.maze.maze-a2c/1"
+#: what a training checkpoint holds (:class:`warpkit.kit.sweep.ResumableRun` refuses any other kind)
+CHECKPOINT_KIND = "maze actor-critic run"
+#: mazes played in parallel (Flennerhag et al., 2020, Section 4.3: a batch of 30), the default of every run here
+NUM_MAZES = 30
 #: evaluation episodes use the maze seed ``seed + EVALUATION_SEED_OFFSET`` so they never replay training goals
 EVALUATION_SEED_OFFSET = 1_000_003
 
@@ -138,12 +141,12 @@ class Rollout:
 
 
 def rollout(agent: nn.Module, env: BatchedMaze, generator: torch.Generator | None = None, seed: int | None = None,
-            goals=None, record_cells: bool = False, greedy: bool = False) -> Rollout:
+            goals=None, record_cells: bool = False) -> Rollout:
     """Play one episode in every maze of ``env`` (a fresh ``reset``: new goals, zero agent state).
 
     ``agent`` is a :class:`~warpkit.models.maze_agents.MazeAgent`: its recurrent ``features`` run step by step,
-    its ``heads`` once over the stacked features. Actions are sampled from π with ``generator`` (or taken greedily
-    with ``greedy``). Gradients flow through the returned logits and values unless called under
+    its ``heads`` once over the stacked features. Actions are sampled from π with ``generator``. Gradients flow
+    through the returned logits and values unless called under
     ``torch.no_grad()``."""
     obs = env.reset(seed=seed, goals=goals)
     state = agent.initial_state(env.num_mazes, device=obs.device)
@@ -154,10 +157,7 @@ def rollout(agent: nn.Module, env: BatchedMaze, generator: torch.Generator | Non
         h, state = agent.features(obs, state)
         with torch.no_grad():  # the logits that choose the action; the graph is built once for the episode below
             logits = agent.heads.policy(h)
-        if greedy:
-            actions = logits.argmax(-1)
-        else:
-            actions = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+        actions = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
         obs, reward, done = env.step(actions)
         features.append(h)
         actions_all.append(actions)
@@ -267,16 +267,26 @@ class TrainingRun:
     seconds: float  # wall time spent in this call (0 when a finished checkpoint was loaded)
     resumed_from: int  # episodes already done when this call started
     maze: MazeConfig = field(default_factory=MazeConfig)
-    num_mazes: int = 30
+    num_mazes: int = NUM_MAZES
 
 
-def _fingerprint(name, agent_kwargs, maze, num_mazes, seed, config) -> dict[str, Any]:
-    return {"agent": name, "agent_kwargs": dict(sorted((agent_kwargs or {}).items())), "maze": maze.as_dict(),
-            "num_mazes": num_mazes, "seed": seed, "config": asdict(config)}
+def _train_episodes(trainer: ActorCriticTrainer, run: ResumableRun, num_episodes: int, desc: str,
+                    show_progress: bool) -> None:
+    """Train from ``trainer.episodes_done`` up to ``num_episodes``, saving through ``run`` as it goes."""
+    resumed_from = trainer.episodes_done
+    bar = progress(range(resumed_from, num_episodes), show=show_progress, initial=resumed_from,
+                   total=max(num_episodes, resumed_from), desc=desc, mininterval=10.0)
+    for _ in bar:
+        reward = trainer.train_episode()
+        bar.set_postfix(reward=f"{reward:.1f}", refresh=False)
+        run.maybe_save(trainer.episodes_done, trainer.state_dict)
+    bar.close()
+    if resumed_from < num_episodes:
+        run.maybe_save(trainer.episodes_done, trainer.state_dict, final=True)
 
 
-def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig(), num_mazes: int = 30,
-                seed: int = 0, config: ActorCriticConfig = ActorCriticConfig(),
+def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig(),
+                num_mazes: int = NUM_MAZES, seed: int = 0, config: ActorCriticConfig = ActorCriticConfig(),
                 agent_kwargs: dict[str, Any] | None = None, device: str | torch.device = "cpu",
                 checkpoint_path: str | Path | None = None, checkpoint_every: int = 25,
                 show_progress: bool = True) -> TrainingRun:
@@ -285,52 +295,32 @@ def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig()
 
     With ``checkpoint_path`` the run saves every ``checkpoint_every`` episodes and at the end; calling again with the
     same arguments resumes where it stopped (or returns at once when it had finished; a larger ``num_episodes``
-    trains further). A checkpoint written for other settings, or one that cannot be read, raises
-    :class:`~warpkit.kit.checkpoint.CheckpointError` and is left untouched.
+    trains further). A checkpoint written for other settings (agent, its arguments, maze, number of mazes, seed,
+    actor-critic configuration), or one that cannot be read, raises :class:`~warpkit.kit.checkpoint.CheckpointError`
+    naming the differing fields (:class:`warpkit.kit.sweep.ResumableRun`) and is left untouched.
     """
     if not isinstance(num_episodes, int) or num_episodes < 0:
         raise ValueError(f"train_agent: num_episodes must be a non-negative integer, got {num_episodes!r}")
     device = torch.device(device)
     torch.manual_seed(seed)
     agent = make_agent(name, **(agent_kwargs or {})).to(device)
-    env = BatchedMaze(num_mazes, maze, device=device)
-    trainer = ActorCriticTrainer(agent, env, config, seed=seed)
-    fingerprint = _fingerprint(name, agent_kwargs, maze, num_mazes, seed, config)
-    checkpointer = Checkpointer(checkpoint_path, every=checkpoint_every)
-    saved = checkpointer.restore()
+    trainer = ActorCriticTrainer(agent, BatchedMaze(num_mazes, maze, device=device), config, seed=seed)
+    settings = fingerprint(agent=name, agent_kwargs=agent_kwargs or {}, maze=maze, num_mazes=num_mazes, seed=seed,
+                           config=config)
+    run = ResumableRun(checkpoint_path, CHECKPOINT_KIND, settings, every=checkpoint_every)
+    saved = run.restore()
     if saved is not None:
-        if saved.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{checkpoint_path} is not a maze actor-critic checkpoint "
-                                  f"(format {saved.get('format')!r}); it was left untouched. Use another path.")
-        if saved["fingerprint"] != fingerprint:
-            differences = {k: (saved["fingerprint"].get(k), v) for k, v in fingerprint.items()
-                           if saved["fingerprint"].get(k) != v}
-            raise CheckpointError(
-                f"{checkpoint_path} was written by a run with other settings (saved vs now: {differences}). It was "
-                "left untouched; delete it or use another checkpoint path to train with the new settings.")
-        trainer.load_state_dict(saved["trainer"])
+        trainer.load_state_dict(saved)
     resumed_from = trainer.episodes_done
-
-    def make_state():
-        return {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "trainer": trainer.state_dict()}
-
     start = time.perf_counter()
-    bar = progress(range(resumed_from, num_episodes), show=show_progress, initial=resumed_from,
-                   total=max(num_episodes, resumed_from), desc=f"{name} seed {seed}", mininterval=10.0)
-    for _ in bar:
-        reward = trainer.train_episode()
-        bar.set_postfix(reward=f"{reward:.1f}", refresh=False)
-        checkpointer.maybe_save(trainer.episodes_done, make_state)
-    bar.close()
-    if resumed_from < num_episodes:
-        checkpointer.maybe_save(trainer.episodes_done, make_state, final=True)
+    _train_episodes(trainer, run, num_episodes, f"{name} seed {seed}", show_progress)
     return TrainingRun(name, seed, agent, np.asarray(trainer.rewards), np.asarray(trainer.losses),
                        time.perf_counter() - start, resumed_from, maze, num_mazes)
 
 
 @torch.no_grad()
-def evaluate_agent(agent: nn.Module, num_episodes: int, *, maze: MazeConfig = MazeConfig(), num_mazes: int = 30,
-                   seed: int = 0, device: str | torch.device | None = None) -> np.ndarray:
+def evaluate_agent(agent: nn.Module, num_episodes: int, *, maze: MazeConfig = MazeConfig(),
+                   num_mazes: int = NUM_MAZES, seed: int = 0, device: str | torch.device | None = None) -> np.ndarray:
     """Total reward per episode and maze, [num_episodes, num_mazes], with the agent's weights frozen (no θ or φ
     steps; every agent adapts only through its state and, for the Hebbian agent, its traces). Actions are sampled
     from π. The mazes are seeded with ``seed + EVALUATION_SEED_OFFSET`` so that, for a given seed, every agent
@@ -346,7 +336,7 @@ def evaluate_agent(agent: nn.Module, num_episodes: int, *, maze: MazeConfig = Ma
     return np.stack(totals) if totals else np.zeros((0, num_mazes))
 
 
-def env_steps_per_second(num_mazes: int = 30, maze: MazeConfig = MazeConfig(), num_steps: int = 2000,
+def env_steps_per_second(num_mazes: int = NUM_MAZES, maze: MazeConfig = MazeConfig(), num_steps: int = 2000,
                          seed: int = 0, device: str | torch.device = "cpu") -> float:
     """Maze steps per second of :class:`~warpkit.envs.maze.BatchedMaze` (``num_mazes`` × steps / s) under uniformly
     random actions, resetting at the end of each episode."""

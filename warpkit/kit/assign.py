@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import hashlib
 import os
 import re
@@ -179,49 +180,19 @@ def _find_regions(assignment: Assignment, cell: SourceCell) -> list[Region]:
     """Validate the markers of one cell and return its regions (see the module docstring for the rules)."""
     regions: list[Region] = []
     open_region: Region | None = None
-    where = lambda line_index: assignment.locate(cell.index, line_index)  # noqa: E731
+    where = functools.partial(assignment.locate, cell.index)  # line index → "file:line" for messages
     for i, line in enumerate(cell.lines):
         match = _MARKER.match(line)
         if match is None:
-            if _LOOKS_LIKE_MARKER.search(line):
-                raise AssignmentError(
-                    f"{where(i)}: {line.strip()!r} looks like a marker but is not one; write exactly "
-                    f"{BEGIN_SOLUTION!r}, {END_SOLUTION!r}, {BEGIN_HIDDEN_TESTS!r} or {END_HIDDEN_TESTS!r} "
-                    "on a line of its own"
-                )
+            _refuse_lookalike(where(i), line)
             continue
-        edge, kind, argument = match["edge"], match["kind"], match["argument"]
-        region_kind = "solution" if kind == "SOLUTION" else "hidden"
-        if edge == "BEGIN":
-            if open_region is not None:
-                raise AssignmentError(
-                    f"{where(i)}: nested marker {line.strip()!r} inside the {open_region.kind} region opened at "
-                    f"{where(open_region.start)}; close that region with "
-                    f"{END_SOLUTION if open_region.kind == 'solution' else END_HIDDEN_TESTS!r} first"
-                )
-            if region_kind == "hidden" and cell.cell_type != "code":
-                raise AssignmentError(f"{where(i)}: hidden tests belong in a code cell, not a {cell.cell_type} cell")
-            if region_kind == "hidden" and argument:
-                raise AssignmentError(f"{where(i)}: {BEGIN_HIDDEN_TESTS!r} takes no argument, got {argument!r}")
-            if argument and not _EXERCISE_NAME.match(argument):
-                raise AssignmentError(
-                    f"{where(i)}: the exercise name {argument!r} must be one word "
-                    "(letters, digits, '_', '.', '-'), e.g. '### BEGIN SOLUTION riemannian_step'"
-                )
-            open_region = Region(region_kind, i, -1, indent=match["indent"], exercise=argument)
+        region_kind = "solution" if match["kind"] == "SOLUTION" else "hidden"
+        if match["edge"] == "BEGIN":
+            _check_begin(where, i, line, match, region_kind, open_region, cell)
+            open_region = Region(region_kind, i, -1, indent=match["indent"], exercise=match["argument"])
         else:
-            if argument:
-                raise AssignmentError(f"{where(i)}: an END marker takes no argument, got {argument!r}")
-            if open_region is None:
-                raise AssignmentError(f"{where(i)}: {line.strip()!r} closes a region that was never opened")
-            if open_region.kind != region_kind:
-                raise AssignmentError(
-                    f"{where(i)}: {line.strip()!r} cannot close the {open_region.kind} region opened at "
-                    f"{where(open_region.start)}"
-                )
+            _check_end(where, i, line, match, region_kind, open_region, cell)
             open_region.end = i + 1
-            if not any(text.strip() for text in cell.lines[open_region.start + 1 : i]):
-                raise AssignmentError(f"{where(open_region.start)}: the {region_kind} region is empty")
             regions.append(open_region)
             open_region = None
     if open_region is not None:
@@ -230,6 +201,58 @@ def _find_regions(assignment: Assignment, cell: SourceCell) -> list[Region]:
             f"{where(open_region.start)}: unterminated marker {cell.lines[open_region.start].strip()!r}: "
             f"no {closing!r} before the end of the cell"
         )
+    _name_exercises(where, regions, cell)
+    return regions
+
+
+def _refuse_lookalike(place: str, line: str) -> None:
+    if _LOOKS_LIKE_MARKER.search(line):
+        raise AssignmentError(
+            f"{place}: {line.strip()!r} looks like a marker but is not one; write exactly "
+            f"{BEGIN_SOLUTION!r}, {END_SOLUTION!r}, {BEGIN_HIDDEN_TESTS!r} or {END_HIDDEN_TESTS!r} "
+            "on a line of its own"
+        )
+
+
+def _check_begin(where, i: int, line: str, match, region_kind: str, open_region: Region | None,
+                 cell: SourceCell) -> None:
+    """A BEGIN marker: not nested, hidden tests only in code cells and unnamed, an exercise name one word."""
+    argument = match["argument"]
+    if open_region is not None:
+        raise AssignmentError(
+            f"{where(i)}: nested marker {line.strip()!r} inside the {open_region.kind} region opened at "
+            f"{where(open_region.start)}; close that region with "
+            f"{END_SOLUTION if open_region.kind == 'solution' else END_HIDDEN_TESTS!r} first"
+        )
+    if region_kind == "hidden" and cell.cell_type != "code":
+        raise AssignmentError(f"{where(i)}: hidden tests belong in a code cell, not a {cell.cell_type} cell")
+    if region_kind == "hidden" and argument:
+        raise AssignmentError(f"{where(i)}: {BEGIN_HIDDEN_TESTS!r} takes no argument, got {argument!r}")
+    if argument and not _EXERCISE_NAME.match(argument):
+        raise AssignmentError(
+            f"{where(i)}: the exercise name {argument!r} must be one word "
+            "(letters, digits, '_', '.', '-'), e.g. '### BEGIN SOLUTION riemannian_step'"
+        )
+
+
+def _check_end(where, i: int, line: str, match, region_kind: str, open_region: Region | None,
+               cell: SourceCell) -> None:
+    """An END marker: no argument, closes an open region of its kind, which is not empty."""
+    if match["argument"]:
+        raise AssignmentError(f"{where(i)}: an END marker takes no argument, got {match['argument']!r}")
+    if open_region is None:
+        raise AssignmentError(f"{where(i)}: {line.strip()!r} closes a region that was never opened")
+    if open_region.kind != region_kind:
+        raise AssignmentError(
+            f"{where(i)}: {line.strip()!r} cannot close the {open_region.kind} region opened at "
+            f"{where(open_region.start)}"
+        )
+    if not any(text.strip() for text in cell.lines[open_region.start + 1 : i]):
+        raise AssignmentError(f"{where(open_region.start)}: the {region_kind} region is empty")
+
+
+def _name_exercises(where, regions: list[Region], cell: SourceCell) -> None:
+    """A code solution without a name on its marker belongs to the function it sits in."""
     for region in regions:
         if region.kind == "solution" and cell.cell_type == "code" and region.exercise is None:
             region.exercise = _enclosing_function(cell.lines, region)
@@ -238,7 +261,6 @@ def _find_regions(assignment: Assignment, cell: SourceCell) -> list[Region]:
                     f"{where(region.start)}: cannot tell which exercise this solution belongs to: put it inside "
                     "a function, or name it on the marker, e.g. '### BEGIN SOLUTION my_exercise'"
                 )
-    return regions
 
 
 def _enclosing_function(lines: Sequence[str], region: Region) -> str | None:
@@ -385,6 +407,15 @@ class ExecutionResult:
     error_value: str | None = None
 
 
+class _CurrentCell:
+    """nbclient's ``on_cell_start`` callback: remembers which cell runs, to name the one that failed."""
+
+    index: int | None = None
+
+    def __call__(self, cell, cell_index: int) -> None:
+        self.index = cell_index
+
+
 def execute(notebook: nbformat.NotebookNode, timeout: int = 600, kernel_name: str = "python3") -> ExecutionResult:
     """Run a copy of ``notebook`` in one fresh kernel, headless, in a temporary working directory, stopping at
     the first cell that raises. Nothing is written to the repository (figures go to the temporary folder)."""
@@ -393,11 +424,7 @@ def execute(notebook: nbformat.NotebookNode, timeout: int = 600, kernel_name: st
     from traitlets.config import Config
 
     notebook = copy.deepcopy(notebook)
-    current = {"index": None}
-
-    def on_cell_start(cell, cell_index):
-        current["index"] = cell_index
-
+    current = _CurrentCell()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="warpkit-assign-") as workdir:
         env = dict(os.environ, WARPKIT_HEADLESS="1", MPLBACKEND="Agg",
@@ -408,19 +435,19 @@ def execute(notebook: nbformat.NotebookNode, timeout: int = 600, kernel_name: st
         config.KernelManager.transport_encryption = "auto"  # local CurveZMQ keys: no plain-TCP warning
         client = NotebookClient(
             notebook, timeout=timeout, kernel_name=kernel_name, resources={"metadata": {"path": workdir}},
-            on_cell_start=on_cell_start, config=config,
+            on_cell_start=current, config=config,
             shutdown_kernel="immediate",  # the kernel's state is thrown away: no graceful wait
         )
         try:
             client.execute(env=env)
         except CellExecutionError as error:
-            return ExecutionResult(False, time.perf_counter() - started, notebook, current["index"],
+            return ExecutionResult(False, time.perf_counter() - started, notebook, current.index,
                                    error.ename, error.evalue)
         except CellTimeoutError as error:
-            return ExecutionResult(False, time.perf_counter() - started, notebook, current["index"],
+            return ExecutionResult(False, time.perf_counter() - started, notebook, current.index,
                                    "CellTimeoutError", f"the cell ran longer than {timeout} s ({error})")
         except DeadKernelError as error:
-            return ExecutionResult(False, time.perf_counter() - started, notebook, current["index"],
+            return ExecutionResult(False, time.perf_counter() - started, notebook, current.index,
                                    "DeadKernelError", str(error))
     return ExecutionResult(True, time.perf_counter() - started, notebook)
 

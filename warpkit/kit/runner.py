@@ -235,22 +235,7 @@ def plan(
                 f"notebook {notebook.stem} lacks the parameters the runner sets: {', '.join(missing)}. "
                 f"Its parameters cell declares: {listing}"
             )
-        values: dict[str, Any] = {}
-        for name, text in overrides:
-            if name not in declared:
-                raise RunnerError(
-                    f"-p {name} {text}: notebook {notebook.stem} has no parameter {name!r}. "
-                    f"Its parameters are: {listing}"
-                )
-            if {"SIZE": size, "DEVICE": device}.get(name) is not None:
-                raise RunnerError(f"-p {name} and {RUNNER_PARAMETERS[name]} both set {name}; give it once")
-            if name == "INTERACTIVE":
-                raise RunnerError("-p INTERACTIVE: the runner is headless and always sets INTERACTIVE = False")
-            values[name] = parse_value(declared[name], text, notebook.stem)
-        if size is not None:
-            values["SIZE"] = size
-        if device is not None:
-            values["DEVICE"] = device
+        values = _parameter_values(notebook, declared, listing, size, device, overrides)
         if values.get("DEVICE", "auto") not in DEVICES:
             raise RunnerError(f"DEVICE must be one of {', '.join(DEVICES)}, got {values['DEVICE']!r}")
         chosen_size = values.get("SIZE", declared["SIZE"].default)
@@ -264,6 +249,28 @@ def plan(
         _check_overwritable(output)
         jobs.append(Job(notebook, output, values))
     return jobs
+
+
+def _parameter_values(notebook: Path, declared: dict, listing: str, size: str | None, device: str | None,
+                      overrides: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The values the command line gives ``notebook``'s parameters (``-p NAME VALUE``, ``--size``, ``--device``)."""
+    values: dict[str, Any] = {}
+    for name, text in overrides:
+        if name not in declared:
+            raise RunnerError(
+                f"-p {name} {text}: notebook {notebook.stem} has no parameter {name!r}. "
+                f"Its parameters are: {listing}"
+            )
+        if {"SIZE": size, "DEVICE": device}.get(name) is not None:
+            raise RunnerError(f"-p {name} and {RUNNER_PARAMETERS[name]} both set {name}; give it once")
+        if name == "INTERACTIVE":
+            raise RunnerError("-p INTERACTIVE: the runner is headless and always sets INTERACTIVE = False")
+        values[name] = parse_value(declared[name], text, notebook.stem)
+    if size is not None:
+        values["SIZE"] = size
+    if device is not None:
+        values["DEVICE"] = device
+    return values
 
 
 def _check_overwritable(output: Path) -> None:

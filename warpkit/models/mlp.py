@@ -31,14 +31,8 @@ def _activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
-def mlp_task_layers(
-    input_size: int = 1,
-    hidden: int = 40,
-    num_hidden_layers: int = 2,
-    output_size: int = 1,
-    activation: str = "relu",
-    seed: int | None = None,
-) -> list[nn.Module]:
+def mlp_task_layers(input_size: int = 1, hidden: int = 40, num_hidden_layers: int = 2, output_size: int = 1,
+                    activation: str = "relu", seed: int | None = None) -> list[nn.Module]:
     """The task layers h_1 … h_L: ``num_hidden_layers`` × (Linear → activation), then a linear head.
 
     With ``seed`` the layers are initialised from ``torch.manual_seed(seed)`` inside a forked RNG (the caller's
@@ -58,17 +52,9 @@ def mlp_task_layers(
     return layers
 
 
-def warp_mlp(
-    input_size: int = 1,
-    hidden: int = 40,
-    num_hidden_layers: int = 2,
-    output_size: int = 1,
-    activation: str = "relu",
-    warp_hidden: int = 40,
-    warp_layers: int = 1,
-    warp_activation: str = "tanh",
-    seed: int | None = None,
-) -> nn.Sequential:
+def warp_mlp(input_size: int = 1, hidden: int = 40, num_hidden_layers: int = 2, output_size: int = 1,
+             activation: str = "relu", warp_hidden: int = 40, warp_layers: int = 1, warp_activation: str = "tanh",
+             seed: int | None = None) -> nn.Sequential:
     """Warp-MLP: the task layers of :func:`mlp_task_layers` with a ``ResidualMLPWarp(hidden, warp_hidden,
     warp_layers, warp_activation)`` after every hidden layer (φ), identity at initialisation."""
     task_layers = mlp_task_layers(input_size, hidden, num_hidden_layers, output_size, activation, seed)
@@ -80,14 +66,8 @@ def warp_mlp(
         )
 
 
-def plain_mlp(
-    input_size: int = 1,
-    hidden: int = 40,
-    num_hidden_layers: int = 2,
-    output_size: int = 1,
-    activation: str = "relu",
-    seed: int | None = None,
-) -> nn.Sequential:
+def plain_mlp(input_size: int = 1, hidden: int = 40, num_hidden_layers: int = 2, output_size: int = 1,
+              activation: str = "relu", seed: int | None = None) -> nn.Sequential:
     """The unwarped twin of :func:`warp_mlp`: the same task layers (same initial values for the same seed)."""
     return nn.Sequential(*mlp_task_layers(input_size, hidden, num_hidden_layers, output_size, activation, seed))
 

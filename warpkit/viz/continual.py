@@ -1,7 +1,8 @@
 """Drawing functions for notebook 05 (continual sine regression, Flennerhag et al., 2020, Section 4.4).
 
 Every function takes plain tensors/arrays and returns a pyplot-free ``matplotlib.figure.Figure`` (shown by the
-notebook as the value of its cell), so the same functions work in tests and in headless runs.
+notebook as the value of its cell), so the same functions work in tests and in headless runs. The sequence
+explorer is a :class:`warpkit.viz.explorer_base.Explorer` over :func:`draw_fits_after_each_subtask`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import matplotlib.colors as mcolors
 import numpy as np
 import torch
 
+from warpkit.viz.explorer_base import Explorer, int_slider
 from warpkit.viz.style import new_figure
 
 #: one colour per sub-task (segment) and one per learner, shared by all figures of notebook 05
@@ -62,15 +64,15 @@ def _shade_segments(ax, segments, highlight: int | None = None):
             ax.axvline(low, color="0.75", linewidth=0.6, linestyle=":")
 
 
-def draw_task_sequence(task, ax, num_points: int = 200, show_waves: bool = True):
+def draw_task_sequence(task, ax):
     """One continual task on ``ax``: sub-task t's wave drawn solid on its own segment (in its colour) and, faintly,
     beyond it, so one sees that every segment has a wave of its own."""
     low, high = task.interval
+    num_points = 200
     x_all = torch.linspace(low, high, num_points)
     for t, (a, b) in enumerate(task.segments):
         color = _subtask_color(t)
-        if show_waves:
-            ax.plot(_numpy(x_all), _numpy(task.target(x_all, t)), color=color, linewidth=0.7, alpha=0.25)
+        ax.plot(_numpy(x_all), _numpy(task.target(x_all, t)), color=color, linewidth=0.7, alpha=0.25)
         x = torch.linspace(a, b, max(2, num_points // task.num_subtasks))
         ax.plot(_numpy(x), _numpy(task.target(x, t)), color=color, linewidth=2.2, label=f"sub-task {t + 1}")
     _shade_segments(ax, task.segments)
@@ -92,47 +94,80 @@ def plot_task_sequences(tasks: Sequence, panel_size: float = 3.2):
     return fig
 
 
+def _fits_figure(num_learners: int, num_subtasks: int, panel_size: float, dpi: int = 80):
+    fig, axes = new_figure(ncols=num_subtasks, nrows=num_learners, panel_size=panel_size, dpi=dpi)
+    fig.set_size_inches(panel_size * 1.15 * num_subtasks, panel_size * 0.85 * num_learners)
+    return fig, axes
+
+
+def _fit_limits(y: np.ndarray, predictions: Sequence[np.ndarray]) -> tuple[float, float]:
+    """y-limits that show the targets and the fits, but not a diverged learner's runaway values."""
+    values = np.concatenate([y] + [prediction.reshape(-1) for prediction in predictions])
+    values = values[np.isfinite(values)]
+    margin = 0.15 * (np.ptp(y) + 1e-6)
+    return (max(values.min(), y.min() - 4 * margin) - margin, min(values.max(), y.max() + 4 * margin) + margin)
+
+
+def _draw_fit_panel(ax, task, x, y, segment, prediction, color, after: int) -> None:
+    """One panel: the sub-task targets (bold up to sub-task ``after``, faint beyond) and the learner's fit."""
+    _shade_segments(ax, task.segments, highlight=after)
+    for t in range(task.num_subtasks):
+        mask = segment == t
+        ax.plot(x[mask], y[mask], color=_subtask_color(t), linewidth=1.8 if t <= after else 1.0,
+                alpha=1.0 if t <= after else 0.25)
+    ax.plot(x, prediction, color=color, linewidth=1.3)
+    ax.set_xlim(x.min(), x.max())
+    ax.tick_params(labelsize=6, length=2)
+
+
+def draw_fits_after_each_subtask(axes, task, inputs: torch.Tensor, fits: Mapping[str, torch.Tensor]) -> dict:
+    """Draw :func:`plot_fits_after_each_subtask` into ``axes`` (rows = learners, columns = sub-tasks, flat);
+    returns the y-limits shared by the panels."""
+    names, size = list(fits), task.num_subtasks
+    x = _numpy(inputs).reshape(-1)
+    segment = _numpy(task.subtask_of_input(inputs)).reshape(-1)
+    y = _numpy(task.target(inputs)).reshape(-1)
+    predictions = {name: _numpy(fits[name]) for name in names}
+    y_limits = _fit_limits(y, list(predictions.values()))
+    for row, name in enumerate(names):
+        color = LEARNER_COLORS.get(name, "k")
+        for j in range(size):
+            ax = axes[row * size + j]
+            _draw_fit_panel(ax, task, x, y, segment, predictions[name][j], color, after=j)
+            ax.set_ylim(*y_limits)
+            if row == 0:
+                ax.set_title(f"after sub-task {j + 1}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(_label(name), fontsize=7, color=color)
+            if row < len(names) - 1:
+                ax.set_xticklabels([])
+    return {"y_limits": y_limits}
+
+
 def plot_fits_after_each_subtask(task, inputs: torch.Tensor, fits: Mapping[str, torch.Tensor],
                                  panel_size: float = 2.3):
     """Rows = learners, columns = "after sub-task j": the learner's fit f(x; θ^{(j)}) (its colour) over the whole
     interval, the targets of the sub-tasks seen so far (solid, sub-task colours) and of those still to come
     (faint). ``fits[name]`` is a [T, N] tensor of predictions on ``inputs`` ([N, 1]); see
     :func:`warpkit.experiments.continual.predictions`. Forgetting shows as the fit leaving earlier segments' curves."""
-    names = list(fits)
-    size = task.num_subtasks
-    fig, axes = new_figure(ncols=size, nrows=len(names), panel_size=panel_size)
-    fig.set_size_inches(panel_size * 1.15 * size, panel_size * 0.85 * len(names))
-    x = _numpy(inputs).reshape(-1)
-    segment = _numpy(task.subtask_of_input(inputs)).reshape(-1)
-    y = _numpy(task.target(inputs)).reshape(-1)
-    values = np.concatenate([y] + [_numpy(f).reshape(-1) for f in fits.values()])
-    values = values[np.isfinite(values)]  # a diverged learner must not break the axes
-    margin = 0.15 * (np.ptp(y) + 1e-6)
-    y_limits = (max(values.min(), y.min() - 4 * margin) - margin, min(values.max(), y.max() + 4 * margin) + margin)
-    for row, name in enumerate(names):
-        prediction = _numpy(fits[name])
-        for j in range(size):
-            ax = axes[row * size + j]
-            _shade_segments(ax, task.segments, highlight=j)
-            for t in range(size):
-                mask = segment == t
-                ax.plot(x[mask], y[mask], color=_subtask_color(t), linewidth=1.8 if t <= j else 1.0,
-                        alpha=1.0 if t <= j else 0.25)
-            ax.plot(x, prediction[j], color=LEARNER_COLORS.get(name, "k"), linewidth=1.3)
-            ax.set_xlim(x.min(), x.max())
-            ax.set_ylim(*y_limits)
-            ax.tick_params(labelsize=6, length=2)
-            if row == 0:
-                ax.set_title(f"after sub-task {j + 1}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(_label(name), fontsize=7, color=LEARNER_COLORS.get(name, "k"))
-            if row < len(names) - 1:
-                ax.set_xticklabels([])
+    fig, axes = _fits_figure(len(fits), task.num_subtasks, panel_size)
+    draw_fits_after_each_subtask(axes, task, inputs, fits)
     return fig
 
 
+def _annotate_matrix(ax, matrix: np.ndarray, std: np.ndarray | None, norm) -> None:
+    """Write every seen entry (i <= j) into its cell, ± its standard deviation when given."""
+    size = matrix.shape[0]
+    for i in range(size):
+        for j in range(i, size):
+            value = matrix[i, j]
+            dark = norm(value) > 0.55 if np.isfinite(value) and value > 0 else False
+            text = _short(value) + (f"\n±{_short(std[i, j])}" if std is not None else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
+
+
 def plot_forgetting_matrices(matrices: Mapping[str, torch.Tensor], stds: Mapping[str, torch.Tensor] | None = None,
-                             panel_size: float = 3.0, annotate: bool = True):
+                             panel_size: float = 3.0):
     """Side-by-side heatmaps of forgetting matrices M[i, j] = loss on sub-task i after training through sub-task
     j, on one shared logarithmic colour scale. Entries with i > j (sub-tasks not seen yet) are left blank.
     ``matrices[name]`` is the mean over held-out sequences; ``stds`` (optional) their standard deviations."""
@@ -153,16 +188,7 @@ def plot_forgetting_matrices(matrices: Mapping[str, torch.Tensor], stds: Mapping
         ax.set_yticks(range(size), [str(i + 1) for i in range(size)], fontsize=7)
         ax.set_xlabel("trained through sub-task j", fontsize=8)
         ax.set_title(_label(name), fontsize=9, color=LEARNER_COLORS.get(name, "k"))
-        if annotate:
-            for i in range(size):
-                for j in range(i, size):
-                    value = arrays[name][i, j]
-                    dark = norm(value) > 0.55 if np.isfinite(value) and value > 0 else False
-                    text = _short(value)
-                    if stds is not None:
-                        text += f"\n±{_short(_numpy(stds[name])[i, j])}"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=6,
-                            color="white" if dark else "black")
+        _annotate_matrix(ax, arrays[name], None if stds is None else _numpy(stds[name]), norm)
     axes[0].set_ylabel("loss on sub-task i", fontsize=8)
     if image is not None:
         colorbar = fig.colorbar(image, ax=axes, shrink=0.85)
@@ -249,37 +275,31 @@ def plot_meta_training(history: Mapping[str, Sequence[Mapping]], validation: Map
     return fig
 
 
-class SequenceExplorer:
-    """A slider over held-out sequences that redraws :func:`plot_fits_after_each_subtask` for the chosen one.
+class SequenceExplorer(Explorer):
+    """A slider over held-out sequences that redraws :func:`draw_fits_after_each_subtask` for the chosen one.
 
-    ``fits_for(index)`` returns the ``fits`` mapping for sequence ``index``. The figure is rendered to PNG into an
-    ``ipywidgets.Image`` (no pyplot, works in JupyterLab and headless); ``widget`` is what a notebook displays.
+    ``fits_for(index)`` returns the ``fits`` mapping for sequence ``index`` (asked once per sequence, then kept).
+    ``explorer.artists["sequence"]`` is the index drawn last; ``widget`` is what a notebook displays.
     """
 
+    panel_size = 2.3
+
     def __init__(self, tasks: Sequence, inputs: torch.Tensor, fits_for, dpi: int = 70):
-        import ipywidgets as widgets
-
         self.tasks, self.inputs, self.fits_for, self.dpi = list(tasks), inputs, fits_for, dpi
-        self.slider = widgets.IntSlider(value=0, min=0, max=len(self.tasks) - 1, description="sequence")
-        self.image = widgets.Image(format="png")
-        self.shown_index: int | None = None
-        self.slider.observe(lambda change: self.redraw(), names="value")
-        self.widget = widgets.VBox([self.slider, self.image])
-        self.redraw()
+        self.fits = {0: fits_for(0)}  # the first sequence's fits say how many rows the figure needs
+        super().__init__({"sequence": int_slider("sequence", 0, 0, len(self.tasks) - 1)})
 
-    def redraw(self) -> bytes:
-        import io
+    def make_figure(self):
+        return _fits_figure(len(self.fits[0]), self.tasks[0].num_subtasks, self.panel_size, self.dpi)
 
-        index = self.slider.value
-        fig = plot_fits_after_each_subtask(self.tasks[index], self.inputs, self.fits_for(index))
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=self.dpi)
-        self.image.value = buffer.getvalue()
-        self.shown_index = index
-        return self.image.value
+    def draw(self, axes, sequence: int) -> dict:
+        if sequence not in self.fits:
+            self.fits[sequence] = self.fits_for(sequence)
+        drawn = draw_fits_after_each_subtask(axes, self.tasks[sequence], self.inputs, self.fits[sequence])
+        return {**drawn, "sequence": sequence}
 
 
 __all__ = [
     "SequenceExplorer", "SUBTASK_COLORS", "LEARNER_COLORS", "LEARNER_LABELS", "draw_task_sequence", "plot_task_sequences",
-    "plot_fits_after_each_subtask", "plot_forgetting_matrices", "plot_final_losses", "plot_meta_training",
+    "draw_fits_after_each_subtask", "plot_fits_after_each_subtask", "plot_forgetting_matrices", "plot_final_losses", "plot_meta_training",
 ]

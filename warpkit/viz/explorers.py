@@ -12,15 +12,12 @@ The drawing functions take ``axes`` and the values of the controls, draw, and re
 (and numbers) they drew, so tests can check what was drawn. Called in a loop over settings they make the
 static small-multiples figures that executed (papermill) notebooks show: see ``*_small_multiples``.
 
-The wrappers render the figure to PNG into an ``ipywidgets.Image`` (no pyplot figure, no ipympl: it works in
-any Jupyter front end that renders ipywidgets) and time every redraw (``explorer.redraw_ms``). Sliders use
-``continuous_update=False``: one redraw per release or key press, never a queue of stale ones.
+The wrappers are :class:`warpkit.viz.explorer_base.Explorer` subclasses (PNG into an image widget, blitted and
+timed redraws).
 """
 
 from __future__ import annotations
 
-import io
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -30,141 +27,8 @@ import torch
 from warpkit.engine import geometry as geo
 from warpkit.experiments import mountains
 from warpkit.viz import geometry as draw
-from warpkit.viz.style import PATH_COLORS, new_figure, tidy_axes
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the widget wrapper shared by all explorers
-# ----------------------------------------------------------------------------------------------------------
-class Explorer:
-    """Controls + a figure rendered into an image widget; ``redraw()`` runs on every control change.
-
-    Subclasses set ``self.controls`` (name → ipywidgets control) and implement ``draw(axes, **values)`` by
-    calling their pure drawing function. ``explorer.widget`` is the ipywidgets box to display (an explorer
-    displays itself in a notebook too); ``explorer.artists`` is what the last redraw drew;
-    ``explorer.redraw_ms`` the wall time of each redraw (draw + PNG render).
-    """
-
-    ncols = 2
-    panel_size = 3.3
-    dpi = 80
-
-    def __init__(self, controls: dict):
-        import ipywidgets as widgets
-
-        self.controls = controls
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        self.figure, self.axes = new_figure(self.ncols, 1, panel_size=self.panel_size, dpi=self.dpi)
-        self.canvas = FigureCanvasAgg(self.figure)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{int(self.ncols * self.panel_size * self.dpi)}px"))
-        self.status = widgets.HTML()
-        self.redraw_ms: list[float] = []
-        self.artists: dict = {}
-        self._background, self._background_key = None, None
-        for control in controls.values():
-            control.observe(self._on_change, names="value")
-        self.widget = widgets.VBox(
-            [widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")),
-             self.image, self.status])
-        self.widget.add_class("warpkit-explorer")
-        self.redraw()
-
-    def values(self) -> dict:
-        return {name: control.value for name, control in self.controls.items()}
-
-    def draw(self, axes, **values) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _on_change(self, change) -> None:
-        self.redraw()
-
-    def redraw(self) -> dict:
-        """Clear the panels, draw for the controls' current values, render to the image widget; timed."""
-        start = time.perf_counter()
-        for ax in self.axes:
-            _remove_data_artists(ax)
-        self.artists = self.draw(self.axes, **self.values())
-        self.image.value = self.render_png()
-        elapsed = 1000 * (time.perf_counter() - start)
-        self.redraw_ms.append(elapsed)
-        self.status.value = f"<small>redraw {elapsed:.0f} ms</small>"
-        return self.artists
-
-    def render_png(self) -> bytes:
-        """Draw the figure with Agg and encode it as PNG (fast zlib level: this runs on every slider move).
-
-        Blitting: the axes frames, ticks and labels do not change while the limits stay the same, so they are
-        drawn once into a cached background; a redraw restores it and draws only what the drawing function
-        put on the axes (and the titles). A change of limits, scale or axis labels redraws everything.
-        """
-        from PIL import Image
-
-        key = self._layout_key()
-        if self._background is None or key != self._background_key:
-            self._draw_background()
-            self._background_key = key
-        self.canvas.restore_region(self._background)
-        for ax in self.axes:
-            for artist in sorted(self._dynamic_artists(ax), key=lambda a: a.get_zorder()):
-                ax.draw_artist(artist)
-        buffer = io.BytesIO()
-        width, height = self.canvas.get_width_height()
-        Image.frombuffer("RGBA", (width, height), self.canvas.buffer_rgba()).save(buffer, format="png",
-                                                                                   compress_level=1)
-        return buffer.getvalue()
-
-    def _layout_key(self) -> tuple:
-        return tuple((ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale(), ax.get_xlabel(),
-                      ax.get_ylabel()) for ax in self.axes)
-
-    @staticmethod
-    def _dynamic_artists(ax) -> list:
-        """What a redraw draws over the background: the data artists, the legend, the titles and (on top of
-        filled contours, as in a full draw) the spines."""
-        found = [*ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.images, *ax.spines.values()]
-        if ax.get_legend() is not None:
-            found.append(ax.get_legend())
-        return found + [ax.title, ax._left_title, ax._right_title]
-
-    def _draw_background(self) -> None:
-        """A full draw with the dynamic artists hidden, kept as the background for the following redraws."""
-        self.canvas.draw()
-        if self.figure.get_layout_engine() is not None:
-            # the layout is fixed after the first draw: recomputing it on every move costs more than drawing
-            self.figure.set_layout_engine("none")
-        hidden = [a for ax in self.axes for a in self._dynamic_artists(ax) if a.get_visible()]
-        for artist in hidden:
-            artist.set_visible(False)
-        self.canvas.draw()
-        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
-        for artist in hidden:
-            artist.set_visible(True)
-
-    def measure_redraw_ms(self, name: str, values: Sequence) -> float:
-        """Move control ``name`` through ``values`` (as a slider move would) and return the median redraw
-        time in ms of those moves; the control is put back afterwards."""
-        control, original = self.controls[name], self.controls[name].value
-        first = len(self.redraw_ms)
-        for value in values:
-            control.value = value
-        times = self.redraw_ms[first:]
-        control.value = original
-        if not times:
-            raise ValueError(f"measure_redraw_ms(): none of {list(values)} changed control {name!r}")
-        return float(np.median(times))
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
-
-
-def _remove_data_artists(ax) -> None:
-    """Remove what a drawing function put on ``ax`` but keep the axes, ticks and limits: rebuilding ticks is
-    what makes ``ax.clear()`` slow."""
-    for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.images]:
-        artist.remove()
-    if ax.get_legend() is not None:
-        ax.get_legend().remove()
+from warpkit.viz.explorer_base import Explorer, int_slider, slider
+from warpkit.viz.style import PATH_COLORS, tidy_axes
 
 
 def _shown(path, extent, margin: float = 3.0):
@@ -183,19 +47,14 @@ def _loss_text(value: float, diverged: bool) -> str:
     return "diverged" if diverged or not np.isfinite(value) else f"{value:.1e}"
 
 
-def _slider(description, value, minimum, maximum, step, readout_format=".2f"):
-    import ipywidgets as widgets
-
-    return widgets.FloatSlider(value=value, min=minimum, max=maximum, step=step, description=description,
-                               continuous_update=False, readout_format=readout_format,
-                               style={"description_width": "initial"},
-                               layout=widgets.Layout(width="260px"))
+def _setting_label(setting: dict) -> str:
+    return ", ".join(f"{name} {value:g}" for name, value in setting.items())
 
 
-def _small_multiples(draw_function, settings: Sequence[dict], rows: int, panel_size: float, label,
-                     **common):
-    """One column per setting, ``rows`` panels per column, all drawn by ``draw_function``; pyplot figure
-    (so the inline backend shows it in an executed notebook)."""
+def _small_multiples(draw_function, settings: Sequence[dict], rows: int, panel_size: float, label, **common):
+    """One column per setting, ``rows`` panels per column, all drawn by ``draw_function``, each column's title
+    prefixed by ``label(setting)`` (None: no prefix); pyplot figure (so the inline backend shows it in an
+    executed notebook)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(rows, len(settings), figsize=(panel_size * len(settings), panel_size * rows),
@@ -203,7 +62,7 @@ def _small_multiples(draw_function, settings: Sequence[dict], rows: int, panel_s
     drawn = []
     for column, setting in enumerate(settings):
         drawn.append(draw_function(list(axes[:, column]), **common, **setting))
-        prefix = label(setting)
+        prefix = label(setting) if label is not None else ""
         axes[0, column].set_title((prefix + "\n" if prefix else "") + axes[0, column].get_title(), fontsize=8)
     return fig, drawn
 
@@ -211,15 +70,16 @@ def _small_multiples(draw_function, settings: Sequence[dict], rows: int, panel_s
 # ----------------------------------------------------------------------------------------------------------
 # (i) the warp explorer
 # ----------------------------------------------------------------------------------------------------------
-@dataclass
-class WarpScene:
-    """What the warp explorer draws on: a loss, the window, a native start point, a step size and a budget."""
+def _default_bowl() -> mountains.QuadraticBowl:
+    return mountains.QuadraticBowl(condition=12.0, angle=0.6, centre=(0.6, 0.3))
 
-    loss: Callable = field(default_factory=lambda: mountains.QuadraticBowl(condition=12.0, angle=0.6, centre=(0.6, 0.3)))
+
+@dataclass
+class _LossScene:
+    """A loss drawn over a window: contour levels computed once, on first use."""
+
+    loss: Callable = field(default_factory=_default_bowl)
     extent: tuple = (-2.5, 2.5, -2.5, 2.5)
-    start: tuple = (-2.0, 1.6)
-    lr: float = 0.07
-    steps: int = 25
     resolution: int = 60
     levels: np.ndarray | None = None
 
@@ -227,6 +87,15 @@ class WarpScene:
         if self.levels is None:
             self.levels = draw.loss_levels(self.loss, self.extent, num=14)
         return self.levels
+
+
+@dataclass
+class WarpScene(_LossScene):
+    """What the warp explorer draws on: a loss, the window, a native start point, a step size and a budget."""
+
+    start: tuple = (-2.0, 1.6)
+    lr: float = 0.07
+    steps: int = 25
 
 
 def draw_warp_explorer(axes, strength: float = 1.0, rotation: float = 0.0, shear: float = 0.0,
@@ -278,10 +147,10 @@ class WarpExplorer(Explorer):
     def __init__(self, scene: WarpScene | None = None, strength=1.0, rotation=0.0, shear=0.0, nonlinearity=0.0):
         self.scene = scene or WarpScene()
         super().__init__({
-            "strength": _slider("strength (stretch)", strength, 0.3, 3.0, 0.1),
-            "rotation": _slider("rotation (rad)", rotation, -1.6, 1.6, 0.1),
-            "shear": _slider("shear", shear, -1.5, 1.5, 0.1),
-            "nonlinearity": _slider("non-linearity (twist)", nonlinearity, -3.0, 3.0, 0.25),
+            "strength": slider("strength (stretch)", strength, 0.3, 3.0, 0.1),
+            "rotation": slider("rotation (rad)", rotation, -1.6, 1.6, 0.1),
+            "shear": slider("shear", shear, -1.5, 1.5, 0.1),
+            "nonlinearity": slider("non-linearity (twist)", nonlinearity, -3.0, 3.0, 0.25),
         })
 
     def draw(self, axes, **values) -> dict:
@@ -290,30 +159,19 @@ class WarpExplorer(Explorer):
 
 def warp_explorer_small_multiples(settings: Sequence[dict], scene: WarpScene | None = None, panel_size=3.0):
     """The static version of :class:`WarpExplorer`: one column per setting (rows: θ panel, γ panel)."""
-    def label(s):
-        return ", ".join(f"{k} {v:g}" for k, v in s.items())
-    return _small_multiples(draw_warp_explorer, settings, 2, panel_size, label, scene=scene or WarpScene())
+    return _small_multiples(draw_warp_explorer, settings, 2, panel_size, _setting_label, scene=scene or WarpScene())
 
 
 # ----------------------------------------------------------------------------------------------------------
 # (ii) the descent explorer
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
-class DescentScene:
+class DescentScene(_LossScene):
     """A fixed warp and loss for the descent explorer."""
 
     warp: Callable = field(default_factory=lambda: geo.PlaneWarp(strength=2.0, rotation=0.6, shear=0.0,
                                                                    nonlinearity=1.5))
-    loss: Callable = field(default_factory=lambda: mountains.QuadraticBowl(condition=12.0, angle=0.6, centre=(0.6, 0.3)))
-    extent: tuple = (-2.5, 2.5, -2.5, 2.5)
     steps: int = 20
-    resolution: int = 60
-    levels: np.ndarray | None = None
-
-    def contour_levels(self) -> np.ndarray:
-        if self.levels is None:
-            self.levels = draw.loss_levels(self.loss, self.extent, num=14)
-        return self.levels
 
 
 def draw_descent_explorer(axes, lr: float = 0.05, start_x: float = -2.0, start_y: float = 1.6,
@@ -371,9 +229,9 @@ class DescentExplorer(Explorer):
         self.scene = scene or DescentScene()
         x0, x1, y0, y1 = self.scene.extent
         super().__init__({
-            "lr": _slider("step size α", lr, 0.005, 0.2, 0.005, ".3f"),
-            "start_x": _slider("start γ₁", start_x, x0, x1, 0.1),
-            "start_y": _slider("start γ₂", start_y, y0, y1, 0.1),
+            "lr": slider("step size α", lr, 0.005, 0.2, 0.005, ".3f"),
+            "start_x": slider("start γ₁", start_x, x0, x1, 0.1),
+            "start_y": slider("start γ₂", start_y, y0, y1, 0.1),
         })
 
     def draw(self, axes, **values) -> dict:
@@ -382,9 +240,8 @@ class DescentExplorer(Explorer):
 
 def descent_explorer_small_multiples(settings: Sequence[dict], scene: DescentScene | None = None, panel_size=3.0):
     """The static version of :class:`DescentExplorer`: one column per setting (rows: paths, losses)."""
-    def label(s):
-        return ", ".join(f"{k} {v:g}" for k, v in s.items())
-    return _small_multiples(draw_descent_explorer, settings, 2, panel_size, label, scene=scene or DescentScene())
+    return _small_multiples(draw_descent_explorer, settings, 2, panel_size, _setting_label,
+                            scene=scene or DescentScene())
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -467,17 +324,11 @@ class MountainExplorer(Explorer):
     """Sliders over meta-training snapshots and held-out surfaces → :func:`draw_mountain_explorer`."""
 
     def __init__(self, scene: MountainScene, snapshot: int | None = None, surface: int = 0):
-        import ipywidgets as widgets
-
         self.scene = scene
         last = len(scene.snapshots) - 1
-        snapshot = last if snapshot is None else snapshot
         super().__init__({
-            "snapshot": widgets.IntSlider(value=snapshot, min=0, max=last, step=1, continuous_update=False,
-                                          description="snapshot", style={"description_width": "initial"}),
-            "surface": widgets.IntSlider(value=surface, min=0, max=len(scene.surfaces) - 1, step=1,
-                                         continuous_update=False, description="held-out surface",
-                                         style={"description_width": "initial"}),
+            "snapshot": int_slider("snapshot", last if snapshot is None else snapshot, 0, last),
+            "surface": int_slider("held-out surface", surface, 0, len(scene.surfaces) - 1),
         })
 
     def draw(self, axes, **values) -> dict:
@@ -486,7 +337,5 @@ class MountainExplorer(Explorer):
 
 def mountain_small_multiples(scene: MountainScene, snapshots: Sequence[int], surface: int = 0, panel_size=3.0):
     """The static version of :class:`MountainExplorer`: the learned geometry at several snapshots."""
-    def label(s):
-        return ""
-    return _small_multiples(draw_mountain_explorer, [{"snapshot": s} for s in snapshots], 1, panel_size, label,
+    return _small_multiples(draw_mountain_explorer, [{"snapshot": s} for s in snapshots], 1, panel_size, None,
                             scene=scene, surface=surface, show_curve=False)

@@ -1,12 +1,10 @@
 r"""Drawing primitives for the geometry of warping (notebook 02). Each ``draw_*`` function draws one thing on a
-matplotlib ``Axes`` and returns the artist(s), and each ``update_*`` function moves an existing artist to new
-data in place, which is what keeps the widget explorers' redraws fast.
+matplotlib ``Axes`` and returns the artist(s).
 
 * :func:`draw_loss_contours` — L(γ) in native coordinates, or L(Ω(θ)) in warped coordinates (``warp=``);
 * :func:`draw_warped_grid` — the image Ω(grid) of a regular θ-grid (a ``LineCollection``);
 * :func:`draw_metric_ellipses` — the ellipses {Ω(θ_i) + J_i u : ‖u‖ ≤ r} of G⁻¹ = JJᵀ on the grid's nodes
   (a ``PolyCollection``; see :func:`warpkit.engine.geometry.metric_ellipses`);
-* :func:`draw_gradient_field` — −∇L (native) or −G⁻¹∇L (Riemannian) as arrows;
 * :func:`draw_path` — an optimisation path with its start and end marked.
 
 The maths lives in :mod:`warpkit.engine.geometry`; these functions only draw it.
@@ -52,8 +50,7 @@ def loss_levels(loss, extent: Sequence[float], num: int = 18, resolution: int = 
     return levels
 
 
-def draw_loss_contours(ax, loss, extent: Sequence[float], warp=None, resolution: int = 80, levels=18,
-                       filled: bool = True, cmap: str = CONTOUR_CMAP, line_color: str = "white"):
+def draw_loss_contours(ax, loss, extent: Sequence[float], warp=None, resolution: int = 80, levels=18):
     """Contours of L(γ) over ``extent`` (native coordinates), or of L(Ω(θ)) (warped coordinates: the loss the
     warped learner sees as a function of its own parameters θ) when ``warp`` is given.
 
@@ -61,20 +58,9 @@ def draw_loss_contours(ax, loss, extent: Sequence[float], warp=None, resolution:
     """
     x, y, z = loss_on_grid(loss, extent, resolution, warp)
     drawn = []
-    if filled:
-        drawn.append(ax.contourf(x, y, z, levels=levels, cmap=cmap, alpha=CONTOUR_ALPHA, extend="both"))
-    drawn.append(ax.contour(x, y, z, levels=levels, colors=line_color if filled else None,
-                            cmap=None if filled else cmap, linewidths=0.4, alpha=0.7))
+    drawn.append(ax.contourf(x, y, z, levels=levels, cmap=CONTOUR_CMAP, alpha=CONTOUR_ALPHA, extend="both"))
+    drawn.append(ax.contour(x, y, z, levels=levels, colors="white", linewidths=0.4, alpha=0.7))
     return drawn
-
-
-def remove_artists(artists) -> None:
-    """Remove artists (or lists of them, e.g. what :func:`draw_loss_contours` returned) from their axes."""
-    for artist in artists if isinstance(artists, (list, tuple)) else [artists]:
-        if isinstance(artist, (list, tuple)):
-            remove_artists(artist)
-        elif artist is not None:
-            artist.remove()
 
 
 def _grid_segments(warp, extent, num_lines, points_per_line):
@@ -88,15 +74,7 @@ def draw_warped_grid(ax, warp, extent: Sequence[float], num_lines: int = 11, poi
     coordinates. ``warp=None`` draws the plain grid. Returns a ``LineCollection``."""
     collection = LineCollection(_grid_segments(warp, extent, num_lines, points_per_line),
                                 **{**GRID_STYLE, **style})
-    collection._warpkit_grid = (tuple(extent), num_lines, points_per_line)
     ax.add_collection(collection)
-    return collection
-
-
-def update_warped_grid(collection: LineCollection, warp) -> LineCollection:
-    """Move a grid drawn by :func:`draw_warped_grid` to the image of the same θ-grid under a new ``warp``."""
-    extent, num_lines, points_per_line = collection._warpkit_grid
-    collection.set_segments(_grid_segments(warp, extent, num_lines, points_per_line))
     return collection
 
 
@@ -117,53 +95,21 @@ def draw_metric_ellipses(ax, warp, extent: Sequence[float], num: int = 7, scale:
     moves γ far (the metric G is small there), short axes directions the warp damps.
     """
     collection = PolyCollection(_ellipse_outlines(warp, extent, num, scale), **{**ELLIPSE_STYLE, **style})
-    collection._warpkit_ellipses = (tuple(extent), num, scale)
     ax.add_collection(collection)
     return collection
-
-
-def update_metric_ellipses(collection: PolyCollection, warp) -> PolyCollection:
-    """Recompute the ellipses drawn by :func:`draw_metric_ellipses` for a new ``warp``."""
-    extent, num, scale = collection._warpkit_ellipses
-    collection.set_verts(_ellipse_outlines(warp, extent, num, scale))
-    return collection
-
-
-def draw_gradient_field(ax, loss, extent: Sequence[float], num: int = 13, warp=None, normalise: bool = True,
-                        color: str | None = None, **quiver_kw):
-    r"""Arrows of the descent direction at a ``num``×``num`` grid of native points: −∇L(γ) without ``warp``,
-    −G⁻¹(γ)∇L(γ) = −JJᵀ∇L(γ) with it (J at θ = Ω⁻¹(γ)). ``normalise`` draws unit arrows coloured by nothing
-    but direction (the field's magnitude varies over orders of magnitude on the mountains)."""
-    points = geo.regular_grid(extent, num).reshape(-1, 2)
-    field = geo.gradient_field(loss, points, warp=warp)
-    vectors = _numpy(field)
-    if normalise:
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    color = color or (PATH_COLORS["riemannian"] if warp is not None else PATH_COLORS["native"])
-    pts = _numpy(points)
-    return ax.quiver(pts[:, 0], pts[:, 1], vectors[:, 0], vectors[:, 1], color=color, angles="xy",
-                     pivot="mid", width=0.004, **quiver_kw)
 
 
 def draw_path(ax, path, kind: str = "native", label: str | None = None, markevery=None, **style):
     """An optimisation path (K+1, 2) as a line with small dots at the iterates, a ring at the start and a
     filled marker at the end. ``kind`` picks the colour (native / warped / riemannian). Returns the main
-    ``Line2D``; the start and end markers are attached as ``line.start_marker`` / ``line.end_marker``."""
+    ``Line2D``."""
     path = _numpy(path)
     color = style.pop("color", PATH_COLORS.get(kind, kind))
     (line,) = ax.plot(path[:, 0], path[:, 1], color=color, linewidth=style.pop("linewidth", 1.4),
                       marker=style.pop("marker", "."), markersize=style.pop("markersize", 3.0),
                       markevery=markevery, label=label, **style)
-    (line.start_marker,) = ax.plot(path[:1, 0], path[:1, 1], "o", markerfacecolor="white", markeredgecolor=color,
-                                   markersize=6, zorder=line.get_zorder() + 1)
-    (line.end_marker,) = ax.plot(path[-1:, 0], path[-1:, 1], "*", color=color, markersize=9,
-                                 markeredgecolor="black", markeredgewidth=0.4, zorder=line.get_zorder() + 1)
+    ax.plot(path[:1, 0], path[:1, 1], "o", markerfacecolor="white", markeredgecolor=color, markersize=6,
+            zorder=line.get_zorder() + 1)
+    ax.plot(path[-1:, 0], path[-1:, 1], "*", color=color, markersize=9, markeredgecolor="black",
+            markeredgewidth=0.4, zorder=line.get_zorder() + 1)
     return line
-
-
-def update_path(line, path) -> None:
-    """Move a path drawn by :func:`draw_path` (line, start and end markers) to new data."""
-    path = _numpy(path)
-    line.set_data(path[:, 0], path[:, 1])
-    line.start_marker.set_data(path[:1, 0], path[:1, 1])
-    line.end_marker.set_data(path[-1:, 0], path[-1:, 1])

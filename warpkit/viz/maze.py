@@ -102,18 +102,26 @@ def draw_path(ax, walls, cells, goal, reached, title: str | None = None, cmap: s
     return ax
 
 
-def frame_strip(walls, cells, goal, reached, steps: Sequence[int], trail: int = 8, title: str | None = None):
-    """Small multiples of one maze at the given steps: the agent (red), the goal (green) and its last ``trail``
-    moves (no line across a teleport). Returns the figure."""
+#: how many of the agent's last moves the maze pictures draw
+TRAIL = 8
+
+
+def _recent_cells(cells: np.ndarray, reached: np.ndarray, step: int) -> np.ndarray:
+    """The agent's cells over its last :data:`TRAIL` moves up to ``step``, from after its last teleport."""
+    first = max(0, step - TRAIL)
+    first = max([first] + [t + 1 for t in range(first, step) if reached[t]])
+    return cells[first:step + 1]
+
+
+def frame_strip(walls, cells, goal, reached, steps: Sequence[int], title: str | None = None):
+    """Small multiples of one maze at the given steps: the agent (red), the goal (green) and its last
+    :data:`TRAIL` moves (no line across a teleport). Returns the figure."""
     cells, reached = _as_numpy(cells), _as_numpy(reached).astype(bool)
     fig, axes = plt.subplots(1, len(steps), figsize=(1.9 * len(steps), 2.2))
     axes = np.atleast_1d(axes)
     for ax, step in zip(axes, steps):
         draw_maze(ax, walls, goal=goal, agent=cells[step], show_grid=False)
-        first = max(0, step - trail)
-        jumps = [t + 1 for t in range(first, step) if reached[t]]
-        first = max([first] + jumps)
-        recent = cells[first:step + 1]
+        recent = _recent_cells(cells, reached, step)
         ax.plot(recent[:, 1], recent[:, 0], "-", color=AGENT_COLOUR, alpha=0.5, linewidth=1.5)
         hits = int(reached[:step].sum())
         ax.set_title(f"step {step}\ngoal found {hits}×", fontsize=8)
@@ -187,7 +195,7 @@ def plot_returns(ax, shortest, taken, label: str, colour: str | None = None):
     return ax
 
 
-def maze_animation(walls, cells, goal, reached, interval_ms: int = 120, trail: int = 8):
+def maze_animation(walls, cells, goal, reached):
     """A matplotlib animation of one maze's episode (for live notebooks: ``HTML(anim.to_jshtml())``)."""
     from matplotlib.animation import FuncAnimation
 
@@ -199,13 +207,12 @@ def maze_animation(walls, cells, goal, reached, interval_ms: int = 120, trail: i
     title = ax.set_title("", fontsize=9)
 
     def update(step):
-        first = max([max(0, step - trail)] + [t + 1 for t in range(max(0, step - trail), step) if reached[t]])
-        recent = cells[first:step + 1]
+        recent = _recent_cells(cells, reached, step)
         line.set_data(recent[:, 1], recent[:, 0])
         dot.set_data([cells[step, 1]], [cells[step, 0]])
         title.set_text(f"step {step}   goal found {int(reached[:step].sum())}×")
         return dot, line, title
 
-    animation = FuncAnimation(fig, update, frames=len(cells), interval=interval_ms, blit=False)
+    animation = FuncAnimation(fig, update, frames=len(cells), interval=120, blit=False)
     plt.close(fig)
     return animation

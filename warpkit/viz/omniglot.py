@@ -28,21 +28,22 @@ def _show(ax, image: np.ndarray) -> None:
         spine.set_visible(False)
 
 
-def plot_alphabet_grid(dataset, alphabets: Sequence[str] | None = None, n_characters: int = 10, drawer: int = 0,
-                       max_alphabets: int = 16, title: str | None = None, cell: float = 0.62):
-    """One row per alphabet, one column per character (drawer ``drawer``'s drawing), alphabet names at the left.
+def plot_alphabet_grid(dataset, alphabets: Sequence[str] | None = None, n_characters: int = 10,
+                       title: str | None = None, cell: float = 0.62):
+    """One row per alphabet (default: the first 16), one column per character (the first drawer's drawing),
+    alphabet names at the left.
 
     ``dataset``: an ``AlphabetDataset`` (``warpkit.data.load_omniglot`` / ``load_glyphs``).
     """
     import matplotlib.pyplot as plt
 
-    alphabets = list(alphabets) if alphabets is not None else dataset.alphabets[:max_alphabets]
+    alphabets = list(alphabets) if alphabets is not None else dataset.alphabets[:16]
     if not alphabets:
         raise ValueError("plot_alphabet_grid(): no alphabets to draw")
     fig, axes = plt.subplots(len(alphabets), n_characters, figsize=(cell * n_characters + 1.6, cell * len(alphabets)),
                              squeeze=False)
     for row, alphabet in enumerate(alphabets):
-        block = dataset.images(alphabet)[:, drawer, 0].numpy()
+        block = dataset.images(alphabet)[:, 0, 0].numpy()
         for col in range(n_characters):
             ax = axes[row, col]
             if col < len(block):
@@ -52,7 +53,7 @@ def plot_alphabet_grid(dataset, alphabets: Sequence[str] | None = None, n_charac
         axes[row, 0].set_ylabel(f"{alphabet}\n({len(block)})", rotation=0, ha="right", va="center", fontsize=8)
     height = fig.get_size_inches()[1]
     fig.suptitle(title or f"{source_label(dataset)}: the first {n_characters} characters of each alphabet "
-                          f"(drawer {drawer + 1}; characters per alphabet in brackets)", fontsize=10,
+                          f"(drawer 1; characters per alphabet in brackets)", fontsize=10,
                  y=1 - 0.08 / height)
     fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.16, right=0.99, top=1 - 0.4 / height, bottom=0.01)
     return fig
@@ -62,27 +63,6 @@ def source_label(dataset) -> str:
     """How a figure names the data: real Omniglot or the synthetic stand-in (never to be confused)."""
     return {"omniglot": "Omniglot", "glyphs": "Glyph stand-in (synthetic, not Omniglot)"}.get(
         dataset.source, dataset.source)
-
-
-def plot_drawers(dataset, alphabet: str, characters: Sequence[int] = (0, 1, 2), n_drawers: int | None = None,
-                 title: str | None = None, cell: float = 0.55):
-    """The drawings of a few characters by every drawer: one row per character, one column per drawer."""
-    import matplotlib.pyplot as plt
-
-    images = dataset.images(alphabet)[:, :, 0].numpy()
-    n_drawers = n_drawers or images.shape[1]
-    names = dataset.characters(alphabet)
-    fig, axes = plt.subplots(len(characters), n_drawers, figsize=(cell * n_drawers + 1.2, cell * len(characters)),
-                             squeeze=False)
-    for row, character in enumerate(characters):
-        for col in range(n_drawers):
-            _show(axes[row, col], images[character, col])
-        axes[row, 0].set_ylabel(names[character], rotation=0, ha="right", va="center", fontsize=8)
-    height = fig.get_size_inches()[1]
-    fig.suptitle(title or f"{source_label(dataset)} / {alphabet}: each row one character, each column one drawer",
-                 fontsize=10, y=1 - 0.05 / height)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.1, right=0.99, top=1 - 0.35 / height, bottom=0.01)
-    return fig
 
 
 def plot_batch(images, labels=None, n_columns: int = 10, title: str | None = None, cell: float = 0.7):

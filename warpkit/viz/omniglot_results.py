@@ -37,12 +37,21 @@ def plot_accuracy_vs_alphabets(results: SweepResults, methods: Sequence[str] | N
     with ``paper``, the paper's reported curve for Warp-Leap and its 25-alphabet numbers (right, same y-axis)."""
     import matplotlib.pyplot as plt
 
-    methods = list(methods or results.methods)
-    counts = results.alphabet_counts
     ncols = 2 if paper else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 4.0), squeeze=False, sharey=paper,
                              gridspec_kw={"width_ratios": [1.25, 1] if paper else [1]})
     ax = axes[0, 0]
+    _draw_accuracy_of_this_run(ax, results, list(methods or results.methods))
+    if paper:
+        _draw_accuracy_of_the_paper(axes[0, 1])
+    top = max(100.0, ax.get_ylim()[1])
+    ax.set_ylim(0, min(top, 100))
+    fig.tight_layout()
+    return fig
+
+
+def _draw_accuracy_of_this_run(ax, results: SweepResults, methods: list[str]) -> None:
+    counts = results.alphabet_counts
     jitter = np.linspace(-0.06, 0.06, len(methods)) * (max(counts) - min(counts) + 1) / 4 if len(counts) > 1 else \
         np.zeros(len(methods))
     for offset, method in zip(jitter, methods):
@@ -64,34 +73,31 @@ def plot_accuracy_vs_alphabets(results: SweepResults, methods: Sequence[str] | N
                  f"mean ± std over {seeds} seed{'s' if seeds > 1 else ''}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
-    if paper:
-        ax2 = axes[0, 1]
-        ns = sorted(PAPER_WARP_LEAP_BY_ALPHABETS)
-        ax2.plot(ns, [PAPER_WARP_LEAP_BY_ALPHABETS[n] for n in ns], color=METHOD_COLORS["warp-leap"], marker="o",
-                 markersize=4, label="Warp-Leap (reported)")
-        for index, (method, (mean, std)) in enumerate(PAPER_ACCURACY_25.items()):
-            if method == "warp-leap":
-                ax2.errorbar([25.6], [mean], yerr=[std] if std else None, color=METHOD_COLORS[method], marker="o",
-                             capsize=3, markersize=5)
-                continue
-            ax2.plot([25.6 + 0.0 * index], [mean], color=METHOD_COLORS[method], marker=METHOD_MARKERS[method],
-                     linestyle="none", markersize=6, label=f"{METHOD_LABELS[method]} (n = 25)")
-        ax2.axhline(5.0, color="0.5", linestyle=":", linewidth=1)
-        ax2.set_xticks([1, 5, 10, 15, 20, 25])
-        ax2.set_xlabel("number of training alphabets n")
-        ax2.set_title("paper (full Omniglot, 20-way, 100 steps, 64 filters)\nreported in Flennerhag et al., 2020, Section 4.2",
-                      fontsize=9)
-        ax2.legend(fontsize=7, loc="lower right")
-        ax2.grid(alpha=0.3)
-        ax2.tick_params(labelleft=True)
-    top = max(100.0, ax.get_ylim()[1])
-    ax.set_ylim(0, min(top, 100))
-    fig.tight_layout()
-    return fig
+
+
+def _draw_accuracy_of_the_paper(ax) -> None:
+    ns = sorted(PAPER_WARP_LEAP_BY_ALPHABETS)
+    ax.plot(ns, [PAPER_WARP_LEAP_BY_ALPHABETS[n] for n in ns], color=METHOD_COLORS["warp-leap"], marker="o",
+            markersize=4, label="Warp-Leap (reported)")
+    for method, (mean, std) in PAPER_ACCURACY_25.items():
+        if method == "warp-leap":
+            ax.errorbar([25.6], [mean], yerr=[std] if std else None, color=METHOD_COLORS[method], marker="o",
+                        capsize=3, markersize=5)
+        else:
+            ax.plot([25.6], [mean], color=METHOD_COLORS[method], marker=METHOD_MARKERS[method],
+                    linestyle="none", markersize=6, label=f"{METHOD_LABELS[method]} (n = 25)")
+    ax.axhline(5.0, color="0.5", linestyle=":", linewidth=1)
+    ax.set_xticks([1, 5, 10, 15, 20, 25])
+    ax.set_xlabel("number of training alphabets n")
+    ax.set_title("paper (full Omniglot, 20-way, 100 steps, 64 filters)\nreported in Flennerhag et al., 2020, Section 4.2",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelleft=True)
 
 
 def plot_adaptation_curves(results: SweepResults, alphabets: int | None = None,
-                           methods: Sequence[str] | None = None, log_scale: bool = True):
+                           methods: Sequence[str] | None = None):
     """Training-batch loss during test-time adaptation (mean over the test tasks; line = mean over seeds, band =
     ± std), at n = ``alphabets`` (default: the largest). Warp-Leap against the same Leap initialisation learner
     without warps, and SGD from scratch: the effect of the warps on the speed of adaptation."""
@@ -112,8 +118,7 @@ def plot_adaptation_curves(results: SweepResults, alphabets: int | None = None,
                 label=METHOD_LABELS[method] + (" (warped)" if method == "warp-leap" else ""))
         if emphasis and len(curves) > 1:
             ax.fill_between(steps, np.maximum(mean - std, 1e-3), mean + std, color=METHOD_COLORS[method], alpha=0.15)
-    if log_scale:
-        ax.set_yscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("adaptation step k on a test alphabet")
     ax.set_ylabel("training-batch loss (cross-entropy)")
     ax.set_title(f"adapting to the held-out alphabets (n = {n} training alphabets, {_source_title(results)})",
@@ -135,11 +140,9 @@ def plot_meta_training(results: SweepResults, alphabets: int | None = None, seed
     seed = results.config.seeds[0] if seed is None else seed
     methods = [m for m in (methods or results.methods) if m != "no-pretraining"]
     fig, ax = plt.subplots(figsize=(6.2, 3.6))
+    histories = {run.method: run.meta_history for run in results.runs if (run.alphabets, run.seed) == (n, seed)}
     for method in methods:
-        try:
-            history = results.get(method, n, seed).meta_history
-        except KeyError:
-            continue
+        history = histories.get(method)
         if not history:
             continue
         iterations = np.arange(1, len(history) + 1)

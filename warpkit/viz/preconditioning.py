@@ -1,5 +1,6 @@
 """Lesson 01's pictures: descent paths on quadratics, loss curves, matrices, preconditioner fields, the
-Riemannian step, and the preconditioning explorer. Pure functions of their inputs, drawing into a given axes."""
+Riemannian step, and the preconditioning explorer (a :class:`warpkit.viz.explorer_base.Explorer`). Pure functions
+of their inputs, drawing into a given axes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import Tensor
 from torch.func import grad
 
 from warpkit.engine.geometry import inverse_metric, jacobian
+from warpkit.viz.explorer_base import Explorer
 from warpkit.experiments.preconditioning import (Descent, PRECONDITIONER_NAMES, Quadratic, ill_conditioned_quadratic, preconditioned_descent, preconditioner, predicted_steps)
 
 
@@ -45,7 +47,7 @@ def draw_descent(ax, quadratic: Quadratic, name: str, start: Sequence[float], st
 
 def descent_small_multiples(condition_numbers: Sequence[float], start: Sequence[float], steps: int,
                             correlation: float = 0.5):
-    """The headless stand-in for :class:`DescentExplorer`: one row per κ, one column per preconditioner."""
+    """The headless stand-in for :class:`PreconditioningExplorer`: one row per κ, one column per preconditioner."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(condition_numbers), len(PRECONDITIONER_NAMES),
@@ -58,40 +60,41 @@ def descent_small_multiples(condition_numbers: Sequence[float], start: Sequence[
     return fig
 
 
-class DescentExplorer:
-    """Sliders for κ and the preconditioner, redrawing :func:`draw_descent`; ``.widget`` is what to display.
+def draw_preconditioning_explorer(axes, condition_number: float = 30.0, method: str = "none",
+                                  start: Sequence[float] = (-1.5, 0.4), steps: int = 30,
+                                  correlation: float = 0.5) -> dict:
+    """The explorer's picture: :func:`draw_descent` on the quadratic of condition number ``condition_number``
+    with preconditioner ``method``; returns the quadratic and the :class:`Descent` drawn."""
+    quadratic = ill_conditioned_quadratic(condition_number, correlation)
+    return {"quadratic": quadratic, "descent": draw_descent(axes[0], quadratic, method, start, steps)}
 
-    ``.last`` is the :class:`Descent` drawn most recently, so a test can set a control's ``.value`` and check it.
+
+class PreconditioningExplorer(Explorer):
+    """Sliders for κ and the preconditioner P → :func:`draw_preconditioning_explorer` (lesson 01).
+
+    ``explorer.artists["descent"]`` is the :class:`Descent` drawn most recently, so a test can set a control's
+    ``.value`` and check it.
     """
+
+    ncols = 1
+    panel_size = 4.0
 
     def __init__(self, start: Sequence[float], steps: int = 30, condition_number: float = 30.0,
                  correlation: float = 0.5):
         import ipywidgets as widgets
 
-        self.start, self.steps, self.correlation = start, steps, correlation
+        self.start, self.steps, self.correlation = tuple(start), steps, correlation
         smallest = (1 + abs(correlation)) / (1 - abs(correlation))
-        self.condition = widgets.FloatLogSlider(value=condition_number, base=10, min=math.log10(smallest),
-                                                max=3, step=0.05, description="κ(H)")
-        self.method = widgets.Dropdown(options=PRECONDITIONER_NAMES, value="none", description="P")
-        self.output = widgets.Output()
-        self.last: Descent | None = None
-        self.quadratic: Quadratic | None = None
-        for control in (self.condition, self.method):
-            control.observe(lambda change: self.update(), names="value")
-        self.widget = widgets.VBox([widgets.HBox([self.condition, self.method]), self.output])
-        self.update()
+        super().__init__({
+            "condition_number": widgets.FloatLogSlider(value=condition_number, base=10, min=math.log10(smallest),
+                                                       max=3, step=0.05, description="κ(H)",
+                                                       continuous_update=False),
+            "method": widgets.Dropdown(options=PRECONDITIONER_NAMES, value="none", description="P"),
+        })
 
-    def update(self) -> Descent:
-        import matplotlib.pyplot as plt
-
-        self.quadratic = ill_conditioned_quadratic(self.condition.value, self.correlation)
-        with self.output:
-            self.output.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(4, 4))
-            self.last = draw_descent(ax, self.quadratic, self.method.value, self.start, self.steps)
-            plt.show()
-        plt.close(fig)
-        return self.last
+    def draw(self, axes, **values) -> dict:
+        return draw_preconditioning_explorer(axes, start=self.start, steps=self.steps,
+                                             correlation=self.correlation, **values)
 
 
 def draw_loss_curves(ax, runs: dict[str, Descent], tol: float) -> None:
@@ -147,9 +150,10 @@ def draw_preconditioner_field(ax, warp: Callable[[Tensor], Tensor], inputs: Tens
 
 
 def draw_step_comparison(ax, loss: Callable[[Tensor], Tensor], warp: Callable[[Tensor], Tensor], theta: Tensor,
-                         alpha_max: float, half_width: float = 0.6) -> None:
+                         alpha_max: float) -> None:
     """Native space around γ = Ω(θ): contours of L, the curve α ↦ Ω(θ − αΔθ) reached by warped steps, and the
     straight Riemannian (γ − αJJᵀ∇L) and Euclidean (γ − α∇L) steps for α ∈ [0, ``alpha_max``]."""
+    half_width = 0.6  # of the window around γ
     theta = torch.as_tensor(theta, dtype=torch.float64)
     gamma = warp(theta).detach()
     delta_theta = grad(lambda t: loss(warp(t)))(theta).detach()
