@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -43,6 +44,8 @@ class FailingTask(SupervisedTask):
         self.fail_message, self.index = fail_message, index
 
     def sample_batch(self, step):
+        if self.fail_message == "hang":
+            time.sleep(3600)  # a rank that stops answering without dying
         if self.fail_message is not None:
             raise RuntimeError(self.fail_message)
         FailingTask.inner_draws[self.index] = FailingTask.inner_draws.get(self.index, 0) + 1
@@ -53,7 +56,8 @@ class FailingTask(SupervisedTask):
         return super().sample_meta_batches(step)
 
 
-def make_tasks(iteration: int, count: int, fail: tuple[int, int] | None = None, rank: int = 0) -> list:
+def make_tasks(iteration: int, count: int, fail: tuple[int, int] | None = None, rank: int = 0,
+               hang: bool = False) -> list:
     tasks = []
     for index in range(count):
         seed = 1000 * iteration + index
@@ -62,7 +66,7 @@ def make_tasks(iteration: int, count: int, fail: tuple[int, int] | None = None, 
         y = torch.tanh(x @ torch.randn(2, 1, generator=generator, dtype=torch.float64)) + 0.3 * index
         message = None
         if fail is not None and iteration == fail[1] and rank == fail[0]:
-            message = FailingTask.message.format(rank=rank, step=iteration)
+            message = "hang" if hang else FailingTask.message.format(rank=rank, step=iteration)
         tasks.append(FailingTask(x, y, x, y, batch_size=6, generator=torch.Generator().manual_seed(seed + 7),
                                  fail_message=message, index=index))
     return tasks
@@ -87,7 +91,7 @@ def make_learner(objective: str, init: str, algorithm: str, batched_adaptation: 
 
 
 def train(learner: MetaLearner, iterations: int, meta_batch: int, communicator, checkpoint: str | None = None,
-          fail: tuple[int, int] | None = None) -> tuple[list[dict], int]:
+          fail: tuple[int, int] | None = None, hang: bool = False) -> tuple[list[dict], int]:
     """Meta-train for ``iterations`` meta-steps (resuming from ``checkpoint``); returns (statistics, start)."""
     checkpointer = DistributedCheckpointer(checkpoint, communicator, every=1) if checkpoint else None
     start, history = 0, []
@@ -96,7 +100,7 @@ def train(learner: MetaLearner, iterations: int, meta_batch: int, communicator, 
         learner.load_state_dict(state["learner"])
         start, history = int(state["iteration"]), list(state["history"])
     for iteration in range(start, iterations):
-        stats = learner.meta_step(make_tasks(iteration, meta_batch, fail, communicator.rank))
+        stats = learner.meta_step(make_tasks(iteration, meta_batch, fail, communicator.rank, hang))
         entry = stats.as_dict()
         history.append({k: entry[k] for k in ("task_loss_first", "task_loss_last", "warp_objective", "warp_steps")})
         if checkpointer is not None:
@@ -119,6 +123,7 @@ def main(argv=None) -> int:
     parser.add_argument("--meta-batch", type=int, default=3)
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--fail", default=None, help="RANK:STEP — that rank raises at that meta-step")
+    parser.add_argument("--hang", action="store_true", help="the --fail rank hangs instead of raising")
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     communicator = distributed.init("gloo", timeout_seconds=args.timeout)
@@ -132,7 +137,8 @@ def main(argv=None) -> int:
         learner = make_learner(objective, init, algorithm, "batched" in flags,
                                str(out / "buffer") if "disk" in flags else None)
         distributed.distribute(learner, communicator)
-        history, start = train(learner, args.iterations, args.meta_batch, communicator, args.checkpoint, fail)
+        history, start = train(learner, args.iterations, args.meta_batch, communicator, args.checkpoint, fail,
+                               args.hang)
         gap = distributed.max_difference_across_ranks(learner, communicator)
         torch.save({**final_state(learner), "history": history, "start": start, "rank_gap": gap,
                     "world_size": communicator.world_size, "inner_draws": dict(FailingTask.inner_draws),

@@ -151,6 +151,8 @@ def test_distributed_compare_results_skips_timing_and_flags_differences():
     a = {"runs": [{"accuracy": 0.5, "seconds_meta_training": 3.0, "meta_history": [{"warp_objective": 1.0}]}]}
     b = {"runs": [{"accuracy": 0.5 + 1e-12, "seconds_meta_training": 9.0, "meta_history": [{"warp_objective": 1.0}]}]}
     assert compare_results(a, b) == []
+    assert compare_results({"x": float("nan")}, {"x": float("nan")}) == []
+    assert compare_results({"x": [1, 2]}, {"x": [1]}) == ["/x: 2 entries against 1"]
     b["runs"][0]["meta_history"][0]["warp_objective"] = 1.01
     assert compare_results(a, b) == ["/runs[0]/meta_history[0]/warp_objective: 1.0 against 1.01 (difference 0.01)"]
 
@@ -237,3 +239,56 @@ def test_distributed_failing_rank_fails_the_job_with_its_error(tmp_path):
     assert "rank 1 failed on purpose at meta-step 1" in output, output[-3000:]
     assert not list(tmp_path.glob("*_rank0.pt"))  # rank 0 did not carry on alone
     assert elapsed < 200
+
+
+@pytest.mark.timeout(300)
+def test_distributed_rank_that_stops_answering_fails_the_job_after_the_timeout(tmp_path):
+    started = time.monotonic()
+    result = torchrun(["--out", str(tmp_path), "--iterations", "4", "--fail", "1:1", "--hang", "--timeout", "10"],
+                      timeout=240)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    # rank 0 waited 10 s in its all-reduce for rank 1, which sleeps in its inner loop, then failed the job
+    assert "[rank0]" in output and "timed out" in output.lower(), output[-3000:]
+    assert not list(tmp_path.glob("*_rank0.pt"))
+    assert elapsed < 200
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the command: python -m warpkit train
+# ------------------------------------------------------------------------------------------------------------
+def train_command(out: Path, processes: int, arguments: list[str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "warpkit", "train", *arguments, "--out", str(out), "--no-progress",
+               "--threads", "1"]
+    if processes > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--standalone",
+                   "-m", *command[2:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("experiment, arguments, results, tolerance", [
+    # the sine tasks are float32: sums over processes reassociated in float32 (Adam meta-steps) → 1e-5 relative
+    ("continual", ["--set", "meta_iterations=2", "--set", "validate_every=0", "--set", "num_held_out=2"],
+     "continual_fast_seed0.json", 1e-5),
+    ("omniglot", ["--dtype", "float64", "--data", "glyphs", "--set", "methods=('warp-leap','leap')", "--set", "alphabet_counts=(1,)",
+                  "--set", "meta_iterations=2", "--set", "inner_steps=3", "--set", "filters=4",
+                  "--set", "test_alphabets=1", "--set", "test_repeats=1"], "omniglot_fast_seed0.json", 1e-9),
+])
+def test_distributed_train_command_on_two_processes_matches_one(tmp_path, experiment, arguments, results, tolerance):
+    for processes in (1, 2):
+        train_command(tmp_path / str(processes), processes, [experiment, "--size", "fast", *arguments])
+    one = json.loads((tmp_path / "1" / results).read_text())
+    two = json.loads((tmp_path / "2" / results).read_text())
+    assert one["world_size"] == 1 and two["world_size"] == 2 and two["backend"] == "gloo"
+    assert compare_results(two, one, rtol=tolerance, atol=tolerance) == []
+    # the lesson's checkpoint, written by rank 0 alone, holds the finished run
+    checkpoint = torch.load(Path(two["checkpoint"]), weights_only=False)
+    if experiment == "omniglot":
+        assert checkpoint["current"] is None and len(checkpoint["runs"]) == 2
+    else:
+        assert checkpoint["iteration"] == 2 and sorted(checkpoint["learners"]) == ["sgd_meta_init", "warp"]

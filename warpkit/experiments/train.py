@@ -182,6 +182,8 @@ def train_continual(size: str, out: Path, communicator: Communicator, seed: int 
     notebook at ``SEED = seed``), each meta-learner's meta-batches split over the processes."""
     from warpkit.experiments import continual  # lazy: only the experiment that runs is imported
 
+    if torch.get_default_dtype() != torch.float32:
+        raise SystemExit("train continual: --dtype float64 is not supported (the sine tasks make float32 data)")
     config = continual.SIZES[size]
     if overrides:
         config = dataclasses.replace(config, **overrides)
@@ -215,8 +217,9 @@ def train_continual(size: str, out: Path, communicator: Communicator, seed: int 
 # comparing two results files
 # ----------------------------------------------------------------------------------------------------------
 def compare_results(first: Any, second: Any, rtol: float = 1e-6, atol: float = 1e-9, path: str = "") -> list[str]:
-    """Where two results (dicts from the JSON files) differ beyond |a − b| ≤ atol + rtol·|b| in a number or at all
-    in anything else; timing and placement fields (:data:`TIMING_KEYS`) are skipped. Empty list: they match."""
+    """Where two results (dicts from the JSON files) differ beyond |a − b| ≤ atol + rtol·|b| in a number (NaN
+    matches NaN) or at all in anything else; timing and placement fields (:data:`TIMING_KEYS`) are skipped.
+    Empty list: they match."""
     if isinstance(first, dict) and isinstance(second, dict):
         problems = []
         for key in sorted(set(first) | set(second), key=str):
@@ -234,6 +237,8 @@ def compare_results(first: Any, second: Any, rtol: float = 1e-6, atol: float = 1
     numbers = (int, float)
     if isinstance(first, numbers) and isinstance(second, numbers) and not isinstance(first, bool):
         if first == second or abs(first - second) <= atol + rtol * abs(second):
+            return []
+        if math.isnan(first) and math.isnan(second):  # "not measured" on both sides
             return []
         return [f"{path}: {first!r} against {second!r} (difference {abs(first - second):.3g})"]
     return [] if first == second else [f"{path}: {first!r} against {second!r}"]
@@ -259,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="change a field of the size's configuration (repeatable)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads per process")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"),
-                        help="default floating-point type of networks and data (float64: to compare runs closely)")
+                        help="omniglot: floating-point type of networks and data (float64: to compare runs closely)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
