@@ -184,6 +184,8 @@ def train_continual(size: str, out: Path, communicator: Communicator, seed: int 
 
     if torch.get_default_dtype() != torch.float32:
         raise SystemExit("train continual: --dtype float64 is not supported (the sine tasks make float32 data)")
+    if size not in continual.SIZES:
+        raise SystemExit(f"train continual: unknown size {size!r}; choose one of {list(continual.SIZES)}")
     config = continual.SIZES[size]
     if overrides:
         config = dataclasses.replace(config, **overrides)
