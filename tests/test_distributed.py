@@ -275,7 +275,8 @@ def train_command(out: Path, processes: int, arguments: list[str]) -> subprocess
     # the sine tasks are float32: sums over processes reassociated in float32 (Adam meta-steps) → 1e-5 relative
     ("continual", ["--set", "meta_iterations=2", "--set", "validate_every=0", "--set", "num_held_out=2"],
      "continual_fast_seed0.json", 1e-5),
-    ("omniglot", ["--dtype", "float64", "--data", "glyphs", "--set", "methods=('warp-leap','leap')", "--set", "alphabet_counts=(1,)",
+    ("omniglot", ["--dtype", "float64", "--data", "glyphs", "--set", "methods=('warp-leap','leap')",
+                  "--set", "alphabet_counts=(1,)",
                   "--set", "meta_iterations=2", "--set", "inner_steps=3", "--set", "filters=4",
                   "--set", "test_alphabets=1", "--set", "test_repeats=1"], "omniglot_fast_seed0.json", 1e-9),
 ])
@@ -292,3 +293,19 @@ def test_distributed_train_command_on_two_processes_matches_one(tmp_path, experi
         assert checkpoint["current"] is None and len(checkpoint["runs"]) == 2
     else:
         assert checkpoint["iteration"] == 2 and sorted(checkpoint["learners"]) == ["sgd_meta_init", "warp"]
+
+
+@pytest.mark.timeout(600)
+def test_distributed_train_maze_splits_the_runs_and_matches_one_process(tmp_path):
+    arguments = ["maze", "--size", "fast", "--set", "num_episodes=4", "--set", "num_mazes=2",
+                 "--set", "agents=('warp_rnn','l2rl')"]
+    for processes in (1, 2):
+        train_command(tmp_path / str(processes), processes, arguments)
+    one = json.loads((tmp_path / "1" / "maze_fast_seed0.json").read_text())
+    two = json.loads((tmp_path / "2" / "maze_fast_seed0.json").read_text())
+    assert list(two["runs"]) == ["warp_rnn_seed0", "l2rl_seed0", "random_seed0"]
+    assert [run["rank"] for run in two["runs"].values()] == [0, 1, 0]  # runs r, r + P, ... on rank r
+    assert compare_results(two, one, rtol=0, atol=0) == []  # each run is one process's run, bit for bit
+    assert len(one["runs"]["warp_rnn_seed0"]["rewards"]) == 4
+    assert sorted(p.name for p in (tmp_path / "2" / "04_maze" / "fast").glob("*.pt")) == [
+        "l2rl_seed0.pt", "random_seed0.pt", "warp_rnn_seed0.pt"]

@@ -3,7 +3,7 @@
 * ``python -m warpkit run [NOTEBOOK ...] [--size fast|full] [--device auto|cpu|cuda] [-p NAME VALUE ...]``
   executes lessons headlessly (see :mod:`warpkit.kit.runner`);
 * ``python -m warpkit assign SOURCE --out DIR`` writes student and solution notebooks (see :mod:`warpkit.kit.assign`);
-* ``python -m warpkit train omniglot|continual --size SIZE --out DIR`` meta-trains a lesson's experiment outside
+* ``python -m warpkit train omniglot|continual|maze --size SIZE --out DIR`` trains a lesson's experiment outside
   the notebook, also under ``torchrun`` on several processes (see :mod:`warpkit.experiments.train`).
 """
 

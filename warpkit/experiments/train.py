@@ -1,5 +1,6 @@
 r"""``python -m warpkit train``: the long experiments outside the notebooks, on one process or many.
 
+    python -m warpkit train omniglot|continual|maze --size SIZE --out DIR      # one process (CPU or one GPU)
     python -m warpkit train omniglot --size full --out runs/omniglot             # one process (CPU or one GPU)
     torchrun --nproc_per_node=4 -m warpkit train omniglot --size full --out runs/omniglot   # 4 GPUs, one node
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 \
@@ -23,8 +24,12 @@ What it writes in ``--out``
 The sizes and configurations are the lessons' (``--set FIELD=VALUE`` changes a field of the size's config,
 e.g. ``--set meta_iterations=20``). ``--seed`` is the lessons' ``SEED``.
 
-The maze (lesson 04) trains agents by advantage actor-critic on batches of mazes, not by
-:class:`~warpkit.engine.meta.MetaLearner` meta-batches, and is not part of this command yet.
+* ``maze``: lesson 04 trains agents by advantage actor-critic, continually, on a batch of mazes: there is no
+  meta-batch of independent tasks to split, so its processes split the *runs* instead (every agent × seed is
+  one independent run; rank r trains runs r, r + P, r + 2P, …, each from its own seed, so every run's numbers
+  are those of one process). Each run is checkpointed by the rank that trains it to
+  ``04_maze/<size>/<agent>_seed<seed>.pt`` (lesson 04's checkpoint files: ``-p CHECKPOINT_DIR <out>/04_maze``),
+  and rank 0 gathers the training curves into ``maze_<size>_seed<seed>.json``.
 """
 
 from __future__ import annotations
@@ -48,10 +53,10 @@ from warpkit.engine import distributed
 from warpkit.engine.distributed import Communicator
 from warpkit.kit.checkpoint import CheckpointError, Checkpointer
 
-EXPERIMENTS = ("omniglot", "continual")
+EXPERIMENTS = ("omniglot", "continual", "maze")
 #: fields of a results file that measure time, not the maths: left out when two runs are compared
 TIMING_KEYS = ("seconds", "seconds_adapt", "seconds_replay", "seconds_meta_training", "seconds_evaluation",
-               "wall_seconds", "world_size", "backend", "device", "started", "processes")
+               "wall_seconds", "world_size", "backend", "device", "started", "processes", "rank")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -215,6 +220,49 @@ def train_continual(size: str, out: Path, communicator: Communicator, seed: int 
     return payload
 
 
+def train_maze(size: str, out: Path, communicator: Communicator, seed: int = 0, overrides: dict | None = None,
+               show_progress: bool = True) -> dict:
+    """Lesson 04's training runs at ``size`` (every agent of the size and ``"random"``, seeds SEED, SEED+1, …),
+    split over the processes run by run (module docstring); ``overrides`` change the size's settings."""
+    from warpkit.envs.maze import MazeConfig  # lazy: only the experiment that runs is imported
+    from warpkit.experiments import maze as rl  # lazy: only the experiment that runs is imported
+
+    if size not in rl.SIZES:
+        raise SystemExit(f"train maze: unknown size {size!r}; choose one of {list(rl.SIZES)}")
+    settings = {**rl.SIZES[size], **(overrides or {})}
+    unknown = sorted(set(settings) - set(rl.SIZES[size]))
+    if unknown:
+        raise SystemExit(f"train maze: no setting(s) {unknown}; the settings are {list(rl.SIZES[size])}")
+    torch.set_flush_denormal(True)  # as the lesson: decaying Hebbian traces would crawl through denormal floats
+    maze = MazeConfig(size=settings["maze_size"], episode_length=settings["episode_length"],
+                      wall_penalty=settings["wall_penalty"])
+    runs = [(name, seed + i) for name in list(settings["agents"]) + ["random"] for i in range(settings["seeds"])]
+    mine = runs[communicator.rank::communicator.world_size]
+    checkpoints = out / "04_maze" / size
+    started = time.perf_counter()
+    finished = {}
+    for name, run_seed in mine:
+        run = rl.train_agent(name, settings["num_episodes"], maze=maze, num_mazes=settings["num_mazes"],
+                             seed=run_seed, device=communicator.device,
+                             checkpoint_path=checkpoints / f"{name}_seed{run_seed}.pt",
+                             checkpoint_every=max(1, min(100, settings["num_episodes"] // 5)),
+                             show_progress=show_progress and communicator.is_main)
+        finished[f"{name}_seed{run_seed}"] = {"agent": name, "seed": run_seed, "rewards": run.rewards.tolist(),
+                                              "losses": run.losses.tolist(), "seconds": run.seconds,
+                                              "resumed_from": run.resumed_from, "rank": communicator.rank}
+    gathered = {}
+    for part in communicator.all_gather_object(finished):
+        gathered.update(part)
+    payload = {"experiment": "maze", "size": size, "seed": seed, "settings": settings, "maze": maze.as_dict(),
+               "runs": {f"{n}_seed{s}": gathered[f"{n}_seed{s}"] for n, s in runs},
+               "checkpoints": str(checkpoints), "wall_seconds": time.perf_counter() - started,
+               "world_size": communicator.world_size, "backend": communicator.backend,
+               "device": str(communicator.device)}
+    if communicator.is_main:
+        _write_json(out / f"maze_{size}_seed{seed}.json", payload)
+    return payload
+
+
 # ----------------------------------------------------------------------------------------------------------
 # comparing two results files
 # ----------------------------------------------------------------------------------------------------------
@@ -225,7 +273,7 @@ def compare_results(first: Any, second: Any, rtol: float = 1e-6, atol: float = 1
     if isinstance(first, dict) and isinstance(second, dict):
         problems = []
         for key in sorted(set(first) | set(second), key=str):
-            if key in TIMING_KEYS or key in ("checkpoint", "table"):
+            if key in TIMING_KEYS or key in ("checkpoint", "checkpoints", "table"):  # paths, and text of numbers
                 continue
             if key not in first or key not in second:
                 problems.append(f"{path}/{key}: only in {'the first' if key in first else 'the second'}")
@@ -235,7 +283,8 @@ def compare_results(first: Any, second: Any, rtol: float = 1e-6, atol: float = 1
     if isinstance(first, (list, tuple)) and isinstance(second, (list, tuple)):
         if len(first) != len(second):
             return [f"{path}: {len(first)} entries against {len(second)}"]
-        return [p for i, (a, b) in enumerate(zip(first, second)) for p in compare_results(a, b, rtol, atol, f"{path}[{i}]")]
+        return [problem for i, (a, b) in enumerate(zip(first, second))
+                for problem in compare_results(a, b, rtol, atol, f"{path}[{i}]")]
     numbers = (int, float)
     if isinstance(first, numbers) and isinstance(second, numbers) and not isinstance(first, bool):
         if first == second or abs(first - second) <= atol + rtol * abs(second):
@@ -286,8 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         if args.experiment == "omniglot":
             train_omniglot(args.size, out, communicator, args.seed, args.data, overrides, not args.no_progress)
-        else:
+        elif args.experiment == "continual":
             train_continual(args.size, out, communicator, args.seed, overrides, not args.no_progress)
+        else:
+            train_maze(args.size, out, communicator, args.seed, overrides, not args.no_progress)
         if communicator.is_main:
             print(f"train {args.experiment} --size {args.size}: {time.perf_counter() - started:.1f} s on "
                   f"{communicator.world_size} process(es) ({communicator.backend or 'single'}, "
@@ -298,4 +349,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["DistributedCheckpointer", "EXPERIMENTS", "TIMING_KEYS", "build_parser", "compare_results", "main",
-           "train_continual", "train_omniglot"]
+           "train_continual", "train_maze", "train_omniglot"]
