@@ -46,15 +46,8 @@ from warpkit.viz import maze as draw
 from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
 check_size(SIZE, ("fast", "medium", "full"))
-ALL_AGENTS = ["warp_rnn", "l2rl", "hebbian", "no_warp", "linear_warp"]
-SIZES = {  # maze side, steps per episode, wall penalty, parallel mazes, episodes per run, seeds, scored episodes
-    "fast": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=150, seeds=1,
-                 scored_episodes=30, agents=ALL_AGENTS[:3]),
-    "medium": dict(maze_size=9, episode_length=200, wall_penalty=0.0, num_mazes=30, num_episodes=350, seeds=3,
-                   scored_episodes=50, agents=ALL_AGENTS),
-    "full": dict(maze_size=13, episode_length=200, wall_penalty=0.0, num_mazes=30, num_episodes=100_000, seeds=10,
-                 scored_episodes=5_000, agents=ALL_AGENTS),
-}
+ALL_AGENTS = rl.ALL_AGENTS
+SIZES = rl.SIZES  # maze side, steps per episode, wall penalty, parallel mazes, episodes per run, seeds, scored episodes
 settings = SIZES[SIZE]
 device = warpkit.pick_device(DEVICE)
 if device.type == "cpu":

@@ -2,18 +2,21 @@
 
 * ``python -m warpkit run [NOTEBOOK ...] [--size fast|full] [--device auto|cpu|cuda] [-p NAME VALUE ...]``
   executes lessons headlessly (see :mod:`warpkit.kit.runner`);
-* ``python -m warpkit assign SOURCE --out DIR`` writes student and solution notebooks (see :mod:`warpkit.kit.assign`).
+* ``python -m warpkit assign SOURCE --out DIR`` writes student and solution notebooks (see :mod:`warpkit.kit.assign`);
+* ``python -m warpkit train omniglot|continual|maze --size SIZE --out DIR`` trains a lesson's experiment outside
+  the notebook, also under ``torchrun`` on several processes (see :mod:`warpkit.experiments.train`).
 """
 
 from __future__ import annotations
 
 import sys
 
-USAGE = """usage: python -m warpkit {run,assign} ...
+USAGE = """usage: python -m warpkit {run,assign,train} ...
 
 commands:
   run      execute notebooks headlessly through papermill and summarise their recorded values
   assign   generate the student and solution copies of an assignment and prove the solution passes
+  train    meta-train a lesson's experiment outside the notebook (one process, or many under torchrun)
 
 Run `python -m warpkit COMMAND --help` for a command's options."""
 
@@ -32,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from warpkit.kit.assign import main as assign_main  # lazy: only the command that runs is imported
 
         return assign_main(rest)
+    if command == "train":
+        from warpkit.experiments.train import main as train_main  # lazy: torch and the experiment load only here
+
+        return train_main(rest)
     print(f"python -m warpkit: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

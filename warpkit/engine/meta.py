@@ -268,7 +268,12 @@ class MetaLearner:
     CPU core); a wide conv net on a CPU is compute-bound already, and there vmap's grouped convolutions can be
     slower than a loop over points (0.65× for 64 filters, ``benchmarks/engine.py``): pass
     ``batched_replay=False`` there. Both give the same φ-gradient.
+
+    ``reducer`` (None: one process) is set by :func:`warpkit.engine.distributed.distribute` to meta-train over
+    several processes: each adapts its share of the meta-batch and the θ_0- and φ-gradients are all-reduced.
     """
+
+    reducer = None  # a warpkit.engine.distributed.MetaBatchReducer when several processes share the meta-batch
 
     def __init__(
         self,
@@ -357,12 +362,17 @@ class MetaLearner:
 
         if self.batched_adaptation and needs_adaptation:  # all tasks in one vmapped inner loop
             trajectories = adapt_tasks(
-                self.model, tasks, self.loss_fn, self.inner_steps, self.current_inner_lr(),
+                self.model, tasks if self.reducer is None else self.reducer.own_tasks(tasks), self.loss_fn,
+                self.inner_steps, self.current_inner_lr(),
                 momentum=self.inner_momentum, keep_trajectory=keep_trajectory, keep_gradients=keep_gradients,
             )
+            if self.reducer is not None:  # this process's trajectories, keyed by their place in the meta-batch
+                trajectories = self.reducer.by_task_index(trajectories, len(tasks))
         else:
             trajectories = None
         for index, task in enumerate(tasks):
+            if self.reducer is not None and not self.reducer.owns(index, len(tasks)):
+                continue  # another process adapts this task
             if trajectories is not None:
                 trajectory = trajectories[index]
             elif not needs_adaptation:
@@ -399,6 +409,8 @@ class MetaLearner:
                 replay_seconds += time.perf_counter() - replay_start
 
         adapt_seconds = time.perf_counter() - start - replay_seconds
+        if self.reducer is not None:  # Σ over processes of their tasks' ∇C/len(tasks): the whole meta-batch's
+            init_gradient = self.reducer.all_reduce_sum(init_gradient)
         self._apply_init_gradient(init_gradient)
         if self.warp_objective is not None:
             replay_start = time.perf_counter()
@@ -411,10 +423,15 @@ class MetaLearner:
                         objective_values.append(value)
                 self.buffer.clear()
             else:
+                if self.reducer is not None:  # Σ over processes of their tasks' weighted φ-gradients
+                    warp_gradient = self.reducer.all_reduce_sum(warp_gradient)
                 self._warp_step(warp_gradient)
                 warp_steps = 1
             replay_seconds += time.perf_counter() - replay_start
         self.iteration += 1
+        if self.reducer is not None:  # every process reports the statistics of the whole meta-batch
+            first_losses, last_losses, objective_values = self.reducer.meta_batch_statistics(
+                len(tasks), first_losses, last_losses, objective_values, self.algorithm)
         return MetaStepStats(
             iteration=self.iteration,
             task_loss_first=sum(first_losses) / len(first_losses),  # nan when no adaptation was needed
@@ -426,6 +443,11 @@ class MetaLearner:
         )
 
     def _objective_gradient(self, tasks, points):
+        if self.reducer is not None:  # this process's share of a chunk formed alike on every process: all-reduced
+            return self.reducer.chunk_gradient(self, tasks, points, self._local_objective_gradient)
+        return self._local_objective_gradient(tasks, points)
+
+    def _local_objective_gradient(self, tasks, points):
         task_batches, meta_batches = replay_batches(tasks, points)
         return warp_meta_gradient(
             self.model, self.loss_fn, warp_parameters(self.model), points, task_batches, meta_batches,

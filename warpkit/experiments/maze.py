@@ -62,6 +62,18 @@ from warpkit.engine.warp import task_parameters, warp_parameters
 CHECKPOINT_KIND = "maze actor-critic run"
 #: mazes played in parallel (Flennerhag et al., 2020, Section 4.3: a batch of 30), the default of every run here
 NUM_MAZES = 30
+#: every agent of lesson 04 (:func:`warpkit.models.maze_agents.make_agent` names)
+ALL_AGENTS = ["warp_rnn", "l2rl", "hebbian", "no_warp", "linear_warp"]
+#: lesson 04's sizes (also ``python -m warpkit train maze``): maze side, steps per episode, wall penalty, parallel
+#: mazes, episodes per run, seeds, scored episodes, agents
+SIZES = {
+    "fast": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=150, seeds=1,
+                 scored_episodes=30, agents=ALL_AGENTS[:3]),
+    "medium": dict(maze_size=9, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=350, seeds=3,
+                   scored_episodes=50, agents=ALL_AGENTS),
+    "full": dict(maze_size=13, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=100_000, seeds=10,
+                 scored_episodes=5_000, agents=ALL_AGENTS),
+}
 #: evaluation episodes use the maze seed ``seed + EVALUATION_SEED_OFFSET`` so they never replay training goals
 EVALUATION_SEED_OFFSET = 1_000_003
 
