@@ -26,7 +26,7 @@
 # %% tags=["parameters"]
 SEED = 0
 DEVICE = "auto"
-SIZE = "fast"  # one of "fast" (CI, about 2 min), "medium" (under 1 h on 2 CPU cores, 3 seeds), "full" (paper length, GPU)
+SIZE = "fast"  # one of "fast" (CI, about 2 min), "medium" (under 1 h on 2 CPU cores, 3 seeds), "full" (paper length, GPU), "gpu" (a few minutes on one GPU)
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
@@ -45,7 +45,7 @@ from warpkit.kit.notebook import REPO_ROOT, check_size
 from warpkit.viz import maze as draw
 from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
-check_size(SIZE, ("fast", "medium", "full"))
+check_size(SIZE, ("fast", "medium", "full", "gpu"))
 ALL_AGENTS = ["warp_rnn", "l2rl", "hebbian", "no_warp", "linear_warp"]
 SIZES = {  # maze side, steps per episode, wall penalty, parallel mazes, episodes per run, seeds, scored episodes
     "fast": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=150, seeds=1,
@@ -54,6 +54,8 @@ SIZES = {  # maze side, steps per episode, wall penalty, parallel mazes, episode
                    scored_episodes=50, agents=ALL_AGENTS),
     "full": dict(maze_size=13, episode_length=200, wall_penalty=0.0, num_mazes=30, num_episodes=100_000, seeds=10,
                  scored_episodes=5_000, agents=ALL_AGENTS),
+    "gpu": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=200, seeds=1,
+                scored_episodes=50, agents=ALL_AGENTS[:3]),
 }
 settings = SIZES[SIZE]
 device = warpkit.pick_device(DEVICE)

@@ -180,6 +180,7 @@ def adapt(
 
     gradient_and_loss = grad_and_value(task_loss)
     trajectory = Trajectory(gradients=[] if keep_gradients else None)
+    losses = []  # read out once after the loop: float() per step would wait for a GPU at every step
     with train_mode(model):
         for step in range(num_steps):
             if keep_trajectory or on_state is not None:
@@ -193,8 +194,9 @@ def adapt(
             gradients, loss = gradient_and_loss(theta, buffers, inputs, target)
             if keep_gradients:
                 trajectory.gradients.append(detached_copy(gradients))
-            trajectory.losses.append(float(loss))
+            losses.append(loss.detach())
             theta = sgd_step(theta, gradients, lr, momentum, velocity)
+        trajectory.losses = torch.stack(losses).tolist() if losses else []
         if final_loss:
             with torch.no_grad():
                 inputs, target = task.sample_batch(num_steps)
@@ -243,6 +245,7 @@ def adapt_tasks(
 
     gradient_and_loss = torch.func.vmap(grad_and_value(task_loss), randomness="different")
     trajectories = [Trajectory(gradients=[] if keep_gradients else None) for _ in tasks]
+    step_losses = []  # [count] per step, read out once after the loop (no wait for a GPU inside it)
 
     def unstack(tensors: Params, index: int) -> Params:
         return {name: t[index].clone() for name, t in tensors.items()}
@@ -255,17 +258,20 @@ def adapt_tasks(
                     trajectory.buffers.append(unstack(buffers, index))
             inputs, target = stack_batches([task.sample_batch(step) for task in tasks])
             gradients, losses = gradient_and_loss(theta, buffers, inputs, target)
-            for index, trajectory in enumerate(trajectories):
-                trajectory.losses.append(float(losses[index]))
-                if keep_gradients:
+            step_losses.append(losses.detach())
+            if keep_gradients:
+                for index, trajectory in enumerate(trajectories):
                     trajectory.gradients.append(unstack(gradients, index))
             theta = sgd_step(theta, gradients, lr, momentum, velocity)
+        if step_losses:
+            for trajectory, task_losses in zip(trajectories, torch.stack(step_losses, dim=1).tolist()):
+                trajectory.losses = task_losses
         if final_loss:
             with torch.no_grad():
                 inputs, target = stack_batches([task.sample_batch(num_steps) for task in tasks])
                 losses = torch.func.vmap(task_loss, randomness="different")(theta, buffers, inputs, target)
-                for index, trajectory in enumerate(trajectories):
-                    trajectory.final_loss = float(losses[index])
+                for trajectory, value in zip(trajectories, losses.tolist()):
+                    trajectory.final_loss = value
     for index, trajectory in enumerate(trajectories):
         trajectory.final_params = unstack(theta, index)
         trajectory.final_buffers = unstack(buffers, index)
