@@ -90,13 +90,17 @@ def test_the_committed_bands_pass_their_reference_records_and_catch_a_reversed_c
     bands = gpu.load_bands()
     assert {name[:2] for name in bands["notebooks"]} == set(gpu.LESSONS), "every lesson has bands"
     reference = bands["reference"]
-    assert set(reference["records"]) == set(bands["notebooks"]), "every lesson's gpu bands come from a measured run"
+    for name, spec in bands["notebooks"].items():
+        gpu_only = [b for b in spec["claims"] + spec["ranges"] if b.get("sizes") == ["gpu"]]
+        assert not gpu_only or name in reference["records"], f"{name}: gpu-size bands without a measured reference"
     summary = [{"notebook": name, "status": "ok", "seconds": 1.0, "records": records}
                for name, records in reference["records"].items()]
-    checks = gpu.check_bands(summary, bands, "gpu", device="cpu")  # the reference ran on the CPU
+    measured = {**bands, "notebooks": {k: v for k, v in bands["notebooks"].items() if k in reference["records"]}}
+    checks = gpu.check_bands(summary, measured, "gpu", device="cpu")  # the reference ran on the CPU
     assert [c.name for c in checks if not c.ok] == []
-    assert sum(1 for c in checks if ":" in c.name and "<" in c.name) >= 10, "the bands state the science as claims"
-    for name, spec in bands["notebooks"].items():  # every claim can fail: swap the two sides' records
+    claims = [c for c in checks if " in [" not in c.name and ("<" in c.name or ">" in c.name)]
+    assert len(claims) >= 10, "the bands state the science as claims"
+    for name, spec in measured["notebooks"].items():  # every claim can fail: swap the two sides' records
         for band in spec["claims"]:
             tree = ast.parse(band["claim"], mode="eval").body
             names = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
@@ -262,3 +266,17 @@ def test_pick_device_records_where_a_notebook_runs():
     if torch.cuda.is_available():
         warpkit.pick_device("cuda")
         assert notebook.RECORDS["device"] == "cuda" and notebook.RECORDS["device_name"]
+
+
+def test_gpu_module_needs_only_the_standard_library_and_the_bundle_stays_out_of_git():
+    """kit.py loads warpkit/kit/gpu.py by path on a machine where nothing but torch may be installed."""
+    tree = ast.parse((REPO_ROOT / "warpkit" / "kit" / "gpu.py").read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported - set(sys.stdlib_module_names)
+    ignored = (REPO_ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    assert {".gpu-bundle/", ".gpu-env/"} <= set(ignored)
+    done = subprocess.run([sys.executable, "-S", "-c", "import sys; sys.path.insert(0, '.'); import kit; "
+                           "gpu = kit.load_gpu_module(); print(gpu.LESSONS)"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and "01" in done.stdout, done.stderr  # -S: no site-packages at all

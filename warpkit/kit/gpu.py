@@ -26,7 +26,8 @@ seconds and detail; the environment; each lesson's records), ``report.md`` (the 
 ``notebooks.zip`` (executed notebooks and figures), ``log.txt`` (everything the steps printed) and
 ``cuda_tests.xml`` (pytest's JUnit report).
 
-Time estimate for the ``gpu`` size on one H100-class GPU: see :data:`GPU_TIME_ESTIMATE` (and the README).
+Time estimate for the ``gpu`` size on one H100-class GPU: about 250 s for all five lessons plus lesson 03's
+evaluation (:data:`GPU_TIME_ESTIMATE`, README "GPU").
 """
 
 from __future__ import annotations
@@ -85,16 +86,19 @@ REQUIRED_IMPORTS = ("torch", "numpy", "matplotlib", "PIL", "tqdm", "yaml", "pyte
                     "warpkit.experiments.omniglot", "warpkit.experiments.maze", "warpkit.experiments.continual",
                     "warpkit.experiments.mountains", "warpkit.envs.maze", "warpkit.viz.explorers", "warpkit.kit.runner")
 
-#: How long the ``gpu`` size should take on one H100-class GPU, per lesson, and how the numbers were obtained.
+#: How long the ``gpu`` size should take on one H100-class GPU, per lesson (seconds), and how it was obtained
+#: (README, "GPU"; benchmarks/gpu_estimate.py). ``cpu``: measured CPU seconds of the gpu size on this repository's
+#: CPU (user + sys of ``python -m warpkit run NN --size gpu --device cpu``, kernel included; lesson 05: the kernel's
+#: own ``cpu_seconds`` record); ``gpu_to_cpu``: a unit's estimated GPU seconds over its measured CPU seconds
+#: (operations × 10 µs + FLOPs / 5 TFLOP/s, both assumed); ``gpu``: the estimate. Lesson 03's gpu size was too slow
+#: to run on this CPU: its estimate is 36 meta-iterations × 1.456 s per meta-iteration of all seven methods, the
+#: evaluation and plots not included. No GPU has run it yet: gpu-check measures it and fails above the budget.
 GPU_TIME_ESTIMATE = {
-    "method": (
-        "Each lesson's gpu size was run on this repository's 2-core CPU (shared, niced) to measure its seconds, "
-        "and the lessons' tensors are small enough that a GPU runs them launch-bound: every torch operation costs "
-        "about one kernel launch (~10 µs) instead of its FLOPs. So the GPU time of a lesson is estimated as its "
-        "CPU time with the work that is FLOP-bound on the CPU (the Omniglot conv nets, the batched mazes) divided "
-        "by the CPU:GPU throughput, and everything else (Python, small ops, lesson 02, which runs on the CPU "
-        "whatever DEVICE says) kept at CPU speed. See README, 'GPU', for the table."
-    ),
+    "01": {"cpu": 15.8, "gpu_to_cpu": None, "gpu": 16},  # float64 toys: taken at CPU speed
+    "02": {"cpu": 66.1, "gpu_to_cpu": None, "gpu": 66},  # 2-D problems: computes on the CPU whatever DEVICE says
+    "03": {"cpu": None, "gpu_to_cpu": 0.077, "gpu": 52},  # meta-training only (see above)
+    "04": {"cpu": 96.2, "gpu_to_cpu": 0.837, "gpu": 81},
+    "05": {"cpu": 38.5, "gpu_to_cpu": 0.924, "gpu": 36},
 }
 
 
