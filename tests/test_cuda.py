@@ -206,6 +206,7 @@ def test_replay_of_a_chunk_never_waits_for_the_host():
     model.to(CUDA)
     args = ([point_to(p, CUDA) for p in points], [to(b, CUDA) for b in task_batches], [to(b, CUDA) for b in meta_batches])
     warp = warp_parameters(model)
+    warp_objective(model, F.cross_entropy, warp, *args, 0.1, "exact", batched=True)  # warm-up: lazy initialisation
     torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
     try:
         loss = warp_objective(model, F.cross_entropy, warp, *args, 0.1, "exact", batched=True)
@@ -217,6 +218,8 @@ def test_replay_of_a_chunk_never_waits_for_the_host():
 
 def test_adaptation_waits_for_the_host_a_fixed_number_of_times_whatever_the_number_of_steps():
     model = make_model(seed=7, device=CUDA)
+    adapt(model, DeviceTask(4, CUDA), F.cross_entropy, 2, 0.1)  # warm-up: lazy initialisation is not the loop's
+    adapt_tasks(model, [DeviceTask(5, CUDA), DeviceTask(6, CUDA)], F.cross_entropy, 2, 0.1)
     counts = {}
     for steps in (3, 9):
         task = DeviceTask(1, CUDA)
