@@ -5,6 +5,9 @@
     python3 kit.py test [PYTEST ARGS...]        run the whole test suite
     python3 kit.py lab [JUPYTER ARGS...]        open the lessons in JupyterLab
     python3 kit.py setup                        only create/update the environment
+    python3 kit.py gpu-bundle                   download the wheels an offline GPU machine lacks into .gpu-bundle/
+    python3 kit.py gpu-check --out DIR          on a GPU machine (no network needed): the whole GPU regression run
+    python3 kit.py gpu-check --dry-run --out DIR   the same steps on the CPU at the fast size
 
 Each command first makes sure the environment exists, doing only what is missing:
 
@@ -19,6 +22,10 @@ Each command first makes sure the environment exists, doing only what is missing
 
 Extra arguments go to the command: ``python3 kit.py notebooks --size full`` (a later ``--size``/``--out``
 overrides the default), ``python3 kit.py test -k preconditioning``. The exit status is the command's.
+
+``gpu-bundle`` and ``gpu-check`` do not touch ``.venv`` on a GPU machine: ``gpu-check`` uses the python that runs
+``kit.py`` (and its CUDA torch) with the bundle installed into ``.gpu-env/``; ``gpu-check --dry-run`` uses
+``.venv``. Both are implemented in ``warpkit/kit/gpu.py`` (standard library only, loaded here by path).
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ COMMANDS = {
     "test": "run the whole test suite (pytest)",
     "lab": "open the notebooks in JupyterLab",
     "setup": "only create or update the environment in .venv",
+    "gpu-bundle": "download the wheels an offline GPU machine lacks into .gpu-bundle/ (CPython 3.12, manylinux)",
+    "gpu-check": "the GPU regression run on this machine: --out DIR (or $WARPKIT_GPU_OUT) [--dry-run] [LESSON ...]",
 }
 
 
@@ -160,6 +169,48 @@ def ensure_environment() -> Path:
     return venv_python()
 
 
+def load_gpu_module():
+    """``warpkit/kit/gpu.py`` by path: importing the ``warpkit`` package would need torch and the notebook tools."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("warpkit_gpu", ROOT / "warpkit" / "kit" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def gpu_command(command: str, rest: list[str]) -> int:
+    """``gpu-bundle`` and ``gpu-check`` (see warpkit/kit/gpu.py)."""
+    import argparse
+
+    gpu = load_gpu_module()
+    if command == "gpu-bundle":
+        parser = argparse.ArgumentParser(prog="kit.py gpu-bundle", description=COMMANDS[command])
+        parser.parse_args(rest)
+        try:
+            gpu.build_bundle(say=say)
+        except RuntimeError as error:
+            print(f"[kit] gpu-bundle failed: {error}", file=sys.stderr)
+            return 1
+        return 0
+    parser = argparse.ArgumentParser(prog="kit.py gpu-check", description=COMMANDS[command])
+    parser.add_argument("lessons", nargs="*", metavar="LESSON", help="lesson numbers (default: all, 01-05)")
+    parser.add_argument("--out", default=os.environ.get(gpu.OUT_ENV),
+                        help=f"folder for the at most {gpu.MAX_OUTPUT_FILES} result files (default: ${gpu.OUT_ENV})")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="rehearse on the CPU: fast size, .venv's python, the bundle's install only resolved")
+    args = parser.parse_args(rest)
+    if not args.out:
+        parser.error(f"give the output folder with --out DIR or the environment variable {gpu.OUT_ENV}")
+    unknown = [lesson for lesson in args.lessons if lesson not in gpu.LESSONS]
+    if unknown:
+        parser.error(f"unknown lessons {unknown}; choose among {', '.join(gpu.LESSONS)}")
+    python = str(ensure_environment()) if args.dry_run else sys.executable
+    return gpu.gpu_check(args.out, dry_run=args.dry_run, python=python, lessons=args.lessons or gpu.LESSONS,
+                         say=lambda message: say(f"gpu-check: {message}"))
+
+
 def usage() -> str:
     return "usage: python3 kit.py {" + ",".join(COMMANDS) + "} [ARGS...]\n" + __doc__.split("\n", 1)[1]
 
@@ -173,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"kit.py: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    if command in ("gpu-bundle", "gpu-check"):
+        return gpu_command(command, rest)
     python = ensure_environment()
     if command == "setup":
         say(f"environment ready: {python}")

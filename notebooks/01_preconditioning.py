@@ -26,7 +26,7 @@
 # %% tags=["parameters"]
 SEED = 0
 DEVICE = "auto"
-SIZE = "fast"  # one of "fast", "full"
+SIZE = "fast"  # one of "fast", "gpu", "full"
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
@@ -42,15 +42,16 @@ from warpkit.viz import preconditioning as draw01
 from warpkit.kit.notebook import check_size
 from warpkit.engine.warp import LinearWarp, ResidualMLPWarp
 
-check_size(SIZE)
+check_size(SIZE, ("fast", "gpu", "full"))
 torch.set_num_threads(1)  # every tensor here is tiny: extra threads would only add synchronisation
 warpkit.record("seed", warpkit.seed_everything(SEED))
 device = warpkit.pick_device(DEVICE)
 generator = torch.Generator().manual_seed(SEED)
 f64 = dict(dtype=torch.float64)
 TOL = 1e-6  # "converged": f(x_k) ≤ TOL · f(x_0)
-CONDITION_NUMBERS = np.logspace(np.log10(3), 3, 8) if SIZE == "fast" else np.logspace(np.log10(3), 4, 30)
-NUM_ALPHAS = 10 if SIZE == "fast" else 30
+CONDITION_NUMBERS = {"fast": np.logspace(np.log10(3), 3, 8), "gpu": np.logspace(np.log10(3), 4, 16),
+                     "full": np.logspace(np.log10(3), 4, 30)}[SIZE]
+NUM_ALPHAS = {"fast": 10, "gpu": 20, "full": 30}[SIZE]
 START = (-1.5, 0.4)  # where every descent on the quadratic starts
 
 # %% [markdown]
@@ -202,7 +203,7 @@ warpkit.save_figure(fig, "01_training_through_warp", SAVE_FIGS); plt.show()
 # %%
 residual_warp = pc.perturb_warp(ResidualMLPWarp(2, hidden=16).double(), scale=0.5, generator=generator)
 linear_warp = pc.perturb_warp(LinearWarp(2).double(), scale=0.5, generator=generator)
-side = 7 if SIZE == "fast" else 11
+side = {"fast": 7, "gpu": 9, "full": 11}[SIZE]
 axis = torch.linspace(-2, 2, side, **f64)
 inputs = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), dim=-1).reshape(-1, 2)
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))

@@ -23,7 +23,7 @@
 # %% tags=["parameters"]
 SEED = 0
 DEVICE = "auto"
-SIZE = "fast"
+SIZE = "fast"  # one of "fast", "gpu", "full"
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
@@ -43,13 +43,15 @@ from warpkit.viz import explorers as ex
 from warpkit.viz import geometry as draw
 from warpkit.viz.style import tidy_axes
 
-check_size(SIZE, ("fast", "full"))
+check_size(SIZE, ("fast", "gpu", "full"))
 warpkit.seed_everything(SEED)
 device = warpkit.pick_device(DEVICE)  # everything here is 2-D: it runs on the CPU whatever DEVICE says
 torch.set_num_threads(1)  # tiny problems: extra threads only add overhead
 CONFIG = {  # fast: the lesson in about two minutes; full: more meta-training and more held-out surfaces
     "fast": dict(meta_iterations=30, meta_batch=10, warp_lr=3e-3, replay_chunk_size=25, replay_epochs=1,
                  snapshot_every=5, held_out=20),
+    "gpu": dict(meta_iterations=50, meta_batch=10, warp_lr=3e-3, replay_chunk_size=25, replay_epochs=1,
+                snapshot_every=5, held_out=30),  # runs on the CPU whatever DEVICE says (2-D problems)
     "full": dict(meta_iterations=100, meta_batch=20, warp_lr=3e-3, replay_chunk_size=50, replay_epochs=1,
                  snapshot_every=10, held_out=50),
 }[SIZE]

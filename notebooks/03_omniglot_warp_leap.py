@@ -28,7 +28,7 @@
 # %% tags=["parameters"]
 SEED = 0
 DEVICE = "auto"
-SIZE = "fast"  # one of "fast", "medium", "full"
+SIZE = "fast"  # one of "fast", "medium", "full", "gpu"
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
@@ -48,7 +48,7 @@ from warpkit.kit.notebook import check_size
 from warpkit.viz import omniglot as draw_data
 from warpkit.viz import omniglot_results as draw
 
-check_size(SIZE, ("fast", "medium", "full"))
+check_size(SIZE, tuple(omniglot.SIZES))
 started, cpu_started = time.perf_counter(), time.process_time()
 warpkit.record("seed", warpkit.seed_everything(SEED))
 device = warpkit.pick_device(DEVICE)

@@ -26,7 +26,7 @@
 # %% tags=["parameters"]
 SEED = 0
 DEVICE = "auto"
-SIZE = "fast"  # one of "fast" (CI, about 2 min), "medium" (under 1 h on 2 CPU cores, 3 seeds), "full" (paper length, GPU)
+SIZE = "fast"  # one of "fast" (CI, about 2 min), "medium" (under 1 h on 2 CPU cores, 3 seeds), "full" (paper length, GPU), "gpu" (a few minutes on one GPU)
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
@@ -45,7 +45,7 @@ from warpkit.kit.notebook import REPO_ROOT, check_size
 from warpkit.viz import maze as draw
 from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
-check_size(SIZE, ("fast", "medium", "full"))
+check_size(SIZE, ("fast", "medium", "full", "gpu"))
 ALL_AGENTS = rl.ALL_AGENTS
 SIZES = rl.SIZES  # maze side, steps per episode, wall penalty, parallel mazes, episodes per run, seeds, scored episodes
 settings = SIZES[SIZE]

@@ -28,7 +28,7 @@
 # %% tags=["parameters"]
 SEED = 0
 DEVICE = "auto"
-SIZE = "fast"  # one of "fast", "full"
+SIZE = "fast"  # one of "fast", "gpu", "full"
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
@@ -48,7 +48,7 @@ from warpkit.kit.notebook import check_size
 from warpkit.viz import continual as draw
 from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
-check_size(SIZE)
+check_size(SIZE, tuple(continual.SIZES))
 started, cpu_started = time.perf_counter(), time.process_time()
 torch.set_num_threads(1)  # tiny networks: extra threads only add synchronisation
 warpkit.record("seed", warpkit.seed_everything(SEED))

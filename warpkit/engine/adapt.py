@@ -258,6 +258,7 @@ def adapt(model: nn.Module, task: Task, loss_fn: LossFn, num_steps: int, lr: flo
     task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = grad_and_value(task_loss)
     trajectory = Trajectory(gradients=[] if keep_gradients else None)
+    losses = []  # read out once after the loop: float() per step would wait for a GPU at every step
     with train_mode(model):
         for step in range(num_steps):
             if keep_trajectory or on_state is not None:
@@ -266,7 +267,8 @@ def adapt(model: nn.Module, task: Task, loss_fn: LossFn, num_steps: int, lr: flo
                                                  momentum, velocity)
             if keep_gradients:
                 trajectory.gradients.append(detached_copy(gradients))
-            trajectory.losses.append(float(loss))
+            losses.append(loss.detach())
+        trajectory.losses = torch.stack(losses).tolist() if losses else []
         if final_loss:
             trajectory.final_loss = float(_final_loss(task_loss, theta, buffers, task.sample_batch(num_steps)))
     trajectory.final_params = theta
@@ -308,6 +310,7 @@ def adapt_tasks(model: nn.Module, tasks: list[Task], loss_fn: LossFn, num_steps:
     task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = torch.func.vmap(grad_and_value(task_loss), randomness="different")
     trajectories = [Trajectory(gradients=[] if keep_gradients else None) for _ in tasks]
+    step_losses = []  # [count] per step, read out once after the loop (no wait for a GPU inside it)
     with train_mode(model):
         for step in range(num_steps):
             batch = stack_batches([task.sample_batch(step) for task in tasks])
@@ -316,10 +319,13 @@ def adapt_tasks(model: nn.Module, tasks: list[Task], loss_fn: LossFn, num_steps:
                     trajectory.params.append(_unstack(theta, index))
                     trajectory.buffers.append(_unstack(buffers, index))
             theta, gradients, losses = _inner_step(gradient_and_loss, theta, buffers, batch, lr, momentum, velocity)
-            for index, trajectory in enumerate(trajectories):
-                trajectory.losses.append(float(losses[index]))
-                if keep_gradients:
+            step_losses.append(losses.detach())
+            if keep_gradients:
+                for index, trajectory in enumerate(trajectories):
                     trajectory.gradients.append(_unstack(gradients, index))
+        per_task = torch.stack(step_losses, dim=1).tolist() if step_losses else [[] for _ in tasks]
+        for trajectory, task_losses in zip(trajectories, per_task):
+            trajectory.losses = task_losses
         if final_loss:
             batch = stack_batches([task.sample_batch(num_steps) for task in tasks])
             losses = _final_loss(torch.func.vmap(task_loss, randomness="different"), theta, buffers, batch)

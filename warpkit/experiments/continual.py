@@ -97,6 +97,9 @@ SIZES: dict[str, ContinualConfig] = {
     "fast": ContinualConfig(),
     "full": ContinualConfig(meta_iterations=100, meta_batch_size=8, validate_every=5, num_validation=40,
                             num_held_out=100),
+    # gpu: the regression size for one GPU (python3 kit.py gpu-check): more sequences per meta-batch (one
+    # vmapped inner loop, so nearly free on a GPU), longer meta-training, more held-out sequences
+    "gpu": ContinualConfig(meta_iterations=40, meta_batch_size=8, num_validation=30, num_held_out=80),
 }
 
 

@@ -69,10 +69,12 @@ ALL_AGENTS = ["warp_rnn", "l2rl", "hebbian", "no_warp", "linear_warp"]
 SIZES = {
     "fast": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=150, seeds=1,
                  scored_episodes=30, agents=ALL_AGENTS[:3]),
-    "medium": dict(maze_size=9, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=350, seeds=3,
-                   scored_episodes=50, agents=ALL_AGENTS),
-    "full": dict(maze_size=13, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=100_000, seeds=10,
-                 scored_episodes=5_000, agents=ALL_AGENTS),
+    "medium": dict(maze_size=9, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=350,
+                   seeds=3, scored_episodes=50, agents=ALL_AGENTS),
+    "full": dict(maze_size=13, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=100_000,
+                 seeds=10, scored_episodes=5_000, agents=ALL_AGENTS),
+    "gpu": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=200, seeds=1,
+                scored_episodes=50, agents=ALL_AGENTS[:3]),
 }
 #: evaluation episodes use the maze seed ``seed + EVALUATION_SEED_OFFSET`` so they never replay training goals
 EVALUATION_SEED_OFFSET = 1_000_003

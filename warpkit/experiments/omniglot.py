@@ -213,6 +213,13 @@ SIZES: dict[str, OmniglotConfig] = {
         replay_chunk_size=25, checkpoint_every=2,
     ),
     "full": OmniglotConfig(data_sets=("images_background", "images_evaluation"), checkpoint_every=10),
+    # gpu: the regression size for one GPU (python3 kit.py gpu-check; the time estimate is in warpkit.kit.gpu)
+    "gpu": OmniglotConfig(
+        ways=20, batch_size=20, augment=False, test_alphabets=2, test_repeats=3, alphabet_counts=(1, 3, 5),
+        seeds=(0,), data_source="auto", filters=32, inner_steps=20, meta_iterations=12, meta_batch_size=5,
+        warp_lr=0.003, warp_optimizer="adam", init_lr=0.03, init_optimizer="adam", maml_init_lr=0.01,
+        replay_chunk_size=20, checkpoint_every=5,
+    ),
 }
 
 

@@ -117,11 +117,14 @@ def seed_everything(seed: int) -> int:
 
 
 def pick_device(device: str = "auto"):
-    """``"auto"`` gives CUDA when available, else CPU; ``"cpu"``/``"cuda"`` are taken as asked (checked)."""
+    """``"auto"`` gives CUDA when available, else CPU; ``"cpu"``/``"cuda"`` are taken as asked (checked).
+
+    The choice is recorded (``device``: ``"cpu"`` or ``"cuda"``; on CUDA also ``device_name``, the GPU's name),
+    so an executed notebook shows where it ran (``python3 kit.py gpu-check`` checks it)."""
     import torch
 
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
         raise ValueError(f"pick_device(): device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -129,7 +132,11 @@ def pick_device(device: str = "auto"):
             f"DEVICE={device!r} was asked for but torch sees no CUDA GPU (torch {torch.__version__}). "
             "Use DEVICE='auto' or 'cpu', or install a CUDA build of torch (see the README's GPU section)."
         )
-    return torch.device(device)
+    chosen = torch.device(device)
+    record("device", chosen.type)
+    if chosen.type == "cuda":
+        record("device_name", torch.cuda.get_device_name(chosen))
+    return chosen
 
 
 def check_size(size: str, allowed: Iterable[str] = ("fast", "full")) -> str:
