@@ -292,7 +292,9 @@ def test_distributed_train_command_on_two_processes_matches_one(tmp_path, experi
     if experiment == "omniglot":
         assert checkpoint["current"] is None and len(checkpoint["runs"]) == 2
     else:
-        assert checkpoint["iteration"] == 2 and sorted(checkpoint["learners"]) == ["sgd_meta_init", "warp"]
+        assert checkpoint["kind"] == "continual meta-training"
+        state = checkpoint["state"]
+        assert state["iteration"] == 2 and sorted(state["learners"]) == ["sgd_meta_init", "warp"]
 
 
 @pytest.mark.timeout(600)
