@@ -38,10 +38,11 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from warpkit.engine.guard import NonFiniteError
 from warpkit.engine.adapt import Params, adapt, adapt_tasks, forward, train_mode
 from warpkit.kit.checkpoint import Checkpointer
 from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, weighted_mse
-from warpkit.engine.meta import InitLearner, Leap, MetaLearner, Reptile
+from warpkit.engine.meta import InitLearner, Leap, MetaLearner, MetaStepStats, Reptile
 from warpkit.models.mlp import plain_mlp, warp_mlp
 from warpkit.kit.notebook import progress
 
@@ -298,7 +299,14 @@ def meta_train(
                 continue
             _set_meta_lr(learner, factor)
             before = copy.deepcopy(learner.state_dict())
-            stats = learner.meta_step([task.replica() for task in tasks])
+            try:
+                stats = learner.meta_step([task.replica() for task in tasks])
+            except NonFiniteError as error:  # meta_step restored the learner to its state before the step
+                nan = float("nan")
+                history[name].append({**MetaStepStats(learner.iteration + 1, nan, nan, nan, 0, 0.0, 0.0).as_dict(),
+                                      "non_finite": str(error)})
+                diverged[name] = iteration + 1
+                continue
             history[name].append(stats.as_dict())
             if not all(bool(torch.isfinite(p).all()) for p in learner.model.parameters()):
                 learner.load_state_dict(before)
