@@ -128,6 +128,15 @@ def test_3_write_summary_is_atomic_and_keeps_entries_whose_copies_exist(tmp_path
     assert [e["notebook"] for e in runner.read_summary(out)] == ["01_a"]
 
 
+def test_3_ctrl_c_before_any_notebook_runs_exits_130_without_a_traceback(lessons, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "plan", interrupted)
+    assert _run(lessons, "01", "--out", str(tmp_path / "out")) == 130
+    assert "interrupted" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_3_a_second_runner_on_the_same_out_is_refused(lessons, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

@@ -260,6 +260,16 @@ def test_load_learner_refuses_files_it_cannot_trust_or_read(tmp_path):
     with pytest.raises(FileNotFoundError):
         warpkit.load_learner(tmp_path / "missing.pt")
     payload = torch.load(path, weights_only=False)
+    payload["extra"] = warpkit.record  # a warpkit function: the unpickler could call it
+    torch.save(payload, tmp_path / "crafted.pt")
+    with pytest.raises(ValueError, match=r"names \['warpkit.kit.notebook.record'\], which are not network modules"):
+        warpkit.load_learner(tmp_path / "crafted.pt")
+    payload = torch.load(path, weights_only=False)
+    payload["loss_fn_name"] = "os.remove"
+    torch.save(payload, tmp_path / "loss.pt")
+    with pytest.raises(ValueError, match="loss function os.remove, outside torch.nn and warpkit"):
+        warpkit.load_learner(tmp_path / "loss.pt")
+    payload = torch.load(path, weights_only=False)
     payload["learner_class"] = "warpkit.engine.meta.NoSuchLearner"
     torch.save(payload, tmp_path / "renamed.pt")
     with pytest.raises(ValueError, match="does not fit this warpkit"):

@@ -11,9 +11,10 @@ interrupted save never leaves a half-written file):
 * a format name and version, and the warpkit and torch versions that wrote it.
 
 :func:`load_learner` (``warpkit.load_learner``) rebuilds the model and the learner. It unpickles with
-``torch.load(weights_only=True)`` and allows only the classes and functions the file names from ``torch.nn`` and
-``warpkit``: a file that names anything else (your own network class, a loss function of yours) is refused
-unless you trust it and pass ``trusted=True`` (unpickling can run code from the modules it names). A file of an
+``torch.load(weights_only=True)`` and allows only the module classes (``nn.Module`` subclasses) and initialisation
+learners of ``torch.nn`` and ``warpkit``; the loss function is stored by name and looked up, never called while
+loading. A file that names anything else (your own network class, a loss function of yours) is refused unless
+you trust it and pass ``trusted=True`` (unpickling can then run code from the modules it names). A file of an
 unknown format, of a newer format version, or naming classes this installation does not have is refused with a
 ``ValueError`` saying which.
 
@@ -34,7 +35,6 @@ from __future__ import annotations
 import importlib
 import io
 import os
-import pickle
 import tempfile
 from pathlib import Path
 
@@ -97,16 +97,21 @@ def save_learner(learner, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"save(): path must be a file name, but {path} is a folder")
-    loss_fn = learner.loss_fn
-    try:
-        pickle.dumps(loss_fn)
-        loss_name = None
-    except Exception:  # lambdas, local functions
-        loss_fn, loss_name = None, getattr(learner.loss_fn, "__qualname__", repr(learner.loss_fn))
+    loss_fn, loss_name = learner.loss_fn, None
+    if not isinstance(loss_fn, torch.nn.Module):  # a function is stored by its dotted name, when it has one
+        module, qualname = getattr(loss_fn, "__module__", None), getattr(loss_fn, "__qualname__", "")
+        try:
+            found = _resolve(f"{module}.{qualname}") is loss_fn
+        except Exception:
+            found = False
+        loss_fn, loss_name = None, f"{module}.{qualname}" if found else None
+        loss_missing = None if found else getattr(learner.loss_fn, "__qualname__", repr(learner.loss_fn))
+    else:
+        loss_missing = None
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "warpkit_version": _warpkit_version(),
         "torch_version": str(torch.__version__), "learner_class": LEARNER_CLASS,
-        "model": learner.model, "loss_fn": loss_fn, "loss_fn_name": loss_name,
+        "model": learner.model, "loss_fn": loss_fn, "loss_fn_name": loss_name, "loss_fn_missing": loss_missing,
         "init_learner": learner.init_learner, "config": learner_config(learner), "state": learner.state_dict(),
     }
     data = io.BytesIO()
@@ -141,6 +146,14 @@ def _resolve(name: str):
     raise ImportError(name)
 
 
+def _safe_class(obj) -> bool:
+    """A class the unpickler may rebuild without ``trusted``: an ``nn.Module`` or an initialisation learner."""
+    if not isinstance(obj, type):
+        return False
+    init_learner = _resolve("warpkit.engine.meta.InitLearner")  # by name: meta imports this module
+    return issubclass(obj, (torch.nn.Module, init_learner))
+
+
 def load_learner(path: str | os.PathLike, loss_fn=None, trusted: bool = False, map_location="cpu"):
     """Rebuild the :class:`~warpkit.engine.meta.MetaLearner` saved at ``path`` (model, loss function, initialisation
     learner, configuration, optimiser states) from the file alone; tensors go to ``map_location``.
@@ -171,6 +184,12 @@ def load_learner(path: str | os.PathLike, loss_fn=None, trusted: bool = False, m
                 f"load_learner(): {path} needs {name}, which this installation does not have: the file was "
                 "written by an incompatible version of warpkit or torch, or needs a module of yours on the path"
             ) from error
+    unexpected = [name for name, obj in zip(names, allowed) if not _safe_class(obj)]
+    if unexpected and not trusted:
+        raise ValueError(
+            f"load_learner(): {path} names {unexpected}, which are not network modules or initialisation learners; "
+            "learner.save() never writes those, so the file was made otherwise. Pass trusted=True only if you "
+            "trust it")
     try:
         with torch.serialization.safe_globals(allowed):
             payload = torch.load(path, map_location=map_location, weights_only=not trusted)
@@ -188,11 +207,24 @@ def load_learner(path: str | os.PathLike, loss_fn=None, trusted: bool = False, m
             f"{FORMAT_VERSION} only. " + ("Upgrade warpkit to load it." if newer else
                                           "Re-save it with a matching warpkit."))
     loss = loss_fn if loss_fn is not None else payload["loss_fn"]
-    if loss is None:
-        raise ValueError(f"load_learner(): {path} holds no loss function (it was {payload.get('loss_fn_name')}, "
-                         "which cannot be stored); pass loss_fn=")
+    name = payload.get("loss_fn_name")
+    if loss is None and name:
+        if not (trusted or name.startswith(TRUSTED_PREFIXES)):
+            raise ValueError(f"load_learner(): {path} names the loss function {name}, outside torch.nn and warpkit; "
+                             "pass loss_fn= (or trusted=True to import it)")
+        try:
+            loss = _resolve(name)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"load_learner(): the loss function {name} of {path} is not importable here; pass "
+                             "loss_fn=") from error
+    if loss is None or not callable(loss):
+        raise ValueError(f"load_learner(): {path} holds no loss function (it was "
+                         f"{payload.get('loss_fn_missing')}, which cannot be stored); pass loss_fn=")
+    if payload.get("learner_class") != LEARNER_CLASS:
+        raise ValueError(f"load_learner(): {path} does not fit this warpkit ({_warpkit_version()}): it holds a "
+                         f"{payload.get('learner_class')!r}, and this warpkit loads {LEARNER_CLASS} only")
     try:
-        learner_class = _resolve(payload["learner_class"])
+        learner_class = _resolve(LEARNER_CLASS)
         learner = learner_class(payload["model"], loss, init_learner=payload["init_learner"], **payload["config"])
         learner.load_state_dict(payload["state"])
     except (TypeError, KeyError, RuntimeError, ImportError, AttributeError) as error:

@@ -646,6 +646,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m warpkit run``; returns the exit status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before or between notebooks: nothing is half-written
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     out_dir = (args.out or DEFAULT_OUT_DIR).resolve()
     figures = args.figures_dir or Path(os.environ.get(FIGURES_ENV) or REPO_ROOT / "figures")
