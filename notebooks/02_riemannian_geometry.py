@@ -27,7 +27,7 @@ SIZE = "fast"  # one of "fast", "gpu", "full"
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
-META_ITERATIONS = None  # None: the SIZE's default (an override for quick checks)
+META_ITERATIONS = None  # int ≥ 1 or None: None takes the SIZE's default (an override for quick checks)
 
 # %%
 import matplotlib.pyplot as plt

@@ -41,9 +41,13 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
+#: modules directly under warpkit/ that are not packages: the public, user-facing layer (warpkit.tasks re-exports)
+TOP_MODULES = {"__main__", "tasks"}
+
+
 def layer_of(module: str) -> str:
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] == "__main__":
+    if len(parts) == 1 or parts[1] in TOP_MODULES:
         return "top"
     return parts[1]
 

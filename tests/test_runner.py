@@ -83,7 +83,7 @@ def test_notebook_parameters_reads_defaults_with_their_types(lessons):
     "default, text, expected",
     [(0, "7", 7), (0, "-3", -3), (0.5, "1e-3", 1e-3), (0.5, "2", 2.0), ("fast", "full", "full"),
      (True, "false", False), (False, "TRUE", True), (False, "1", True), (True, "0", False),
-     ([1, 2], "[3, 4, 5]", [3, 4, 5]), (None, "3", 3), (None, "word", "word")],
+     ([1, 2], "[3, 4, 5]", [3, 4, 5])],
 )
 def test_parse_value_uses_the_type_of_the_default(default, text, expected):
     value = runner.parse_value(Parameter("X", default, repr(default), ""), text, "01_x")

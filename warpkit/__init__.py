@@ -18,8 +18,12 @@ What a user needs most is re-exported here:
 ['1.weight']
 """
 
+from warpkit.data.classification import ClassificationTask
+from warpkit.data.images import load_image
 from warpkit.engine.adapt import Trajectory, adapt, evaluate
+from warpkit.engine.guard import NonFiniteError
 from warpkit.engine.meta import FOMAML, MAML, Leap, MetaLearner, MetaSGD, Reptile
+from warpkit.engine.persist import load_learner
 from warpkit.engine.tasks import SupervisedTask, Task
 from warpkit.engine.warp import (ConvWarp, LinearWarp, MultiplicativeRecurrentWarp, ResidualConvWarp,
                                  ResidualMLPWarp, ScaleWarp, task_parameters, warp_parameters)
@@ -30,7 +34,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FOMAML", "MAML", "Leap", "MetaLearner", "MetaSGD", "Reptile",
-    "SupervisedTask", "Task", "Trajectory", "adapt", "evaluate",
+    "ClassificationTask", "SupervisedTask", "Task", "Trajectory", "adapt", "evaluate", "load_image", "load_learner",
+    "NonFiniteError",
     "ConvWarp", "LinearWarp", "MultiplicativeRecurrentWarp", "ResidualConvWarp", "ResidualMLPWarp", "ScaleWarp",
     "task_parameters", "warp_parameters",
     "RECORD_MIMETYPE", "figures_dir", "pick_device", "progress", "read_records", "record", "save_figure",

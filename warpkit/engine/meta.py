@@ -38,7 +38,10 @@ import torch.nn as nn
 from warpkit.engine.adapt import (LossFn, Params, Trajectory, adapt, adapt_tasks, differentiable_adapt, forward,
                            train_mode)
 from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint
+from warpkit.engine.guard import problem, raise_non_finite, restore, snapshot
 from warpkit.engine.objectives import check_mode, replay_batches, warp_meta_gradient
+from warpkit.engine.persist import save_learner
+from warpkit.engine.predict import fit, predict
 from warpkit.engine.tasks import Task
 from warpkit.engine.warp import task_parameters, warp_parameters
 
@@ -271,6 +274,10 @@ class MetaLearner:
 
     ``reducer`` (None: one process) is set by :func:`warpkit.engine.distributed.distribute` to meta-train over
     several processes: each adapts its share of the meta-batch and the θ_0- and φ-gradients are all-reduced.
+    After meta-training: :meth:`fit_predict` (or :meth:`fit` then :meth:`predict`) adapts to a task and labels new
+    inputs, with non-transductive BatchNorm by default; :meth:`save` writes the learner to one file that
+    :func:`warpkit.load_learner` rebuilds. A non-finite loss or gradient in :meth:`meta_step` raises
+    :class:`warpkit.engine.guard.NonFiniteError` naming the task and leaves the learner as it was.
     """
 
     reducer = None  # a warpkit.engine.distributed.MetaBatchReducer when several processes share the meta-batch
@@ -298,6 +305,8 @@ class MetaLearner:
     ):
         if algorithm not in ("offline", "online"):
             raise ValueError(f"algorithm must be 'offline' or 'online', got {algorithm!r}")
+        if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 1:
+            raise ValueError(f"MetaLearner: inner_steps must be an int >= 1 (SGD steps per task), got {inner_steps!r}")
         if warp_objective is not None:
             check_mode(warp_objective)
             if not warp_parameters(model):
@@ -337,9 +346,55 @@ class MetaLearner:
             keep_gradients=keep_gradients,
         )
 
+    # -- prediction and saving (warpkit.engine.predict, warpkit.engine.persist) ----------------------------
+    def fit(self, task: Task, num_steps: int | None = None) -> Trajectory:
+        """Adapt to ``task`` and measure its BatchNorm statistics on its whole support set at θ_K, for
+        :meth:`predict` (:func:`warpkit.engine.predict.fit`). The model is not modified."""
+        return fit(self, task, num_steps)
+
+    def predict(self, trajectory: Trajectory, x: torch.Tensor, batchnorm: str = "running", raw: bool = False):
+        """Labels (``raw=True``: the model's outputs) for the batch ``x`` with the adapted θ of ``trajectory`` and
+        the learner's warps φ. ``batchnorm="running"`` (default, non-transductive) normalises every image with the
+        task's statistics, so one image works and no image changes another's label; ``"batch"`` normalises with
+        the statistics of ``x`` itself (transductive; needs more than one image).
+        See :func:`warpkit.engine.predict.predict`."""
+        return predict(self, trajectory, x, batchnorm, raw)
+
+    def fit_predict(self, task: Task, x: torch.Tensor, batchnorm: str = "running", raw: bool = False):
+        """Adapt a fresh copy of θ_0 to ``task``'s support set (φ frozen), then return labels for ``x``:
+        ``predict(fit(task), x)``. The model is not modified."""
+        return self.predict(self.fit(task), x, batchnorm, raw)
+
+    def save(self, path):
+        """Write the learner (model architecture and weights, loss function, configuration, optimiser states) to
+        ``path`` atomically; :func:`warpkit.load_learner` rebuilds it from the file alone
+        (:func:`warpkit.engine.persist.save_learner`). Returns the path."""
+        return save_learner(self, path)
+
     # -- one meta-iteration -----------------------------------------------------------------------------
     def meta_step(self, tasks: Sequence[Task]) -> MetaStepStats:
-        """One meta-iteration over the meta-batch ``tasks`` (offline or online, as configured)."""
+        """One meta-iteration over the meta-batch ``tasks`` (offline or online, as configured).
+
+        A NaN or infinity in a task loss, a gradient or a meta-parameter stops the step with
+        :class:`warpkit.engine.guard.NonFiniteError` naming the task at fault; the learner (parameters, optimiser
+        states, iteration, replay generator) is then exactly as it was before the step."""
+        tasks = list(tasks) if tasks is not None else []
+        if not tasks:
+            raise ValueError("meta_step(): the meta-batch holds no tasks")
+        before = snapshot(self)
+        try:
+            stats = self._meta_step(tasks)
+        except BaseException:
+            restore(self, before)
+            raise
+        what = problem(self, stats)
+        if what is not None:
+            restore(self, before)
+            raise_non_finite(self, tasks, what)
+        return stats
+
+    def _meta_step(self, tasks: Sequence[Task]) -> MetaStepStats:
+        """The meta-iteration itself, unguarded."""
         if not tasks:
             raise ValueError("meta_step(): the meta-batch holds no tasks")
         tasks = list(tasks)

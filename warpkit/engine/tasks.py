@@ -16,6 +16,7 @@ has the same shapes, so points can be replayed in a stacked (vmapped) batch.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Protocol, Tuple, runtime_checkable
 
 import torch
@@ -45,6 +46,33 @@ class Task(Protocol):
     def evaluation_batch(self) -> Batch:
         """Held-out data on which an adapted learner is scored."""
         ...
+
+
+def check_batch_size(batch_size, available: int, owner: str) -> int:
+    """``batch_size`` checked against ``available`` examples: None means all of them; otherwise an int between 1
+    and ``available`` (a ``ValueError`` naming ``owner``, the argument and the accepted range otherwise).
+
+    >>> check_batch_size(None, 50, "SupervisedTask"), check_batch_size(10, 50, "SupervisedTask")
+    (50, 10)
+    >>> check_batch_size(0, 50, "SupervisedTask")
+    Traceback (most recent call last):
+    ...
+    ValueError: SupervisedTask: batch_size must be None (all 50 examples) or an int between 1 and 50, got 0
+    """
+    if available < 1:
+        raise ValueError(f"{owner}: there are no training examples")
+    if batch_size is None:
+        return available
+    try:
+        size = None if isinstance(batch_size, bool) else operator.index(batch_size)
+    except TypeError:
+        size = None
+    if size is None or not 1 <= size <= available:
+        raise ValueError(
+            f"{owner}: batch_size must be None (all {available} examples) or an int between 1 and {available}, "
+            f"got {batch_size!r}"
+        )
+    return size
 
 
 class SupervisedTask:
@@ -77,11 +105,7 @@ class SupervisedTask:
             )
         self.train_inputs, self.train_targets = train_inputs, train_targets
         self.test_inputs, self.test_targets = test_inputs, test_targets
-        self.batch_size = batch_size or len(train_inputs)
-        if self.batch_size > len(train_inputs):
-            raise ValueError(
-                f"SupervisedTask: batch_size={self.batch_size} exceeds the {len(train_inputs)} training examples"
-            )
+        self.batch_size = check_batch_size(batch_size, len(train_inputs), "SupervisedTask")
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.transform = transform  # applied to inputs of training batches only (augmentation)
 
@@ -102,6 +126,15 @@ class SupervisedTask:
         if self.test_inputs is None:
             raise ValueError("SupervisedTask: this task was built without held-out data")
         return self.test_inputs, self.test_targets
+
+    def training_set(self) -> Batch:
+        """All training inputs and targets (what the inner loop draws its batches from)."""
+        return self.train_inputs, self.train_targets
+
+    def __repr__(self) -> str:
+        held_out = 0 if self.test_inputs is None else len(self.test_inputs)
+        return (f"SupervisedTask({len(self.train_inputs)} training examples, {held_out} held out, "
+                f"batch {self.batch_size})")
 
 
 def stack_batches(batches: list) -> tuple:

@@ -166,9 +166,21 @@ class ScaleWarp(WarpLayer):
     def __init__(self, shape: int | Sequence[int]):
         super().__init__()
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if not shape or not all(isinstance(n, int) and n >= 1 for n in shape):
+            raise ValueError(f"ScaleWarp: shape must be a positive int or a tuple of them, got {shape!r}")
         self.scale = nn.Parameter(torch.ones(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = tuple(self.scale.shape)
+        trailing = tuple(x.shape[x.dim() - len(scale):]) if x.dim() >= len(scale) else None
+        if trailing is None or any(s not in (1, n) for s, n in zip(scale, trailing)):
+            raise ValueError(f"ScaleWarp{scale}: cannot scale an input of shape {tuple(x.shape)}; the shape must "
+                             "match the input's trailing dimensions (1 broadcasts)")
+        if len(scale) == 1 and scale[0] > 1 and x.dim() >= 4:
+            raise ValueError(
+                f"ScaleWarp({scale[0]},) on a feature map of shape {tuple(x.shape)} would scale its last (width) "
+                f"axis; to scale {scale[0]} channels pass shape ({scale[0]}, 1, 1)"
+            )
         return x * self.scale
 
 
@@ -182,10 +194,17 @@ class LinearWarp(WarpLayer):
 
     def __init__(self, features: int, bias: bool = True):
         super().__init__()
+        if isinstance(features, bool) or not isinstance(features, int) or features < 1:
+            raise ValueError(f"LinearWarp: features must be an int >= 1, got {features!r}")
         self.weight = nn.Parameter(torch.eye(features))
         self.bias = nn.Parameter(torch.zeros(features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.weight.shape[-1]
+        if x.dim() == 0 or x.shape[-1] != features:
+            raise ValueError(f"LinearWarp({features}): the input's last dimension must have {features} features, "
+                             f"got an input of shape {tuple(x.shape)}; build LinearWarp with the width of the "
+                             "layer before it")
         return F.linear(x, self.weight, self.bias)
 
 

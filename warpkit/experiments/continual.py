@@ -38,11 +38,12 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from warpkit.engine.guard import NonFiniteError
 from warpkit.engine.adapt import Params, adapt, adapt_tasks, forward, train_mode
 from warpkit.kit.checkpoint import Checkpointer
 from warpkit.kit.sweep import ResumableRun, fingerprint
 from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, SineFamily, weighted_mse
-from warpkit.engine.meta import InitLearner, Leap, MetaLearner, Reptile
+from warpkit.engine.meta import InitLearner, Leap, MetaLearner, MetaStepStats, Reptile
 from warpkit.models.mlp import plain_mlp, warp_mlp
 from warpkit.kit.notebook import progress
 
@@ -227,7 +228,14 @@ def _meta_iteration(learners, tasks, state: _Progress, iteration: int) -> None:
         if state.diverged[name] is not None:
             continue
         before = copy.deepcopy(learner.state_dict())
-        stats = learner.meta_step([task.replica() for task in tasks])
+        try:
+            stats = learner.meta_step([task.replica() for task in tasks])
+        except NonFiniteError as error:  # meta_step restored the learner to its state before the step
+            nan = float("nan")
+            state.history[name].append({**MetaStepStats(learner.iteration + 1, nan, nan, nan, 0, 0.0, 0.0).as_dict(),
+                                        "non_finite": str(error)})
+            state.diverged[name] = iteration + 1
+            continue
         state.history[name].append(stats.as_dict())
         if not all(bool(torch.isfinite(p).all()) for p in learner.model.parameters()):
             learner.load_state_dict(before)

@@ -284,6 +284,8 @@ class MountainMetaTraining:
 
     def run(self, iterations: int, show_progress: bool = True) -> "MountainMetaTraining":
         """``iterations`` more meta-iterations (same meta-batch for WarpGrad and the baseline)."""
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(f"MountainMetaTraining.run(): iterations must be an int >= 0, got {iterations!r}")
         for _ in progress(range(iterations), show=show_progress, desc="meta-training"):
             index = torch.randperm(len(self.train_surfaces), generator=self.generator)[: self.meta_batch]
             tasks = [SurfaceTask(self.train_surfaces[i]) for i in index]

@@ -474,17 +474,19 @@ class OmniglotExperiment:
     """Builds the tasks and methods of a :class:`OmniglotConfig` on a dataset and runs the sweep.
 
     ``dataset``: an :class:`~warpkit.data.omniglot.AlphabetDataset` (default: loaded per ``config.data_source``
-    from ``root``); ``device``: where the images, networks and adaptation live.
+    from ``root``); ``device``: where the images, networks and adaptation live; ``cache_dir``: the folder for the
+    preprocessed arrays (default ``~/.cache/warpkit/arrays``, or ``$XDG_CACHE_HOME/warpkit/arrays``).
     """
 
     CHECKPOINT_KIND = "warpkit-omniglot-sweep"
 
-    def __init__(self, config: OmniglotConfig, dataset=None, device: torch.device | str = "cpu", root=None):
+    def __init__(self, config: OmniglotConfig, dataset=None, device: torch.device | str = "cpu", root=None,
+                 cache_dir=None):
         self.config = config
         self.device = torch.device(device)
         if dataset is None:
             dataset = load_alphabet_dataset(config.data_source, root=root, sets=config.data_sets,
-                                            seed=config.split_seed)
+                                            seed=config.split_seed, cache_dir=cache_dir)
         self.dataset = dataset
         self.source = dataset.source
         eligible = eligible_alphabets(dataset, config.ways)

@@ -68,6 +68,8 @@ from typing import Iterable, Sequence
 
 import nbformat
 
+from warpkit.kit.folders import folder_problem
+
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN_TESTS = "### BEGIN HIDDEN TESTS"
@@ -536,6 +538,25 @@ def find_sources(arguments: Iterable[str | os.PathLike]) -> list[Path]:
     return list(dict.fromkeys(sources))
 
 
+def check_out_dir(out: str | os.PathLike, arguments: Iterable[str | os.PathLike], sources: Sequence[Path],
+                  writing: bool = True) -> None:
+    """Refuse (:class:`AssignmentError`) an ``--out`` that is a file, that cannot be created or written to (when
+    ``writing``), or that is a folder holding sources: the generated copies would be read back as sources by
+    the next run."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AssignmentError(f"--out {out} is a file, not a folder")
+    resolved = out.resolve()
+    source_folders = {Path(a).resolve() for a in arguments if Path(a).is_dir()}
+    source_folders |= {source.resolve().parent for source in sources}
+    if resolved in source_folders:
+        raise AssignmentError(f"--out {out} is a folder the sources are read from; the generated copies would be "
+                              "taken for sources next time. Choose another --out (e.g. _build/assignments)")
+    problem = folder_problem(out, "--out") if writing else None
+    if problem:
+        raise AssignmentError(problem)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m warpkit assign",
@@ -559,7 +580,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        assignments = [load_assignment(source) for source in find_sources(args.sources)]
+        sources = find_sources(args.sources)
+        assignments = [load_assignment(source) for source in sources]
+        check_out_dir(args.out, args.sources, sources, writing=not args.check)
     except AssignmentError as error:
         print(f"python -m warpkit assign: {error}", file=sys.stderr)
         return 2
@@ -574,7 +597,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not problems:
                 print(f"fresh  {label}")
         else:
-            paths = generate(assignment, args.out)
+            try:
+                paths = generate(assignment, args.out)
+            except OSError as error:
+                print(f"python -m warpkit assign: cannot write into --out {args.out}: {error.strerror or error}",
+                      file=sys.stderr)
+                return 2
             print(f"wrote  {paths['student']} and {paths['solution']}: {label}")
         checks = [] if args.no_execute else [check_solution]
         checks += [check_student] if args.check_student else []

@@ -83,10 +83,7 @@ def _to_array(value: Any, check: str, role: str, hint: str | None) -> np.ndarray
             hint,
         )
     if _is_tensor(value):
-        value = value.detach().cpu()
-        if value.is_complex():
-            value = value.resolve_conj()
-        value = value.numpy()
+        value = _tensor_to_numpy(value, check, role, hint)
     try:
         array = np.asarray(value)
     except Exception as error:  # ragged lists and the like
@@ -95,7 +92,37 @@ def _to_array(value: Any, check: str, role: str, hint: str | None) -> np.ndarray
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise CheckFailed(check, f"{role} {_describe(value)}, which is not a number or an array of numbers.",
                           [f"{role}: {value!r}"[:300]], hint)
+    if np.iscomplexobj(array):
+        return array.astype(np.complex128)
     return array.astype(np.float64)
+
+
+def _tensor_to_numpy(value: Any, check: str, role: str, hint: str | None) -> np.ndarray:
+    """A torch tensor as a NumPy array: detached, on the CPU, dense, in a dtype NumPy has (bfloat16 → float32);
+    a tensor without values (the ``meta`` device) fails the check saying so."""
+    if value.device.type == "meta":
+        raise CheckFailed(check, f"{role} {_describe(value)} on the 'meta' device, which has a shape but no values.",
+                          ["Create the tensor on the CPU (or move it there with .to('cpu') once it holds values)."],
+                          hint)
+    value = value.detach()
+    if value.layout != _torch().strided:
+        value = value.to_dense()
+    value = value.cpu()
+    if value.is_complex():
+        value = value.resolve_conj()
+    elif value.dtype == _torch().bfloat16:
+        value = value.float()
+    try:
+        return value.resolve_neg().numpy()
+    except Exception as error:  # dtypes NumPy lacks (float8, quantized, ...)
+        raise CheckFailed(check, f"{role} {_describe(value)}, which cannot be read as numbers ({error}).", [],
+                          hint) from None
+
+
+def _torch():
+    import torch  # the checks work without torch for NumPy answers; tensors imply it is installed
+
+    return torch
 
 
 def _format_array(array: np.ndarray) -> str:
@@ -138,6 +165,9 @@ def check_close(check: str, got: Any, expected: Any, atol: float = 1e-6, rtol: f
     entrywise (NaN never passes); otherwise raise :class:`CheckFailed` saying where and by how much they differ."""
     got_array = _to_array(got, check, "got", hint)
     expected_array = _to_array(expected, check, "expected", hint)
+    if np.iscomplexobj(got_array) or np.iscomplexobj(expected_array):
+        _check_close_complex(check, got_array, expected_array, atol, rtol, hint)
+        return
     if got_array.size == 1 and expected_array.size == 1:
         got_array, expected_array = got_array.reshape(()), expected_array.reshape(())
     if got_array.shape != expected_array.shape:
@@ -181,6 +211,25 @@ def check_close(check: str, got: Any, expected: Any, atol: float = 1e-6, rtol: f
     raise CheckFailed(check, "the values are not close enough.", details, hint)
 
 
+def _check_close_complex(check: str, got: np.ndarray, expected: np.ndarray, atol: float, rtol: float,
+                         hint: str | None) -> None:
+    """check_close where either side is complex: a complex answer to a real question fails unless its imaginary
+    part is within tolerance of zero; otherwise real and imaginary parts are compared separately."""
+    if not np.iscomplexobj(expected):
+        imaginary = np.abs(got.imag)
+        if np.any(~(imaginary <= atol + rtol * np.abs(expected.real if expected.shape == got.shape else 0.0))):
+            raise CheckFailed(check, "got complex numbers where real ones are expected.",
+                              [f"expected: {_format_array(expected)}",
+                               f"got:      {np.array2string(got, precision=4, threshold=24)}",
+                               "A square root or logarithm of a negative number, or an FFT without taking .real?"],
+                              hint)
+        check_close(check, got.real, expected, atol, rtol, hint)
+        return
+    got_complex = got.astype(np.complex128)
+    check_close(check + " (real part)", got_complex.real, expected.real, atol, rtol, hint)
+    check_close(check + " (imaginary part)", got_complex.imag, expected.imag, atol, rtol, hint)
+
+
 def _value_advice(got: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> list[str]:
     """Recognise the commonest slips: a flipped sign, a constant factor, a transposed matrix."""
     close = lambda a, b: bool(np.all(np.abs(a - b) <= 10 * (atol + rtol * np.abs(b))))  # noqa: E731
@@ -215,15 +264,36 @@ def check_shape(check: str, got: Any, expected_shape: Iterable[int], hint: str |
 
 def check_dtype(check: str, got: Any, expected_dtype: Any, hint: str | None = None) -> None:
     """Pass if ``got.dtype`` equals ``expected_dtype`` (a torch or NumPy dtype)."""
+    expected_is_torch = type(expected_dtype).__module__.startswith("torch")
+    expected_name = _dtype_name(expected_dtype)
     if not hasattr(got, "dtype"):
-        raise CheckFailed(check, f"expected a tensor or array with dtype {expected_dtype}, got {_describe(got)}.",
+        raise CheckFailed(check, f"expected a tensor or array with dtype {expected_name}, got {_describe(got)}.",
                           [], hint)
-    if got.dtype != expected_dtype:
-        name = lambda dtype: str(dtype).replace("torch.", "")  # noqa: E731
+    got_is_torch = _is_tensor(got)
+    got_name = _dtype_name(got.dtype)
+    if (got_is_torch or isinstance(got, np.ndarray)) and got_is_torch != expected_is_torch:
+        wanted = "a torch tensor" if expected_is_torch else "a NumPy array"
+        fix = "torch.as_tensor(x)" if expected_is_torch else "x.numpy()"
+        raise CheckFailed(check, f"expected {wanted} of dtype {expected_name}, got {_describe(got)}.",
+                          [f"The dtype is right, the kind of array is not: convert with {fix}."]
+                          if got_name == expected_name else
+                          [f"expected dtype: {expected_name}", f"got dtype:      {got_name}",
+                           f"It is also the wrong kind of array: convert with {fix}."], hint)
+    if got_name != expected_name:
         raise CheckFailed(check, "the dtype is wrong.",
-                          [f"expected dtype: {name(expected_dtype)}", f"got dtype:      {name(got.dtype)}",
+                          [f"expected dtype: {expected_name}", f"got dtype:      {got_name}",
                            "Mixing float32 and float64? Create tensors with the dtype of the inputs "
                            "(e.g. torch.zeros_like(x) or dtype=x.dtype)."], hint)
+
+
+def _dtype_name(dtype: Any) -> str:
+    """``float64`` for ``torch.float64``, ``np.float64`` and ``np.dtype('float64')`` alike."""
+    if type(dtype).__module__.startswith("torch"):
+        return str(dtype).replace("torch.", "")
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype)
 
 
 def check_type(check: str, got: Any, expected_type: type | tuple[type, ...], hint: str | None = None) -> None:
@@ -237,9 +307,13 @@ def check_type(check: str, got: Any, expected_type: type | tuple[type, ...], hin
 
 def check_equal(check: str, got: Any, expected: Any, hint: str | None = None) -> None:
     """Pass if ``got == expected`` for plain values (ints, strings, tuples, lists, dicts, sets)."""
-    if _is_tensor(got) or isinstance(got, np.ndarray):
+    if _is_tensor(got):
+        got = _tensor_to_numpy(got, check, "got", hint)
+    if _is_tensor(expected):
+        expected = _tensor_to_numpy(expected, check, "expected", hint)
+    if isinstance(got, np.ndarray):
         got = got.tolist()
-    if _is_tensor(expected) or isinstance(expected, np.ndarray):
+    if isinstance(expected, np.ndarray):
         expected = expected.tolist()
     if got != expected:
         raise CheckFailed(check, "the value is wrong.",
@@ -248,8 +322,10 @@ def check_equal(check: str, got: Any, expected: Any, hint: str | None = None) ->
 
 def check_true(check: str, condition: Any, problem: str, hint: str | None = None) -> None:
     """Pass if ``condition`` is true; otherwise fail with ``problem``, a sentence saying what is wrong."""
-    if _is_tensor(condition) or isinstance(condition, np.ndarray):
-        condition = bool(np.all(np.asarray(condition.detach().cpu() if _is_tensor(condition) else condition)))
+    if _is_tensor(condition):
+        condition = _tensor_to_numpy(condition, check, "the condition is", hint)
+    if isinstance(condition, np.ndarray):
+        condition = bool(np.all(condition))
     if not condition:
         raise CheckFailed(check, problem, [], hint)
 

@@ -110,6 +110,8 @@ def seed_everything(seed: int) -> int:
 
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed_everything(): the seed must be an int, got {seed!r}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed_everything(): the seed must be between 0 and 2**63 - 1, got {seed}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

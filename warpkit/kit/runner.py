@@ -19,8 +19,19 @@
 * The kernel runs with ``WARPKIT_HEADLESS=1`` and ``WARPKIT_FIGURES_DIR`` (``--figures-dir``; default: the
   variable if set, else ``figures/`` in the repository), in the notebook's own folder.
 * Executed copies go to ``--out`` (default ``_build/notebooks``), one ``NAME.ipynb`` each, plus
-  ``summary.json``. The runner overwrites only its own earlier output there (files papermill wrote) and refuses
-  an ``--out`` that is the notebooks folder itself.
+  ``summary.json``. The runner overwrites only its own earlier output there (executed copies papermill wrote, a
+  summary it wrote) and refuses an ``--out`` that is the notebooks folder itself, a file, or not writable, and a
+  ``--figures-dir`` it cannot create or write to.
+* ``summary.json`` is replaced atomically and describes exactly the executed copies beside it: one entry per
+  copy (status ``ok``, ``failed``, ``running`` while it executes, ``interrupted`` after Ctrl-C, with the
+  parameters it ran with and its records); entries of earlier runs stay while their copies do.
+* One runner per ``--out`` at a time: a second one is refused (exit 2) while the first holds the folder's lock
+  (``.warpkit-run.lock``, released when the runner ends, however it ends).
+* Values are checked before anything runs: ints fit in 64 bits (``SEED`` between 0 and 2**63 − 1), floats are
+  finite, ``--timeout`` is a number of seconds > 0; a parameter whose default is None declares its type at the
+  start of its comment (``META_ITERATIONS = None  # int ≥ 1 or None: ...``), with an optional lower bound that
+  is enforced too. A relative path given to ``CHECKPOINT`` or ``CHECKPOINT_DIR`` is taken relative to the folder
+  the command runs in, for every lesson alike (the notebook receives it made absolute).
 * At the end a table lists notebook, status, seconds and recorded values (:func:`warpkit.read_records`). A
   failing notebook makes the command exit 1 and print the path of its executed copy, which holds the
   traceback; a refused command line exits 2; Ctrl-C stops after printing what finished (exit 130).
@@ -32,7 +43,9 @@ import argparse
 import ast
 import contextlib
 import json
+import math
 import os
+import tempfile
 import re
 import sys
 import time
@@ -40,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from warpkit.kit.folders import folder_problem
 from warpkit.kit.notebook import FIGURES_ENV, REPO_ROOT, read_records
 
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -52,6 +66,15 @@ RUNNER_PARAMETERS = {"SIZE": "--size", "DEVICE": "--device", "INTERACTIVE": "(al
 LESSON_PATTERN = re.compile(r"^\d\d_\w+\.ipynb$")
 KERNEL_NAME = "python3"
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+_DECLARATION = re.compile(r"^(?P<type>int|float|str|bool)\b(\s*≥\s*(?P<bound>-?\d+(\.\d*)?))?"
+                          r"(?P<none>\s+or\s+None)?\b")
+#: parameters that hold a file or folder path: a relative path on the command line is taken relative to the folder
+#: the command runs in (made absolute before the notebook sees it), whichever lesson it is
+PATH_PARAMETERS = ("CHECKPOINT", "CHECKPOINT_DIR")
+PATH_KEYWORDS = ("auto",)
+SUMMARY_NAME = "summary.json"
+LOCK_NAME = ".warpkit-run.lock"
 
 
 class RunnerError(Exception):
@@ -124,9 +147,27 @@ def allowed_sizes(parameters: dict[str, Parameter]) -> tuple[str, ...]:
     return tuple(declared) if declared else DEFAULT_SIZES
 
 
+def declared_type(parameter: Parameter) -> tuple[type | None, float | None, bool]:
+    """``(type, lower bound, None allowed)`` declared at the start of a parameter's comment, e.g.
+    ``# int ≥ 0 or None: ...`` (papermill cannot parse a parameter line holding a second ``=``, so the bound is
+    written with ``≥``); ``(None, None, False)`` when the comment declares nothing."""
+    match = _DECLARATION.match(parameter.help)
+    if match is None:
+        return None, None, False
+    bound = float(match.group("bound")) if match.group("bound") else None
+    return _TYPES[match.group("type")], bound, bool(match.group("none"))
+
+
 def parse_value(parameter: Parameter, text: str, notebook: str) -> Any:
-    """Parse ``text`` with the type of ``parameter``'s default; refuse it with a clear message otherwise."""
+    """Parse ``text`` with the type of ``parameter``'s default; refuse it with a clear message otherwise.
+
+    A parameter whose default is None must declare its type at the start of its comment
+    (``NAME = None  # int ≥ 0 or None: ...``); the value is then parsed with that type, and ``None`` is accepted.
+    Floats must be finite, ints must fit in 64 bits, ``SEED`` must be between 0 and 2**63 − 1, and a declared
+    lower bound (``int ≥ 0``) is enforced.
+    """
     default = parameter.default
+    kind, bound, none_allowed = declared_type(parameter)
 
     def refuse(expected: str) -> RunnerError:
         return RunnerError(
@@ -134,31 +175,31 @@ def parse_value(parameter: Parameter, text: str, notebook: str) -> Any:
             f"(default {parameter.source}), got {text!r}"
         )
 
+    if default is None:
+        if kind is None:
+            raise RunnerError(
+                f"-p {parameter.name} {text}: notebook {notebook} gives {parameter.name} the default None without "
+                f"declaring its type, so the value cannot be checked. Declare it at the start of the parameter's "
+                f"comment, e.g.  {parameter.name} = None  # int or None: ..."
+            )
+        if text.strip() in ("None", "none"):
+            if none_allowed:
+                return None
+        return parse_value(Parameter(parameter.name, kind(), parameter.source, parameter.help), text, notebook)
     if isinstance(default, bool):
-        lowered = text.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise refuse("a bool (true/false/1/0)")
+        return _parse_bool(text, refuse)
     if isinstance(default, int):
-        try:
-            return int(text)
-        except ValueError:
-            raise refuse("an int") from None
+        return _parse_int(text, refuse, bound, seed=parameter.name == "SEED")
     if isinstance(default, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise refuse("a float") from None
+        return _parse_float(text, refuse, bound)
     if isinstance(default, str):
+        if parameter.name in PATH_PARAMETERS and text and text not in PATH_KEYWORDS and not Path(text).is_absolute():
+            return str(Path(text).resolve())  # relative to where the command runs, for every lesson alike
         return text
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        value = None if default is not None else text
-    if default is None:
-        return value
+        raise refuse(f"a Python literal of type {type(default).__name__}") from None
     if not isinstance(value, type(default)):
         raise refuse(f"a Python literal of type {type(default).__name__}")
     return value
@@ -167,6 +208,43 @@ def parse_value(parameter: Parameter, text: str, notebook: str) -> Any:
 # ----------------------------------------------------------------------------------------------------------
 # choosing notebooks
 # ----------------------------------------------------------------------------------------------------------
+
+def _parse_bool(text: str, refuse) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise refuse("a bool (true/false/1/0)")
+
+
+def _parse_int(text: str, refuse, bound, seed: bool) -> int:
+    """An int that fits in 64 bits (a seed: between 0 and 2**63 − 1), at least ``bound`` when one is declared."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise refuse("an int") from None
+    if seed and not 0 <= value < 2**63:
+        raise refuse("an int between 0 and 2**63 - 1")
+    if not -(2**63) <= value < 2**63:
+        raise refuse("an int that fits in 64 bits")
+    if bound is not None and value < bound:
+        raise refuse(f"an int ≥ {bound:g}")
+    return value
+
+
+def _parse_float(text: str, refuse, bound) -> float:
+    """A finite float, at least ``bound`` when one is declared."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise refuse("a float") from None
+    if not math.isfinite(value):
+        raise refuse("a finite float")
+    if bound is not None and value < bound:
+        raise refuse(f"a float ≥ {bound:g}")
+    return value
+
 def lesson_notebooks(notebooks_dir: str | os.PathLike = DEFAULT_NOTEBOOKS_DIR) -> list[Path]:
     """Every lesson ``NN_topic.ipynb`` directly in ``notebooks_dir``, in order (assignments excluded)."""
     folder = Path(notebooks_dir)
@@ -248,6 +326,9 @@ def plan(
         output = out_dir / notebook.name
         _check_overwritable(output)
         jobs.append(Job(notebook, output, values))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunnerError(f"--out {out_dir} is a file, not a folder; choose a folder for the executed copies")
+    read_summary(out_dir)  # refuses a summary.json this runner did not write
     return jobs
 
 
@@ -391,15 +472,151 @@ def summary_table(results: Sequence[Result]) -> str:
     return "\n".join([line(header), rule, *map(line, rows)])
 
 
-def write_summary(results: Sequence[Result], out_dir: Path) -> Path:
-    path = Path(out_dir) / "summary.json"
-    payload = [
-        {"notebook": r.name, "status": r.status, "seconds": round(r.seconds, 2), "path": str(r.path),
-         "error": r.error, "records": r.records}
-        for r in results
-    ]
-    path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+_SUMMARY_KEYS = {"notebook", "status", "path"}
+
+
+def read_summary(out_dir: str | os.PathLike) -> list[dict]:
+    """The entries of the runner's ``summary.json`` in ``out_dir`` ([] when there is none). A file of that name
+    that this runner did not write (not a list of entries with ``notebook``, ``status`` and ``path``) raises
+    :class:`RunnerError`: the runner never replaces it."""
+    path = Path(out_dir) / SUMMARY_NAME
+    if not path.exists():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        ours = isinstance(entries, list) and all(isinstance(e, dict) and _SUMMARY_KEYS <= set(e) for e in entries)
+    except (OSError, ValueError):
+        entries, ours = None, False
+    if not ours:
+        raise RunnerError(
+            f"{path} exists and is not a summary written by this runner; refusing to overwrite it. "
+            "Move it away or choose another --out."
+        )
+    return entries
+
+
+def summary_entry(job: Job, status: str, seconds: float = 0.0, records: dict | None = None, error: str = "") -> dict:
+    """One notebook's entry of ``summary.json``: its status (``ok``, ``failed``, ``running``, ``interrupted``),
+    seconds, executed copy, error, the parameters it ran with and what it recorded."""
+    return {"notebook": job.name, "status": status, "seconds": round(seconds, 2), "path": str(job.output),
+            "error": error, "parameters": job.parameters, "records": records or {}}
+
+
+def write_summary(results: Sequence[Result | dict], out_dir: Path) -> Path:
+    """Write ``summary.json`` atomically (a temporary file renamed into place). It describes exactly the executed
+    copies in ``out_dir``: the given entries (results or :func:`summary_entry` dicts) replace those of the same
+    notebooks, entries of earlier runs are kept while their executed copy is still there, and the list is in
+    notebook order."""
+    out_dir = Path(out_dir)
+    path = out_dir / SUMMARY_NAME
+    given = [r if isinstance(r, dict) else
+             {"notebook": r.name, "status": r.status, "seconds": round(r.seconds, 2), "path": str(r.path),
+              "error": r.error, "records": r.records} for r in results]
+    entries = {e["notebook"]: e for e in read_summary(out_dir) if Path(e["path"]).exists()}
+    entries.update({e["notebook"]: e for e in given})
+    payload = [entries[name] for name in sorted(entries)]
+    handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=SUMMARY_NAME + ".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(json.dumps(payload, indent=1, default=str) + "\n")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
     return path
+
+
+class OutputLock:
+    """An exclusive lock on an ``--out`` folder (``.warpkit-run.lock`` in it, ``fcntl.flock``), so that two runners
+    never write into one folder at once. The lock goes with the process, even when it is killed; the file is
+    removed on release.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with OutputLock(folder):
+    ...     OutputLock(folder).acquire()
+    Traceback (most recent call last):
+    ...
+    warpkit.kit.runner.RunnerError: another runner (process ...) is writing into ...
+    """
+
+    def __init__(self, out_dir: Path):
+        self.path = Path(out_dir) / LOCK_NAME
+        self.handle = None
+
+    def acquire(self) -> "OutputLock":
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: an exclusive create, removed on release
+            fcntl = None
+        for _ in range(5):
+            try:
+                flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if fcntl is None else 0)
+                handle = os.open(self.path, flags, 0o644)
+            except FileExistsError:
+                raise RunnerError(f"another runner is writing into {self.path.parent} (lock file {self.path}); "
+                                  "wait for it to finish, choose another --out, or delete the lock file if no "
+                                  "runner is active") from None
+            except OSError as error:
+                raise RunnerError(f"cannot write into --out {self.path.parent}: {error.strerror or error}") from None
+            if fcntl is not None:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    holder = os.read(handle, 64).decode(errors="replace").strip() or "?"
+                    os.close(handle)
+                    raise RunnerError(
+                        f"another runner (process {holder}) is writing into {self.path.parent}; two runners on one "
+                        "--out would mix their executed copies and summary. Wait for it or choose another --out."
+                    ) from None
+                try:
+                    same = os.stat(self.path).st_ino == os.fstat(handle).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:  # the previous holder removed the file between our open and our lock: retry
+                    os.close(handle)
+                    continue
+            os.ftruncate(handle, 0)
+            os.write(handle, str(os.getpid()).encode())
+            self.handle = handle
+            return self
+        raise RunnerError(f"could not lock {self.path}; try again")
+
+    def release(self) -> None:
+        if self.handle is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.handle)
+        self.handle = None
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def prepare_folder(folder: Path, option: str) -> None:
+    """Create ``folder`` (and its parents) and check that files can be written into it; :class:`RunnerError`
+    naming ``option`` otherwise."""
+    problem = folder_problem(folder, option)
+    if problem:
+        raise RunnerError(problem)
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of ``--timeout``: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0 (leave --timeout out for no limit), "
+                                         f"got {text!r}")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -441,8 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--notebooks-dir", type=Path, default=DEFAULT_NOTEBOOKS_DIR,
                         help="where to look for NN_*.ipynb lessons (default: the repository's notebooks/)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds allowed per cell before the notebook counts as failed (default: none)")
+    parser.add_argument("--timeout", type=positive_seconds, default=None,
+                        help="seconds (> 0) allowed per cell before the notebook counts as failed (default: no limit)")
     parser.add_argument("-x", "--fail-fast", action="store_true", help="stop at the first failing notebook")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over notebooks")
     return parser
@@ -450,6 +667,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m warpkit run``; returns the exit status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before or between notebooks: nothing is half-written
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     out_dir = (args.out or DEFAULT_OUT_DIR).resolve()
     figures = args.figures_dir or Path(os.environ.get(FIGURES_ENV) or REPO_ROOT / "figures")
@@ -461,33 +686,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not notebooks:
                 raise RunnerError(f"no lessons (NN_topic.ipynb) in {args.notebooks_dir}")
         jobs = plan(notebooks, out_dir, args.size, args.device, [tuple(p) for p in args.parameter])
+        prepare_folder(Path(figures).resolve(), "--figures-dir")
+        prepare_folder(out_dir, "--out")
+        lock = OutputLock(out_dir).acquire()
     except RunnerError as refusal:
         print(f"python -m warpkit run: {refusal}", file=sys.stderr)
         return 2
+    try:
+        return _run_jobs(jobs, args, out_dir, figures)
+    finally:
+        lock.release()
 
+
+def _run_jobs(jobs: list[Job], args, out_dir: Path, figures) -> int:
+    """Execute the planned jobs under the output lock, keeping ``summary.json`` true at every moment."""
     from tqdm import tqdm
 
+    try:  # another runner may have written the folder between planning and locking
+        for job in jobs:
+            _check_overwritable(job.output)
+        read_summary(out_dir)
+    except RunnerError as refusal:
+        print(f"python -m warpkit run: {refusal}", file=sys.stderr)
+        return 2
     print(f"running {len(jobs)} notebook(s) -> {out_dir} (figures -> {Path(figures).resolve()})", flush=True)
     results: list[Result] = []
     interrupted = False
     bar = tqdm(jobs, desc="notebooks", unit="nb", disable=args.no_progress, file=sys.stdout)
+    current = None
     try:
         for job in bar:
+            current, started = job, time.perf_counter()
             bar.set_postfix_str(f"{job.name} {job.parameters}")
+            write_summary([summary_entry(job, "running")], out_dir)  # a killed run is not reported as done
             result = execute(job.notebook, job.output, job.parameters, figures, args.timeout)
             results.append(result)
+            write_summary([summary_entry(job, result.status, result.seconds, result.records, result.error)], out_dir)
+            current = None
             if not result.ok:
                 bar.write(f"FAILED {job.name}: {result.error}\n  executed copy: {result.path}")
                 if args.fail_fast:
                     break
     except KeyboardInterrupt:
         interrupted = True
+        if current is not None:
+            seconds = time.perf_counter() - started
+            try:
+                records = read_records(current.output) if current.output.exists() else {}
+            except Exception:  # a copy cut off while being written
+                records = {}
+            error = "interrupted (Ctrl-C): the executed copy is partial"
+            results.append(Result(current.name, current.output, "interrupted", seconds, records, error))
+            write_summary([summary_entry(current, "interrupted", seconds, records, error)], out_dir)
     finally:
         bar.close()
+    return _report(results, interrupted, out_dir)
+
+
+def _report(results: list[Result], interrupted: bool, out_dir: Path) -> int:
+    """Print the summary table and what failed; the exit status (130 interrupted, 1 failed, 0 all ran)."""
     if results:
         print("\n" + summary_table(results))
-        write_summary(results, out_dir)
-    failed = [r for r in results if not r.ok]
+    failed = [r for r in results if r.status == "failed"]
     for result in failed:
         print(f"\nnotebook {result.name} failed: {result.error}\n  executed copy (with the traceback): {result.path}")
     if interrupted:
