@@ -46,6 +46,7 @@ from warpkit.experiments import meta_learning as meta
 from warpkit.kit.notebook import check_size
 from warpkit.viz import meta_learning as draw
 
+# %%
 config = meta.SIZES[check_size(SIZE)]
 warpkit.defer_records()  # recorded values are shown once, as a table, at the end of the lesson
 warpkit.record("seed", warpkit.seed_everything(SEED))
@@ -213,6 +214,7 @@ def inner_loop(network, theta0, phi, task, K, alpha):
     return points, theta
 
 
+# %%
 def one_step_objective(network, phi, theta, task_batch, meta_batch, alpha, exact=True):
     theta = {name: t.detach().requires_grad_() for name, t in theta.items()}
     task_loss = loss(network, theta, phi if exact else frozen(phi), task_batch)

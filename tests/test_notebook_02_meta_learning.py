@@ -11,7 +11,7 @@ METHODS = ("maml", "fomaml", "reptile", "leap")
 
 @pytest.fixture(scope="module")
 def notebook(execute_notebook):
-    return execute_notebook("02_meta_learning", SHOW_PROGRESS=False)
+    return execute_notebook("02_meta_learning")
 
 
 def test_runs_fast_and_saves_its_figures(notebook):

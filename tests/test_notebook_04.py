@@ -14,9 +14,9 @@ AGENTS = ("warp_rnn", "l2rl", "hebbian", "random")  # the fast size leaves out t
 
 
 @pytest.fixture(scope="module")
-def lesson(execute_notebook, tmp_path_factory):
+def lesson(execute_notebook, maze_checkpoint_dir):
     # a fresh checkpoint folder, so the notebook really trains (a second run in the same folder would resume)
-    return execute_notebook("04_maze_warp_rnn", CHECKPOINT_DIR=str(tmp_path_factory.mktemp("maze-checkpoints")))
+    return execute_notebook("04_maze_warp_rnn", CHECKPOINT_DIR=maze_checkpoint_dir)
 
 
 @pytest.mark.notebook

@@ -7,7 +7,7 @@ import pytest
 
 EXPECTED_FIGURES = {
     "05_task_sequences.png", "05_meta_training.png", "05_fits_after_each_subtask.png",
-    "05_forgetting_matrices.png", "05_final_losses.png",
+    "05_forgetting_matrices.png", "05_final_losses.png", "05_learnt_then_kept.png",
 }
 FAST_BUDGET_SECONDS = 120
 
@@ -36,6 +36,8 @@ def test_records_are_complete_and_plausible(lesson):
         assert r[f"final_loss_{name}"] > 0 and r[f"final_loss_std_{name}"] >= 0
         assert r[f"earlier_to_current_{name}"] > 0
     assert r["num_held_out"] >= 10 and r["seed"] == 0 and r["size"] == "fast"
+    for name in ("warp", "sgd_meta_init", "sgd"):  # underfitting and forgetting, separated
+        assert r[f"loss_just_learnt_{name}"] > 0 and r[f"forgetting_rise_{name}"] > 0
     assert 0 < r["seconds_meta_training"] < r["seconds"]
     for name in ("warp", "sgd_meta_init"):  # model selection on validation sequences kept some iteration
         assert 0 <= r[f"kept_iteration_{name}"] <= 25

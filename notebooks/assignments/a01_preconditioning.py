@@ -168,6 +168,25 @@ check_equal("hidden: φ is the warp weight only", sorted(warp_parameters(model0)
 # moves T away from the identity so that these step sizes suit the task family.
 # ### END SOLUTION
 
+# %% [markdown]
+# ## The lesson's self-check questions (written)
+#
+# 1. Why is Jacobi's number of steps independent of κ(H) for our H = SCS, and which H would defeat it?
+# 2. The network never multiplies by P = I ⊗ TTᵀ. Where in backpropagation does TTᵀ appear?
+# 3. Why does the error against the Euclidean step shrink only like α, while the error against the Riemannian
+#    step shrinks like α²?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# 1. C has a unit diagonal, so diag(H) = S², P = S⁻² and PH = S⁻¹CS, which is similar to C: its condition number
+#    is κ(C) whatever S is. A strongly correlated H (C close to singular, e.g. ρ → 1) defeats it: Jacobi removes
+#    scaling, not correlation.
+# 2. Backpropagating through the frozen T gives ∂L/∂W = Tᵀ∇_γL xᵀ (one factor T); the effective weights γ = TW then
+#    move by T times the step on W: the second factor. TTᵀ is the product of the backward and the forward pass.
+# 3. Ω(θ − αJᵀ∇L) = γ − αJJᵀ∇L + O(α²): the first-order term is the Riemannian step, so the difference to it is
+#    second order. The Euclidean step γ − α∇L differs from it already at first order, by α(JJᵀ − I)∇L.
+# ### END SOLUTION
+
 # %% tags=["instructor"]
 # Grading notes (instructor only; this cell is not in the student copy).
 # Exercise 1: a common slip is to step the warp too (sorted keys include "1.weight") or to change the model

@@ -157,6 +157,26 @@ check_close("hidden: lr = 0 gives γ itself", riemannian_step(bumpy_loss, omega,
 # stall before a minimum, and the metric G = (JJᵀ)⁻¹ itself is undefined there.
 # ### END SOLUTION
 
+# %% [markdown]
+# ## The lesson's self-check questions (written)
+#
+# 1. A linear warp Ω(θ) = Aθ has the same ellipse everywhere. What are its axes and semi-axes, in terms of A?
+# 2. Why does the gap between warped and Riemannian GD shrink like α², and not like α?
+# 3. Why is "SGD from WarpGrad's start" the right control for the claim "the learned geometry helps"? What does
+#    the pinned-start variant rule out that the control does not?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# 1. G⁻¹ = AAᵀ = U diag(s²) Uᵀ for the SVD A = U diag(s) Vᵀ: the axes are the left singular vectors U, the
+#    semi-axes the singular values s (the image of a unit circle of θ-steps under A).
+# 2. One warped step is Ω(θ − αJᵀ∇L) = γ − αJJᵀ∇L + O(α²) by Taylor's theorem: the first-order terms are the
+#    Riemannian step exactly, so each step differs by O(α²); a fixed number of steps adds up a fixed number of them.
+# 3. WarpGrad learns a start and a geometry together; SGD from its own start Ω(θ₀) has the start but not the
+#    geometry, so WarpGrad minus the control is what the geometry adds. But the warp was trained with the start,
+#    and may only be good near it; with a random start per surface that the warp cannot move, any gain must come
+#    from the metric itself, wherever the learner starts.
+# ### END SOLUTION
+
 # %% tags=["instructor"]
 # Grading notes (instructor only). Exercise 3: a step that uses Jᵀ J instead of J Jᵀ passes the hand-worked
 # check (J is diagonal there) but fails the O(α²) check on the twisted warp. Exercise 4: full marks for

@@ -2,7 +2,7 @@
 # # Assignment 3: WarpGrad's meta-objective at a buffered point
 #
 # WarpGrad learns the warp φ from points θ_k of a task's own training run: at each buffered point it takes one
-# look-ahead step on a task batch and scores the result on a different meta batch (Eq. 11; lesson 02, section c, which also writes it from scratch).
+# look-ahead step on a task batch and scores the result on a different meta batch (Eq. 11; lesson 02, section c).
 # You will write the look-ahead step, the first-order objective (Eq. 12) and the exact one (Eq. 11), and
 # verify their φ-gradients against finite differences.
 #

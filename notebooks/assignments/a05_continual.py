@@ -177,6 +177,26 @@ print(f"segment 1: the loss grew {growth:.1f}x while sub-tasks 2-5 were learned"
 # earlier segments' losses low.
 # ### END SOLUTION
 
+# %% [markdown]
+# ## The lesson's self-check questions (written)
+#
+# 1. Why must every meta batch contain points of all five segments, with zero weight on those not seen yet?
+# 2. A learner has a low forgetting ratio (earlier-to-current close to 1) but a high final loss. What happened?
+# 3. Why does a meta-learned initialisation alone not prevent forgetting, whatever it is?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# 1. Replay stacks the meta batches of many points into one tensor (vmap), so every meta batch needs the same
+#    shape whatever sub-task its point came from; zero weights keep unseen segments out of the meta loss, which
+#    must only ask the learner to remember what it has seen (it cannot know the future waves).
+# 2. It underfits: it never learnt the segments well (a high loss right after learning each one), so there was
+#    little to forget; the ratio compares earlier and current losses, both high. Look at the diagonal of the
+#    forgetting matrix.
+# 3. The initialisation only fixes where the sequence starts; after that, plain SGD steps on segment t move the
+#    parameters that also produce the fit on segments 1..t−1, in whatever direction lowers segment t's loss. Only
+#    a change of the steps themselves (a preconditioner, here one that depends on the input) can steer them away.
+# ### END SOLUTION
+
 # %% tags=["instructor"]
 # Grading notes (instructor only). Exercise 2's commonest slip is averaging over all points of sub-tasks 1..t
 # (3.25 instead of 2.5 at t = 2). Check that forgetting is visible for this seed, as the text claims:

@@ -161,6 +161,18 @@ def draw_path(ax, path, kind: str = "native", label: str | None = None, markever
     return line
 
 
+def path_legend(ax, where=None, **legend_kw):
+    """The axes' legend plus two entries that explain :func:`draw_path`'s markers: a ring at the start, a star at
+    the end (every path figure uses them). ``where`` (a figure, or other axes) holds the legend instead of ``ax``."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="0.2", linestyle=""),
+                Line2D([], [], marker="*", color="0.5", markeredgecolor="black", markersize=9, linestyle="")]
+    labels += ["start", "end"]
+    return (where if where is not None else ax).legend(handles, labels, **legend_kw)
+
+
 def update_path(line, path) -> None:
     """Move a path drawn by :func:`draw_path` (line, start and end markers) to new data."""
     path = _numpy(path)
