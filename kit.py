@@ -27,6 +27,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -81,8 +82,19 @@ def run(command: list, **kwargs) -> int:
     return subprocess.call([str(part) for part in command], cwd=ROOT, **kwargs)
 
 
+def quiet_call(command: list) -> int:
+    """Run ``command`` with its output kept in a temporary file, shown only if it fails (pip's install log is
+    long and, when all goes well, says nothing a user needs)."""
+    with tempfile.TemporaryFile() as log:
+        code = run(command, stdout=log, stderr=subprocess.STDOUT)
+        if code != 0:
+            log.seek(0)
+            sys.stderr.write(log.read().decode("utf-8", "replace"))
+    return code
+
+
 def check_call(command: list, what: str) -> None:
-    code = run(command)
+    code = quiet_call(command)
     if code != 0:
         raise SystemExit(f"[kit] {what} failed (exit status {code}); see the output above.")
 
@@ -133,7 +145,7 @@ def install_torch() -> None:
     if sys.platform.startswith("linux"):
         # PyPI's Linux wheel bundles CUDA (gigabytes); PyTorch's CPU index has the small CPU build.
         say(f"installing {requirement} (CPU build) into .venv from {PYTORCH_CPU_INDEX}")
-        if run(install + ["--index-url", PYTORCH_CPU_INDEX, "--retries", "1", "--timeout", "20"]) == 0:
+        if quiet_call(install + ["--index-url", PYTORCH_CPU_INDEX, "--retries", "1", "--timeout", "20"]) == 0:
             return
         say(f"that index is not reachable from here; installing {requirement} with pip's own configuration instead")
     else:
