@@ -4,6 +4,7 @@
     python3 kit.py notebooks [RUNNER ARGS...]   execute every lesson headlessly (fast size) into _build/notebooks
     python3 kit.py test [PYTEST ARGS...]        run the whole test suite
     python3 kit.py lab [JUPYTER ARGS...]        open the lessons in JupyterLab
+    python3 kit.py site [--source DIR]          a static website of the executed lessons into _build/site
     python3 kit.py setup                        only create/update the environment
 
 Each command first makes sure the environment exists, doing only what is missing:
@@ -43,6 +44,7 @@ COMMANDS = {
     "notebooks": "execute every lesson headlessly at the fast size into _build/notebooks (figures into figures/)",
     "test": "run the whole test suite (pytest)",
     "lab": "open the notebooks in JupyterLab",
+    "site": "build a static website of the executed lessons (from _build/notebooks) into _build/site",
     "setup": "only create or update the environment in .venv",
 }
 
@@ -191,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "notebooks":
         invocation = [python, "-m", "warpkit", "run", "--size", "fast", "--out", "_build/notebooks", *rest]
+    elif command == "site":
+        invocation = [python, "-m", "warpkit", "site", *rest]
     elif command == "test":
         invocation = [python, "-m", "pytest", *rest]
     else:

@@ -28,8 +28,11 @@ SIZE = "fast"
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
+META_ITERATIONS = None  # None: the SIZE's meta-iterations (an override for quick checks, both trainings)
 
 # %%
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -45,6 +48,8 @@ from warpkit.viz import mountains as figures
 
 # %%
 config = mountains.SIZES[check_size(SIZE)]
+if META_ITERATIONS is not None:
+    config = replace(config, meta_iterations=META_ITERATIONS, random_start_iterations=META_ITERATIONS)
 warpkit.defer_records()  # recorded values are shown once, as a table, at the end of the lesson
 warpkit.record("seed", warpkit.seed_everything(SEED))
 device = warpkit.pick_device(DEVICE)  # everything here is 2-D: it runs on the CPU whatever DEVICE says

@@ -110,6 +110,13 @@ class NotebookExecutor:
         return path
 
 
+def lesson_test_parameters(name: str, request) -> dict:
+    """The parameters a lesson's own test executes it with, so other tests reuse that (cached) execution."""
+    if name.startswith("04_maze"):
+        return {"CHECKPOINT_DIR": request.getfixturevalue("maze_checkpoint_dir")}
+    return {}
+
+
 @pytest.fixture(scope="session")
 def maze_checkpoint_dir(tmp_path_factory) -> str:
     """A fresh checkpoint folder for the maze lesson, shared by the tests that execute it (one execution)."""

@@ -13,23 +13,18 @@ from pathlib import Path
 import jupytext
 import pytest
 
+from conftest import lesson_test_parameters
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 LESSONS = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 MAX_STDERR_OUTPUTS = 5
 MAX_CELL_LINES = 15
 
 
-def parameters_for(name: str, request) -> dict:
-    """The parameters each lesson's own test executes it with."""
-    if name.startswith("04_maze"):
-        return {"CHECKPOINT_DIR": request.getfixturevalue("maze_checkpoint_dir")}
-    return {}
-
-
 @pytest.mark.notebook
 @pytest.mark.parametrize("name", LESSONS)
 def test_an_executed_lesson_stores_at_most_five_stderr_outputs(execute_notebook, request, name):
-    outputs = execute_notebook(name, **parameters_for(name, request)).stderr_outputs()
+    outputs = execute_notebook(name, **lesson_test_parameters(name, request)).stderr_outputs()
     assert len(outputs) <= MAX_STDERR_OUTPUTS, (
         f"{name} stores {len(outputs)} stderr outputs; the first: {[o[:120] for o in outputs[:3]]}")
 

@@ -2,18 +2,21 @@
 
 * ``python -m warpkit run [NOTEBOOK ...] [--size fast|full] [--device auto|cpu|cuda] [-p NAME VALUE ...]``
   executes lessons headlessly (see :mod:`warpkit.kit.runner`);
-* ``python -m warpkit assign SOURCE --out DIR`` writes student and solution notebooks (see :mod:`warpkit.kit.assign`).
+* ``python -m warpkit assign SOURCE --out DIR`` writes student and solution notebooks (see :mod:`warpkit.kit.assign`);
+* ``python -m warpkit site [--source DIR] [--out DIR]`` builds a static website of the executed lessons
+  (see :mod:`warpkit.kit.site`).
 """
 
 from __future__ import annotations
 
 import sys
 
-USAGE = """usage: python -m warpkit {run,assign} ...
+USAGE = """usage: python -m warpkit {run,assign,site} ...
 
 commands:
   run      execute notebooks headlessly through papermill and summarise their recorded values
   assign   generate the student and solution copies of an assignment and prove the solution passes
+  site     build a static website of the executed lessons (offline)
 
 Run `python -m warpkit COMMAND --help` for a command's options."""
 
@@ -32,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from warpkit.kit.assign import main as assign_main  # lazy: only the command that runs is imported
 
         return assign_main(rest)
+    if command == "site":
+        from warpkit.kit.site import main as site_main  # lazy: only the command that runs is imported
+
+        return site_main(rest)
     print(f"python -m warpkit: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 
