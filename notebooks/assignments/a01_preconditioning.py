@@ -67,9 +67,11 @@ with PublicChecks("task_sgd_step") as checks:
     checks.equal("only the task parameters", sorted(new_theta), sorted(task_parameters(model_hand)),
                  hint="the warp is frozen: leave warp_parameters(model) out of the step")
     checks.close("the new task weights (worked by hand)", new_theta["0.weight"], [[0.5, 0.0], [-0.1, 1.0]],
-                 hint="W − lr · ∂L/∂W; here ∂L/∂W = Tᵀ (T W x − y) xᵀ = [[5, 0], [1, 0]]")
+                 hint=("a gradient step on the task layer: backpropagation passes the error back through the frozen T",
+                       "W − lr · ∂L/∂W; here ∂L/∂W = Tᵀ (T W x − y) xᵀ = [[5, 0], [1, 0]]"))
     checks.close("the model is not modified", model_hand[0].weight, torch.eye(2),
-                 hint="compute new tensors (p - lr * g) instead of changing p in place")
+                 hint=("the model's own parameters are the starting point: they must stay as they were",
+                       "compute new tensors (p - lr * g) instead of changing p in place"))
 ### BEGIN HIDDEN TESTS
 W_h, T_h = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 3, dtype=torch.float64)
 x_h, y_h = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
@@ -104,7 +106,8 @@ with PublicChecks("preconditioned_step") as checks:
     stepped = preconditioned_step(gamma_hand, grad_hand, T_hand, lr=0.1)
     checks.shape("shape of the step", stepped, (2, 2))
     checks.close("the step (worked by hand)", stepped, [[1.0, 0.0], [0.4, 1.0]],
-                 hint="T Tᵀ = [[4, 2], [2, 2]]; multiply it with grad from the left")
+                 hint=("which matrix does a frozen warp T put in front of the gradient of γ (the warp identity)?",
+                       "T Tᵀ = [[4, 2], [2, 2]]; multiply it with grad from the left"))
     identity = torch.eye(2, dtype=torch.float64)
     checks.close("T = I gives plain gradient descent", preconditioned_step(gamma_hand, grad_hand, identity, 0.1),
                  gamma_hand - 0.1 * grad_hand)

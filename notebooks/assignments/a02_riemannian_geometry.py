@@ -81,7 +81,8 @@ def inverse_metric(J):
 with PublicChecks("inverse_metric") as checks:
     G_inv_hand = inverse_metric(torch.tensor([[1.0, 2.0], [0.0, 1.0]], dtype=torch.float64))
     checks.close("worked by hand", G_inv_hand, [[5.0, 2.0], [2.0, 1.0]],
-                 hint="J Jᵀ, not Jᵀ J: [[1, 2], [0, 1]] @ [[1, 0], [2, 1]]")
+                 hint=("which product maps a step of θ to a step of γ and back: the order of J and Jᵀ matters",
+                       "J Jᵀ, not Jᵀ J: [[1, 2], [0, 1]] @ [[1, 0], [2, 1]]"))
     G_inv0 = inverse_metric(warp_jacobian(omega, theta0))
     checks.close("symmetric", G_inv0, G_inv0.T)
     checks.true("positive definite here", torch.linalg.eigvalsh(G_inv0).min() > 0,
@@ -126,7 +127,8 @@ with PublicChecks("riemannian_step") as checks:
     stretch = lambda t: torch.tensor([2.0, 1.0], dtype=torch.float64) * t  # noqa: E731  J = diag(2, 1)
     checks.close("worked by hand: Ω = diag(2, 1), L = ½‖γ‖², θ = (1, 1), α = 0.1",
                  riemannian_step(quadratic, stretch, torch.ones(2, dtype=torch.float64), 0.1), [1.2, 0.9],
-                 hint="γ = (2, 1), G⁻¹ = diag(4, 1), ∇L(γ) = γ")
+                 hint=("the step is taken in native coordinates, from γ = Ω(θ), with the metric at θ",
+                       "γ = (2, 1), G⁻¹ = diag(4, 1), ∇L(γ) = γ"))
     gaps = [(riemannian_step(bumpy_loss, omega, theta0, lr) - warped_step(bumpy_loss, omega, theta0, lr)).norm()
             for lr in (1e-2, 1e-3)]
     checks.true("the gap to the warped step shrinks like α²", 30 < gaps[0] / gaps[1] < 300,

@@ -93,7 +93,8 @@ batches_hand = [(torch.zeros(2, 1), torch.full((2, 1), 1.0)),   # MSE 1
 with PublicChecks("continual_meta_loss") as checks:
     checks.close("t = 1: only the first sub-task", continual_meta_loss(predict_zero, batches_hand, 1), 1.0)
     checks.close("t = 2: (1 + 4) / 2", continual_meta_loss(predict_zero, batches_hand, 2), 2.5,
-                 hint="average each sub-task's MSE, then average over sub-tasks (not over all points: 3.25)")
+                 hint=("every seen sub-task counts equally, however many points it has",
+                       "average each sub-task's MSE, then average over sub-tasks (not over all points: 3.25)"))
     checks.close("t = 3: (1 + 4 + 9) / 3", continual_meta_loss(predict_zero, batches_hand, 3), 14 / 3,
                  hint="t counts from 1: sub-tasks 1..t are batches 0..t-1")
     checks.true("differentiable", continual_meta_loss(lambda x: x * torch.ones(1, requires_grad=True),
