@@ -216,7 +216,7 @@ wins = warpkit.record("mountain_warp_wins_fraction",
                       (result["warp_final"] < result["sgd_final"] - 1e-3).double().mean().item())
 
 # %%
-fig, axes = plt.subplots(2, 4, figsize=(12, 6.6), layout="constrained")
+fig, axes = plt.subplots(2, 4, figsize=(12, 7.4), layout="constrained")
 figures.draw_mountain_paths(axes.flat, test_surfaces, family.extent, result)
 draw.path_legend(axes[0, 0], where=fig, loc="outside lower center", ncols=5, fontsize=8)
 warpkit.show_figure(fig, "02_mountain_paths", SAVE_FIGS)

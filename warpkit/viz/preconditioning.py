@@ -108,7 +108,7 @@ def draw_loss_curves(ax, runs: dict[str, Descent], tol: float) -> None:
             ax.plot([1], [2e-12], "v", color=METHOD_COLOURS.get(name, "k"), markersize=8, clip_on=False)
     ax.axhline(tol, color="k", linewidth=0.8, linestyle=":", label=f"tolerance {tol:g}")
     ax.set(ylim=(1e-12, 2), xlabel="step k (log scale)", ylabel="f(x_k) / f(x₀)")
-    ax.legend(fontsize=8, loc="center left")  # clear of the curves and of the ▼ at the bottom
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.62, 0.02))  # between the curves, under the tolerance
 
 
 def draw_steps_versus_condition(ax, condition_numbers: Sequence[float], steps: dict[str, list[int]],
