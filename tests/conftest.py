@@ -112,7 +112,7 @@ class NotebookExecutor:
 
 def lesson_test_parameters(name: str, request) -> dict:
     """The parameters a lesson's own test executes it with, so other tests reuse that (cached) execution."""
-    if name.startswith("04_maze"):
+    if name.startswith("05_maze"):
         return {"CHECKPOINT_DIR": request.getfixturevalue("maze_checkpoint_dir")}
     return {}
 

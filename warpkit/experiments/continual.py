@@ -1,4 +1,4 @@
-r"""The continual-learning experiment of Flennerhag et al., 2020, Section 4.4, as helpers notebook 05 calls.
+r"""The continual-learning experiment of Flennerhag et al., 2020, Section 4.4, as helpers notebook 06 calls.
 
 The algorithm is the engine's: :class:`warpkit.engine.meta.MetaLearner` with the *offline* algorithm runs WarpGrad's
 continual objective unchanged, because the continual meta loss is defined by the task
@@ -50,7 +50,7 @@ LEARNER_NAMES = ("warp", "sgd_meta_init", "sgd")
 
 @dataclass(frozen=True)
 class ContinualConfig:
-    """Everything that defines one run of the experiment (notebook 05 picks one of :data:`SIZES`).
+    """Everything that defines one run of the experiment (notebook 06 picks one of :data:`SIZES`).
 
     The defaults were chosen among a handful of settings (warp_lr 0.003-0.02, meta-batch 4-5, 20-25
     iterations, exact vs first-order, Reptile vs Leap) by their final loss on the held-out sequences of seeds

@@ -1,4 +1,4 @@
-"""Drawing functions for notebook 05 (continual sine regression, Flennerhag et al., 2020, Section 4.4).
+"""Drawing functions for notebook 06 (continual sine regression, Flennerhag et al., 2020, Section 4.4).
 
 Every function takes plain tensors/arrays and returns a pyplot-free ``matplotlib.figure.Figure`` (shown by the
 notebook as the value of its cell), so the same functions work in tests and in headless runs.
@@ -14,7 +14,7 @@ import torch
 
 from warpkit.viz.style import new_figure
 
-#: one colour per sub-task (segment) and one per learner, shared by all figures of notebook 05
+#: one colour per sub-task (segment) and one per learner, shared by all figures of notebook 06
 SUBTASK_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
 LEARNER_COLORS = {"warp": "#d62728", "sgd_meta_init": "#1f5fbf", "sgd": "#7f7f7f"}
 LEARNER_LABELS = {

@@ -1,4 +1,4 @@
-r"""Interactive explorers for notebook 02: each is a *pure drawing function* plus a thin *widget wrapper*.
+r"""Interactive explorers for notebook 03: each is a *pure drawing function* plus a thin *widget wrapper*.
 
 * :func:`draw_warp_explorer` / :class:`WarpExplorer` — sliders for a :class:`~warpkit.engine.geometry.PlaneWarp`
   (strength, rotation, shear, non-linearity) redraw the warped grid, the metric ellipses, and a descent path

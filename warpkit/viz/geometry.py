@@ -1,4 +1,4 @@
-r"""Drawing primitives for the geometry of warping (notebook 02). Each ``draw_*`` function draws one thing on a
+r"""Drawing primitives for the geometry of warping (notebook 03). Each ``draw_*`` function draws one thing on a
 matplotlib ``Axes`` and returns the artist(s), and each ``update_*`` function moves an existing artist to new
 data in place, which is what keeps the widget explorers' redraws fast.
 

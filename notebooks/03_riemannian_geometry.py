@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 02 · The geometry of warping
+# # 03 · The geometry of warping
 #
 # A warp layer reparameterises the learner: parameters θ behave like native parameters γ = Ω(θ). Plain gradient
 # descent on θ is then, to first order, *Riemannian* gradient descent on γ under the metric G⁻¹ = JJᵀ. We draw that
@@ -89,7 +89,7 @@ levels = draw.loss_levels(bowl, extent, num=14)
 fig, axes = plt.subplots(2, 3, figsize=(11.5, 7.0), layout="constrained")
 warps = [("linear warp Ω(θ) = Aθ", linear), ("residual MLP warp Ω(θ) = θ + g(θ)", mlp)]
 figures.draw_metric_pictures(fig, axes, warps, bowl, extent, levels)
-warpkit.show_figure(fig, "02_metric_pictures", SAVE_FIGS)
+warpkit.show_figure(fig, "03_metric_pictures", SAVE_FIGS)
 
 # %% [markdown]
 # **What to notice.** Left: every cell of the warped grid is the image of a square θ-cell, and each ellipse fits
@@ -113,7 +113,7 @@ if INTERACTIVE:
     display(ex.WarpExplorer(warp_scene))
 else:
     fig, drawn = ex.warp_explorer_small_multiples(warp_settings, warp_scene, panel_size=2.9)
-    warpkit.show_figure(fig, "02_warp_explorer", SAVE_FIGS)
+    warpkit.show_figure(fig, "03_warp_explorer", SAVE_FIGS)
     finals = [d["final_loss_warped"] for d in drawn]
     print(f"loss after 25 steps: identity {finals[0]:.1e}, stretched along the valley {finals[1]:.1e}, "
           f"across it {finals[2]:.1e}, stretched and twisted {finals[3]:.1e}")
@@ -154,7 +154,7 @@ slope = warpkit.record("riemann_gap_slope", float(np.polyfit(np.log(alphas), np.
 fig, (ax_paths, ax_gap) = plt.subplots(1, 2, figsize=(10.0, 4.4), layout="constrained")
 figures.draw_riemannian_paths(ax_paths, ax_gap, bowl, mlp, extent, levels, paths, alphas, gaps, slope)
 ax_paths.set_title(f"α = {alpha}, {num_steps} steps from one native start", fontsize=10)
-warpkit.show_figure(fig, "02_riemannian_paths", SAVE_FIGS)
+warpkit.show_figure(fig, "03_riemannian_paths", SAVE_FIGS)
 print(f"largest distance from the warped path: Riemannian GD {riemann_gap:.3f}, plain GD {plain_gap:.3f}")
 
 # %% [markdown]
@@ -174,7 +174,7 @@ if INTERACTIVE:
 else:
     fig, drawn = ex.descent_explorer_small_multiples([dict(lr=0.02), dict(lr=0.1), dict(lr=0.2)], descent_scene,
                                                      panel_size=3.1)
-    warpkit.show_figure(fig, "02_descent_explorer", SAVE_FIGS)
+    warpkit.show_figure(fig, "03_descent_explorer", SAVE_FIGS)
 
 # %% [markdown]
 # ## c. The mountains: meta-learning a geometry (the paper's Appendix D)
@@ -191,7 +191,7 @@ train_surfaces = family.sample(200, seed=SEED + 1)
 test_surfaces = family.sample(config.held_out, seed=SEED + 1000)
 fig, axes = plt.subplots(1, 4, figsize=(12, 3.3), layout="constrained")
 figures.draw_mountain_family(fig, axes, train_surfaces[:4], family.extent)
-warpkit.show_figure(fig, "02_mountain_family", SAVE_FIGS)
+warpkit.show_figure(fig, "03_mountain_family", SAVE_FIGS)
 
 # %% [markdown]
 # **Meta-training.** The learner's task parameters are one point θ ∈ R²; its warp is Ω(θ) = θ + g(θ) with g a
@@ -219,7 +219,7 @@ wins = warpkit.record("mountain_warp_wins_fraction",
 fig, axes = plt.subplots(2, 4, figsize=(12, 7.4), layout="constrained")
 figures.draw_mountain_paths(axes.flat, test_surfaces, family.extent, result)
 draw.path_legend(axes[0, 0], where=fig, loc="outside lower center", ncols=5, fontsize=8)
-warpkit.show_figure(fig, "02_mountain_paths", SAVE_FIGS)
+warpkit.show_figure(fig, "03_mountain_paths", SAVE_FIGS)
 print(f"mean final loss over {len(test_surfaces)} held-out surfaces: WarpGrad {loss_warp:.3g}, SGD {loss_sgd:.3g}, "
       f"control (plain SGD from WarpGrad's start Ω(θ₀)) {same_start:.3g}")
 
@@ -262,13 +262,13 @@ if INTERACTIVE:
 else:
     picks = np.unique(np.linspace(0, len(training.snapshots) - 1, 4).round().astype(int)).tolist()
     fig, _ = ex.mountain_small_multiples(mountain_scene, picks, surface=0, panel_size=3.3)
-    warpkit.show_figure(fig, "02_mountain_geometry", SAVE_FIGS)
+    warpkit.show_figure(fig, "03_mountain_geometry", SAVE_FIGS)
 control = [training.evaluate(test_surfaces, snap)["same_start_final"].mean().item() for snap in training.snapshots]
 mean_final = mountain_scene.final_loss.mean(axis=1)  # (snapshots, [warp, sgd])
 fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
 figures.draw_meta_training_curve(ax, mountain_scene.iterations, mean_final[:, 0], mean_final[:, 1], control,
                                  len(test_surfaces))
-warpkit.show_figure(fig, "02_mountain_meta_training", SAVE_FIGS)
+warpkit.show_figure(fig, "03_mountain_meta_training", SAVE_FIGS)
 
 # %% [markdown]
 # **What to notice.** At meta-iteration 0 the warp is the identity: the grid is square and the ellipses are

@@ -15,7 +15,7 @@
 # ---
 
 # %% [markdown]
-# # 05 · Continual learning: a Warp-MLP against catastrophic forgetting
+# # 06 · Continual learning: a Warp-MLP against catastrophic forgetting
 #
 # A learner fits five sine waves, one segment of the input interval after another, and never goes back: plain SGD
 # overwrites what it learnt before. WarpGrad meta-learns warp layers whose preconditioning steers each new
@@ -74,7 +74,7 @@ train_sampler = config.sampler(seed=SEED, device=device)  # meta-training: a fre
 validation = config.sampler(seed=SEED + 20_000, device=device).sample_many(config.num_validation)
 held_out = config.sampler(seed=SEED + 10_000, device=device).sample_many(config.num_held_out)  # the test
 fig = draw.plot_task_sequences(held_out[:3])
-warpkit.show_figure(fig, "05_task_sequences", SAVE_FIGS)
+warpkit.show_figure(fig, "06_task_sequences", SAVE_FIGS)
 
 # %% [markdown]
 # **Notice.** The target over the whole interval is piecewise, with jumps at the segment borders: nothing in
@@ -158,7 +158,7 @@ for name, iteration in training.best_iteration.items():
     if training.diverged[name]:
         print(f"{name}: meta-parameters stopped being finite after iteration {training.diverged[name]}; rolled back")
 fig = draw.plot_meta_training(training.history, training.validation, training.best_iteration)
-warpkit.show_figure(fig, "05_meta_training", SAVE_FIGS)
+warpkit.show_figure(fig, "06_meta_training", SAVE_FIGS)
 
 # %% [markdown]
 # **Notice.** Left: each learner's loss on the current sub-task at the end of each training sequence (thin: raw,
@@ -184,7 +184,7 @@ example = 0
 fits = {name: continual.predictions(learners[name].model, evaluations[name].runs[example], inputs).cpu()
         for name in learners}
 fig = draw.plot_fits_after_each_subtask(held_out[example], inputs.cpu(), fits)
-warpkit.show_figure(fig, "05_fits_after_each_subtask", SAVE_FIGS)
+warpkit.show_figure(fig, "06_fits_after_each_subtask", SAVE_FIGS)
 
 # %% [markdown]
 # **Notice.** Two different failures look alike in this picture. A learner can *underfit*: never fit a segment
@@ -208,7 +208,7 @@ if INTERACTIVE:  # a slider over all held-out sequences
 # %%
 mean_matrices = {name: e.matrices.mean(dim=0) for name, e in evaluations.items()}
 fig = draw.plot_learnt_then_kept(mean_matrices)
-warpkit.show_figure(fig, "05_learnt_then_kept", SAVE_FIGS)
+warpkit.show_figure(fig, "06_learnt_then_kept", SAVE_FIGS)
 for name, matrix in mean_matrices.items():
     just_learnt = warpkit.record(f"loss_just_learnt_{name}", matrix.diagonal().mean().item())
     rise = warpkit.record(f"forgetting_rise_{name}", (matrix[:-1, -1] / matrix.diagonal()[:-1]).mean().item())
@@ -229,7 +229,7 @@ for name, matrix in mean_matrices.items():
 # %%
 std_matrices = {name: e.matrices.std(dim=0) for name, e in evaluations.items()}
 fig = draw.plot_forgetting_matrices(mean_matrices, std_matrices)
-warpkit.show_figure(fig, "05_forgetting_matrices", SAVE_FIGS)
+warpkit.show_figure(fig, "06_forgetting_matrices", SAVE_FIGS)
 
 # %% [markdown]
 # **Notice.** Read the diagonal first: how well each learner learns the current sub-task (section f's first
@@ -243,7 +243,7 @@ warpkit.show_figure(fig, "05_forgetting_matrices", SAVE_FIGS)
 
 # %%
 fig = draw.plot_final_losses({name: e.matrices[:, :, -1] for name, e in evaluations.items()})
-warpkit.show_figure(fig, "05_final_losses", SAVE_FIGS)
+warpkit.show_figure(fig, "06_final_losses", SAVE_FIGS)
 for name, evaluation in evaluations.items():
     summary = evaluation.summary()
     warpkit.record(f"final_loss_{name}", round(summary["final_loss"], 4))

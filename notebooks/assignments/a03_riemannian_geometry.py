@@ -1,8 +1,8 @@
 # %% [markdown]
-# # Assignment 2: the metric a warp induces
+# # Assignment 3: the metric a warp induces
 #
 # A warp Ω maps task parameters θ to native parameters γ = Ω(θ). A gradient step on θ lands, to first order,
-# where a Riemannian gradient step γ − α G⁻¹ ∇L(γ) lands, with G⁻¹ = J Jᵀ and J = D_θΩ (lesson 02).
+# where a Riemannian gradient step γ − α G⁻¹ ∇L(γ) lands, with G⁻¹ = J Jᵀ and J = D_θΩ (lesson 03).
 # You will compute J with `torch.func`, form G⁻¹, write the Riemannian step and measure the O(α²) gap.
 #
 # **How this works.** Each exercise is a function with a `NotImplementedError` in its body: replace those two

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Assignment 3: WarpGrad's meta-objective at a buffered point
+# # Assignment 4: WarpGrad's meta-objective at a buffered point
 #
 # WarpGrad learns the warp φ from points θ_k of a task's own training run: at each buffered point it takes one
 # look-ahead step on a task batch and scores the result on a different meta batch (Eq. 11; lesson 02, section c).

@@ -1,9 +1,9 @@
 # %% [markdown]
-# # Assignment 5: the continual meta-loss
+# # Assignment 6: the continual meta-loss
 #
 # In continual sine regression a task is a sequence of 5 sub-tasks on 5 consecutive segments of [−5, 5], learned
 # one after the other. WarpGrad's meta-loss at a point met during sub-task t is the mean loss over sub-tasks
-# 1..t, so the warp learns to protect what was learned before (lesson 05). You will write the segment rule,
+# 1..t, so the warp learns to protect what was learned before (lesson 06). You will write the segment rule,
 # the meta-loss and a per-segment evaluation, then watch plain SGD forget.
 #
 # **How this works.** Each exercise is a function with a `NotImplementedError` in its body: replace those two
