@@ -4,6 +4,7 @@
     python3 kit.py notebooks [RUNNER ARGS...]   execute every lesson headlessly (fast size) into _build/notebooks
     python3 kit.py test [PYTEST ARGS...]        run the whole test suite
     python3 kit.py lab [JUPYTER ARGS...]        open the lessons in JupyterLab
+    python3 kit.py site [--source DIR]          a static website of the executed lessons into _build/site
     python3 kit.py setup                        only create/update the environment
     python3 kit.py gpu-bundle                   download the wheels an offline GPU machine lacks into .gpu-bundle/
     python3 kit.py gpu-check --out DIR          on a GPU machine (no network needed): the whole GPU regression run
@@ -34,6 +35,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -49,6 +51,7 @@ COMMANDS = {
     "notebooks": "execute every lesson headlessly at the fast size into _build/notebooks (figures into figures/)",
     "test": "run the whole test suite (pytest)",
     "lab": "open the notebooks in JupyterLab",
+    "site": "build a static website of the executed lessons (from _build/notebooks) into _build/site",
     "setup": "only create or update the environment in .venv",
     "gpu-bundle": "download the wheels an offline GPU machine lacks into .gpu-bundle/ (CPython 3.12, manylinux)",
     "gpu-check": "the GPU regression run on this machine: --out DIR (or $WARPKIT_GPU_OUT) [--dry-run] [LESSON ...]",
@@ -90,8 +93,19 @@ def run(command: list, **kwargs) -> int:
     return subprocess.call([str(part) for part in command], cwd=ROOT, **kwargs)
 
 
+def quiet_call(command: list) -> int:
+    """Run ``command`` with its output kept in a temporary file, shown only if it fails (pip's install log is
+    long and, when all goes well, says nothing a user needs)."""
+    with tempfile.TemporaryFile() as log:
+        code = run(command, stdout=log, stderr=subprocess.STDOUT)
+        if code != 0:
+            log.seek(0)
+            sys.stderr.write(log.read().decode("utf-8", "replace"))
+    return code
+
+
 def check_call(command: list, what: str) -> None:
-    code = run(command)
+    code = quiet_call(command)
     if code != 0:
         raise SystemExit(f"[kit] {what} failed (exit status {code}); see the output above.")
 
@@ -142,7 +156,7 @@ def install_torch() -> None:
     if sys.platform.startswith("linux"):
         # PyPI's Linux wheel bundles CUDA (gigabytes); PyTorch's CPU index has the small CPU build.
         say(f"installing {requirement} (CPU build) into .venv from {PYTORCH_CPU_INDEX}")
-        if run(install + ["--index-url", PYTORCH_CPU_INDEX, "--retries", "1", "--timeout", "20"]) == 0:
+        if quiet_call(install + ["--index-url", PYTORCH_CPU_INDEX, "--retries", "1", "--timeout", "20"]) == 0:
             return
         say(f"that index is not reachable from here; installing {requirement} with pip's own configuration instead")
     else:
@@ -232,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "notebooks":
         invocation = [python, "-m", "warpkit", "run", "--size", "fast", "--out", "_build/notebooks", *rest]
+    elif command == "site":
+        invocation = [python, "-m", "warpkit", "site", *rest]
     elif command == "test":
         invocation = [python, "-m", "pytest", *rest]
     else:

@@ -111,9 +111,9 @@ def continual_unit():
                                         show_progress=False)
 
 
-UNITS = {"03": ("one meta-iteration of each of the 7 methods, gpu Omniglot config", omniglot_unit),
-         "04": ("two A2C episodes of each of the 3 agents, 16 mazes", maze_unit),
-         "05": ("one meta-iteration of the three continual learners", continual_unit)}
+UNITS = {"04": ("one meta-iteration of each of the 7 methods, gpu Omniglot config", omniglot_unit),
+         "05": ("two A2C episodes of each of the 3 agents, 16 mazes", maze_unit),
+         "06": ("one meta-iteration of the three continual learners", continual_unit)}
 
 
 def main() -> None:

@@ -42,17 +42,15 @@ from warpkit.viz import preconditioning as draw01
 from warpkit.kit.notebook import check_size
 from warpkit.engine.warp import LinearWarp, ResidualMLPWarp
 
-check_size(SIZE, ("fast", "gpu", "full"))
+# %%
+config = pc.SIZES[check_size(SIZE, tuple(pc.SIZES))]
 torch.set_num_threads(1)  # every tensor here is tiny: extra threads would only add synchronisation
+warpkit.defer_records()  # recorded values are shown once, as a table, at the end of the lesson
 warpkit.record("seed", warpkit.seed_everything(SEED))
 device = warpkit.pick_device(DEVICE)
 generator = torch.Generator().manual_seed(SEED)
 f64 = dict(dtype=torch.float64)
-TOL = 1e-6  # "converged": f(x_k) ≤ TOL · f(x_0)
-CONDITION_NUMBERS = {"fast": np.logspace(np.log10(3), 3, 8), "gpu": np.logspace(np.log10(3), 4, 16),
-                     "full": np.logspace(np.log10(3), 4, 30)}[SIZE]
-NUM_ALPHAS = {"fast": 10, "gpu": 20, "full": 30}[SIZE]
-START = (-1.5, 0.4)  # where every descent on the quadratic starts
+TOL, START = config.tolerance, config.start  # "converged": f(x_k) ≤ TOL · f(x_0); where every descent starts
 
 # %% [markdown]
 # ## a. Gradient descent vs preconditioned descent
@@ -75,27 +73,30 @@ if INTERACTIVE:
     explorer = draw01.PreconditioningExplorer(START, steps=30)
     display(explorer.widget)
 fig = draw01.descent_small_multiples([10, 100], START, steps=30)
-warpkit.save_figure(fig, "01_descent_paths", SAVE_FIGS)
-plt.show()
+warpkit.show_figure(fig, "01_descent_paths", SAVE_FIGS)
+jacobi = {k: pc.preconditioned_descent(q, START, pc.preconditioner(q, "diagonal"), 30).losses
+          for k, q in ((k, pc.ill_conditioned_quadratic(k)) for k in (10.0, 100.0))}
+print("f after 30 Jacobi steps, relative to f(x₀): "
+      + ", ".join(f"κ(H) = {k:.0f}: {losses[-1] / losses[0]:.1e}" for k, losses in jacobi.items()))
 
 # %% [markdown]
 # **Notice.** Plain GD drops to the floor of the narrow valley in one step and then crawls along it: the step
-# that is safe for the steep direction is tiny for the flat one. Jacobi's path looks the same for κ = 10 and
-# 100, because after rescaling the coordinates both are the same mildly tilted bowl; Newton jumps to the
-# minimum. Now the loss curves at κ(H) = 100 and the steps to tolerance as κ grows.
+# that is safe for the steep direction is tiny for the flat one. Jacobi's paths for κ = 10 and 100 have different
+# shapes (the coordinates are scaled differently) but the same speed: with $H = SCS$, $P = \operatorname{diag}(H)^{-1}
+# = S^{-2}$ and $PH = S^{-1} C S$ has the eigenvalues of the correlation $C$ whatever κ(H) is; the printed ratios
+# after 30 steps show it. Newton jumps to the minimum. Now the loss curves at κ(H) = 100 and the steps to tolerance
+# as κ grows.
 
 # %%
 quadratic = pc.ill_conditioned_quadratic(100.0)
 runs = {name: pc.preconditioned_descent(quadratic, START, pc.preconditioner(quadratic, name), 2000)
         for name in pc.PRECONDITIONER_NAMES}
-steps = pc.steps_versus_condition(CONDITION_NUMBERS, START, TOL, show_progress=SHOW_PROGRESS)
-fig, (ax_loss, ax_steps) = plt.subplots(1, 2, figsize=(10, 3.8))
+steps = pc.steps_versus_condition(config.condition_numbers, START, TOL, show_progress=SHOW_PROGRESS)
+fig, (ax_loss, ax_steps) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
 draw01.draw_loss_curves(ax_loss, runs, TOL)
 ax_loss.set_title(f"κ(H) = {quadratic.condition_number:.0f}, each with α = 1/λ_max(PH)")
-draw01.draw_steps_versus_condition(ax_steps, CONDITION_NUMBERS, steps, TOL)
-fig.tight_layout()
-warpkit.save_figure(fig, "01_steps_to_tolerance", SAVE_FIGS)
-plt.show()
+draw01.draw_steps_versus_condition(ax_steps, config.condition_numbers, steps, TOL)
+warpkit.show_figure(fig, "01_steps_to_tolerance", SAVE_FIGS)
 
 # %%
 warpkit.record("condition_number", quadratic.condition_number)
@@ -103,11 +104,12 @@ steps_gd = warpkit.record("steps_gd", runs["none"].steps_to(TOL))
 steps_diagonal = warpkit.record("steps_diagonal", runs["diagonal"].steps_to(TOL))
 steps_newton = warpkit.record("steps_preconditioned", runs["inverse Hessian"].steps_to(TOL))
 warpkit.record("steps_gd_predicted", pc.predicted_steps(quadratic.condition_number, TOL))
-warpkit.record("steps_versus_condition", {"condition_numbers": CONDITION_NUMBERS, **steps})
+warpkit.record("steps_versus_condition", {"condition_numbers": config.condition_numbers, **steps})
 print(f"steps to f ≤ {TOL:g}·f(x₀) at κ(H) = 100: plain GD {steps_gd}, Jacobi {steps_diagonal}, Newton {steps_newton}")
 
 # %% [markdown]
-# **Notice.** Plain GD needs a number of steps proportional to κ(H) (the dotted line is the estimate above);
+# **Notice.** Plain GD needs a number of steps proportional to κ(H) (the dotted line is the estimate above;
+# the ▼ on the left panel's axis marks Newton's exact zero after one step);
 # Jacobi's count is flat, because after scaling only the fixed correlation is left; Newton needs one step.
 # A meta-learner that could *learn* a good P would make every task's descent fast. WarpGrad learns one
 # without ever writing P down, as the next part shows.
@@ -154,12 +156,13 @@ warp_identity_max_error = warpkit.record("warp_identity_max_error", max(gradient
 print(f"max |autograd − Tᵀ∇γL| = {gradient_error:.2e}   (largest gradient entry {grad_autograd.abs().max():.1f})")
 print(f"max |T(W − α∇W L) − (γ − α (I⊗TTᵀ) ∇γL)| = {step_error:.2e}")
 
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), layout="constrained")
 draw01.draw_matrix(axes[0], T.cpu(), "frozen warp T")
 draw01.draw_matrix(axes[1], P_full.cpu(), "P = I ⊗ TTᵀ (never formed by the network)")
 axes[2].plot(grad_by_hand.flatten().cpu(), grad_autograd.flatten().cpu(), "o")
 axes[2].set(xlabel="Tᵀ ∇γL (by hand)", ylabel="∂L/∂W (autograd)", title=f"max difference {gradient_error:.1e}")
-fig.tight_layout(); warpkit.save_figure(fig, "01_warp_identity", SAVE_FIGS); plt.show()
+warpkit.show_figure(fig, "01_warp_identity", SAVE_FIGS)
 
 # %% [markdown]
 # **Notice.** The two gradients agree to rounding error (the differences printed above are ~1e-13 or less on
@@ -177,13 +180,15 @@ good_T = eigenvectors @ torch.diag(eigenvalues**-0.5) @ eigenvectors.T  # T = A^
 gamma_0 = 0.1 * torch.randn(n_out, n_in, generator=generator, **f64).to(device)
 warps = {"no warp (T = I)": torch.eye(n_out, **f64).to(device), "warp T = A^(-1/2)": good_T}
 curves, trajectory_error = pc.compare_warped_training(warps, gamma_0, X, targets, A, steps=200)
-warpkit.record("warped_training_max_error", trajectory_error)
-fig, ax = plt.subplots(figsize=(5, 3.4))
+trajectory_error = warpkit.record("warped_training_max_error", trajectory_error)
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3.4), layout="constrained")
 for label, losses in curves.items():
     ax.semilogy((losses / losses[0]).cpu(), label=label)
 ax.set(xlabel="step on θ", ylabel="L / L₀", ylim=(1e-16, 2), title="training θ through a frozen warp")
 ax.legend()
-warpkit.save_figure(fig, "01_training_through_warp", SAVE_FIGS); plt.show()
+warpkit.show_figure(fig, "01_training_through_warp", SAVE_FIGS)
 
 # %% [markdown]
 # **Notice.** Both runs use their own largest safe learning rate and start from the same effective weights.
@@ -203,13 +208,12 @@ warpkit.save_figure(fig, "01_training_through_warp", SAVE_FIGS); plt.show()
 # %%
 residual_warp = pc.perturb_warp(ResidualMLPWarp(2, hidden=16).double(), scale=0.5, generator=generator)
 linear_warp = pc.perturb_warp(LinearWarp(2).double(), scale=0.5, generator=generator)
-side = {"fast": 7, "gpu": 9, "full": 11}[SIZE]
-axis = torch.linspace(-2, 2, side, **f64)
+axis = torch.linspace(-2, 2, config.field_side, **f64)
 inputs = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), dim=-1).reshape(-1, 2)
-fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
-draw01.draw_preconditioner_field(axes[0], linear_warp, inputs, "linear warp: the same P everywhere", scale=0.22)
-draw01.draw_preconditioner_field(axes[1], residual_warp, inputs, "residual MLP warp: P(z) = J(z)J(z)ᵀ varies", scale=0.22)
-fig.tight_layout(); warpkit.save_figure(fig, "01_nonlinear_preconditioner", SAVE_FIGS); plt.show()
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), layout="constrained")
+draw01.draw_preconditioner_field(axes[0], linear_warp, inputs, "linear warp: the same P everywhere")
+draw01.draw_preconditioner_field(axes[1], residual_warp, inputs, "residual MLP warp: P(z) = J(z)J(z)ᵀ varies")
+warpkit.show_figure(fig, "01_nonlinear_preconditioner", SAVE_FIGS)
 variation_linear = warpkit.record("preconditioner_variation_linear", pc.preconditioner_variation(linear_warp, inputs))
 variation = warpkit.record("preconditioner_variation_residual", pc.preconditioner_variation(residual_warp, inputs))
 print(f"max relative spread of P(z) over the grid: linear warp {variation_linear:.1e}, residual warp {variation:.2f}")
@@ -247,22 +251,44 @@ print(f"max |autograd − Σ_b J(z_b)ᵀ g_b x_bᵀ| = {error:.1e}")
 # %%
 native_loss = pc.quadratic_loss(pc.ill_conditioned_quadratic(10.0))
 theta = torch.tensor([0.8, -0.5], **f64)
-alphas = np.logspace(-4, -1, NUM_ALPHAS)
+alphas = np.logspace(-4, -1, config.num_step_sizes)
 errors = pc.step_errors(native_loss, residual_warp, theta, alphas)
 slope = warpkit.record("riemann_error_slope", pc.loglog_slope(alphas, errors.riemannian))
 euclidean_slope = warpkit.record("euclidean_error_slope", pc.loglog_slope(alphas, errors.euclidean))
-warpkit.record("riemann_loss_error_slope", pc.loglog_slope(alphas, errors.loss))
-fig, (ax_native, ax_errors) = plt.subplots(1, 2, figsize=(10, 4.2))
+loss_error_slope = warpkit.record("riemann_loss_error_slope", pc.loglog_slope(alphas, errors.loss))
+
+# %%
+fig, (ax_native, ax_errors) = plt.subplots(1, 2, figsize=(10.5, 4.4), layout="constrained")
 draw01.draw_step_comparison(ax_native, native_loss, residual_warp, theta, alpha_max=0.4)
 ax_errors.loglog(alphas, errors.riemannian, "o-", color="tab:green", label=f"vs Riemannian step (slope {slope:.2f})")
 ax_errors.loglog(alphas, errors.euclidean, "s-", color="tab:red", label=f"vs Euclidean step (slope {euclidean_slope:.2f})")
 ax_errors.loglog(alphas, errors.riemannian[0] * (alphas / alphas[0]) ** 2, "k:", label="∝ α²")
 ax_errors.set(xlabel="step size α", ylabel="‖Ω(θ − αΔθ) − step‖", title="error of the first-order picture")
-ax_errors.legend(fontsize=8); fig.tight_layout(); warpkit.save_figure(fig, "01_riemannian_step", SAVE_FIGS); plt.show()
+ax_errors.legend(fontsize=8)
+warpkit.show_figure(fig, "01_riemannian_step", SAVE_FIGS)
 
 # %% [markdown]
 # **Notice.** On the left, the black curve (where warped steps of growing α land) leaves γ tangent to the thick
 # green Riemannian line, not to the dashed Euclidean one: to first order, SGD on θ is Riemannian gradient descent on
 # γ with the metric $G = (JJ^\top)^{-1}$. On the right the fitted slope is about 2 against the Riemannian step and
 # about 1 against the Euclidean step. Because the warp is non-linear, G changes from point to point: this is the
-# geometry notebook 02 explores, and the metric WarpGrad meta-learns.
+# geometry lesson 03 explores, and the metric WarpGrad meta-learns (lesson 02 says how).
+#
+# ## Summary
+#
+# * Preconditioned descent x ← x − αP∇f converges at a rate set by κ(PH): plain GD needs steps in proportion to
+#   κ(H), Jacobi removes bad scaling but not correlation, Newton (P = H⁻¹) needs one step on a quadratic.
+# * A frozen linear warp T after a task layer turns every gradient step on θ into a step on γ = TW preconditioned
+#   by P = TTᵀ, without ever forming P; a well-chosen T makes training fast.
+# * A non-linear warp preconditions with P(z) = J(z)J(z)ᵀ that depends on the input, and a warped parameter step is
+#   a Riemannian step under G⁻¹ = JJᵀ up to O(α²).
+#
+# ## Check yourself
+#
+# 1. Why is Jacobi's number of steps independent of κ(H) for our H = SCS, and which H would defeat it?
+# 2. The network never multiplies by P = I ⊗ TTᵀ. Where in backpropagation does TTᵀ appear?
+# 3. Why does the error against the Euclidean step shrink only like α, while the error against the Riemannian
+#    step shrinks like α²?
+
+# %%
+warpkit.show_records()

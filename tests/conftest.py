@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,12 @@ class ExecutedNotebook:
     def figures(self) -> list[Path]:
         """The PNG files the notebook saved."""
         return sorted(self.figures_dir.glob("*.png"))
+
+    def stderr_outputs(self) -> list[str]:
+        """The text of every stderr stream output stored in the executed copy (progress bars, warnings)."""
+        notebook = json.loads(self.path.read_text(encoding="utf-8"))
+        return ["".join(output.get("text", "")) for cell in notebook["cells"] for output in cell.get("outputs", [])
+                if output.get("output_type") == "stream" and output.get("name") == "stderr"]
 
 
 class NotebookExecutor:
@@ -100,6 +108,19 @@ class NotebookExecutor:
             available = sorted(p.stem for p in self.notebooks_dir.glob("*.ipynb"))
             raise FileNotFoundError(f"no notebook {path}; available: {', '.join(available) or '(none)'}")
         return path
+
+
+def lesson_test_parameters(name: str, request) -> dict:
+    """The parameters a lesson's own test executes it with, so other tests reuse that (cached) execution."""
+    if name.startswith("05_maze"):
+        return {"CHECKPOINT_DIR": request.getfixturevalue("maze_checkpoint_dir")}
+    return {}
+
+
+@pytest.fixture(scope="session")
+def maze_checkpoint_dir(tmp_path_factory) -> str:
+    """A fresh checkpoint folder for the maze lesson, shared by the tests that execute it (one execution)."""
+    return str(tmp_path_factory.mktemp("maze-checkpoints"))
 
 
 @pytest.fixture(scope="session")

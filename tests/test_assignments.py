@@ -19,7 +19,7 @@ from warpkit.kit.checks import CheckFailed
 ASSIGNMENTS_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "assignments"
 SOURCES = assign.find_sources([ASSIGNMENTS_DIR])
 NAMES = [source.stem for source in SOURCES]
-LESSONS = ("a01_", "a02_", "a03_", "a04_", "a05_")
+LESSONS = ("a01_", "a02_", "a03_", "a04_", "a05_", "a06_")
 
 
 @pytest.fixture(scope="module")
@@ -164,23 +164,28 @@ WRONG_ANSWERS = [
     ("a01_preconditioning", "task_sgd_step", "p.detach() - lr * g", "p.detach() + lr * g"),
     ("a01_preconditioning", "preconditioned_step", "preconditioner = T @ T.T", "preconditioner = T.T @ T"),
     ("a01_preconditioning", "native_parameters", "(warp_weight @ task_weight)", "(task_weight)"),
-    ("a02_riemannian_geometry", "inverse_metric", "return J @ J.transpose(-1, -2)",
+    ("a02_meta_learning", "maml_gradient", "return jacobian.T @ task.gradient(final)", "return task.gradient(final)"),
+    ("a02_meta_learning", "leap_gradient", "torch.sqrt(delta.pow(2).sum() + loss_delta**2)",
+     "torch.sqrt(delta.pow(2).sum())"),
+    ("a02_meta_learning", "collect_points", "for k, theta in enumerate(trajectory.params)",
+     "for k, theta in enumerate([trajectory.params[0]] * len(trajectory.params))"),
+    ("a03_riemannian_geometry", "inverse_metric", "return J @ J.transpose(-1, -2)",
      "return J.transpose(-1, -2) @ J"),
-    ("a02_riemannian_geometry", "riemannian_step", "preconditioner @ grad(loss)(gamma)",
+    ("a03_riemannian_geometry", "riemannian_step", "preconditioner @ grad(loss)(gamma)",
      "warp_jacobian(omega, theta).T @ warp_jacobian(omega, theta) @ grad(loss)(gamma)"),
-    ("a03_warpgrad_objective", "inner_step", "theta[name] - lr * theta_gradient[name]",
+    ("a04_warpgrad_objective", "inner_step", "theta[name] - lr * theta_gradient[name]",
      "theta[name] - theta_gradient[name]"),
-    ("a03_warpgrad_objective", "first_order_objective", "frozen_step = {name: t.detach()",
+    ("a04_warpgrad_objective", "first_order_objective", "frozen_step = {name: t.detach()",
      "frozen_step = {name: t"),
-    ("a03_warpgrad_objective", "exact_objective", "differentiable_step = inner_step(theta, phi, task_batch, lr)",
+    ("a04_warpgrad_objective", "exact_objective", "differentiable_step = inner_step(theta, phi, task_batch, lr)",
      "differentiable_step = {n: t.detach() for n, t in inner_step(theta, phi, task_batch, lr).items()}"),
-    ("a04_maze", "maze_walls", "grid[size // 2, size // 2] = False", "pass"),
-    ("a04_maze", "move", "if walls[target] else target", "if False else target"),
-    ("a04_maze", "teleport", "if (r, c) != tuple(goal)", ""),
-    ("a05_continual", "segment_index", "return position.clamp(0, num_subtasks - 1)", "return position"),
-    ("a05_continual", "continual_meta_loss", "return torch.stack(seen).mean()",
+    ("a05_maze", "maze_walls", "grid[size // 2, size // 2] = False", "pass"),
+    ("a05_maze", "move", "if walls[target] else target", "if False else target"),
+    ("a05_maze", "teleport", "if (r, c) != tuple(goal)", ""),
+    ("a06_continual", "segment_index", "return position.clamp(0, num_subtasks - 1)", "return position"),
+    ("a06_continual", "continual_meta_loss", "return torch.stack(seen).mean()",
      "return torch.cat([((predict(x) - y) ** 2).flatten() for x, y in subtask_batches[:t]]).mean()"),
-    ("a05_continual", "per_segment_losses", "((predict(x_grid) - y_grid) ** 2).mean()",
+    ("a06_continual", "per_segment_losses", "((predict(x_grid) - y_grid) ** 2).mean()",
      "((predict(x_grid) - y_grid) ** 2).sum()"),
 ]
 

@@ -168,11 +168,11 @@ def test_4_a_declared_none_default_parses_with_its_type_and_an_undeclared_one_is
         runner.parse_value(_none_parameter("anything goes"), "abc", "02_x")
 
 
-def test_4_lesson_02_declares_meta_iterations(capsys, tmp_path):
+def test_4_lesson_03_declares_meta_iterations(capsys, tmp_path):
     figures = ["--figures-dir", str(tmp_path / "figures")]  # never the repository's, even if this regresses
-    assert runner.main(["02", "--out", str(tmp_path / "o"), *figures, "-p", "META_ITERATIONS", "-3"]) == 2
+    assert runner.main(["03", "--out", str(tmp_path / "o"), *figures, "-p", "META_ITERATIONS", "-3"]) == 2
     assert "expects an int ≥ 1 for META_ITERATIONS" in capsys.readouterr().err
-    assert runner.main(["02", "--out", str(tmp_path / "o"), *figures, "-p", "META_ITERATIONS", "abc"]) == 2
+    assert runner.main(["03", "--out", str(tmp_path / "o"), *figures, "-p", "META_ITERATIONS", "abc"]) == 2
     assert not (tmp_path / "o").exists()
 
 
@@ -332,11 +332,11 @@ def test_8_seed_everything_names_the_range():
 def test_8_relative_checkpoint_paths_resolve_against_the_working_folder_for_every_lesson(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     resolved = {}
-    for lesson, name in (("03", "CHECKPOINT"), ("04", "CHECKPOINT_DIR"), ("05", "CHECKPOINT")):
+    for lesson, name in (("04", "CHECKPOINT"), ("05", "CHECKPOINT_DIR"), ("06", "CHECKPOINT")):
         jobs = runner.plan([runner.resolve_notebook(lesson)], tmp_path / "out", overrides=[(name, "ck/run")])
         resolved[lesson] = jobs[0].parameters[name]
     assert set(resolved.values()) == {str(tmp_path / "ck" / "run")}, resolved
-    jobs = runner.plan([runner.resolve_notebook("03")], tmp_path / "out", overrides=[("CHECKPOINT", "auto")])
+    jobs = runner.plan([runner.resolve_notebook("04")], tmp_path / "out", overrides=[("CHECKPOINT", "auto")])
     assert jobs[0].parameters["CHECKPOINT"] == "auto"
-    assert os.path.isabs(runner.plan([runner.resolve_notebook("05")], tmp_path / "out",
+    assert os.path.isabs(runner.plan([runner.resolve_notebook("06")], tmp_path / "out",
                                      overrides=[("CHECKPOINT", "/abs/x.pt")])[0].parameters["CHECKPOINT"])

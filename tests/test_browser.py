@@ -1,4 +1,4 @@
-"""Notebook 02's explorers in a real browser: JupyterLab on 127.0.0.1 driven by headless Debian Chromium
+"""Notebook 03's explorers in a real browser: JupyterLab on 127.0.0.1 driven by headless Debian Chromium
 through Playwright. Run all cells, move a slider with the keyboard, and check that the rendered figure changed.
 
 Screenshots go to ``test-artifacts/browser/`` (gitignored). Every process started here (the Jupyter server, its
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = REPO_ROOT / "notebooks" / "02_riemannian_geometry.ipynb"
+NOTEBOOK = REPO_ROOT / "notebooks" / "03_riemannian_geometry.ipynb"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 CHROMIUM = os.environ.get("WARPKIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -58,10 +58,10 @@ def _free_port() -> int:
 
 
 def _notebook_copy(folder: Path) -> Path:
-    """Notebook 02 with its parameters cell replaced by :data:`BROWSER_PARAMETERS` (same cell, literals)."""
+    """Notebook 03 with its parameters cell replaced by :data:`BROWSER_PARAMETERS` (same cell, literals)."""
     notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
     cells = [c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(cells) == 1, "notebook 02 must have exactly one cell tagged 'parameters'"
+    assert len(cells) == 1, "notebook 03 must have exactly one cell tagged 'parameters'"
     declared = {line.split("=")[0].strip() for line in "".join(cells[0]["source"]).splitlines() if "=" in line}
     assert set(BROWSER_PARAMETERS) <= declared, f"unknown parameters {set(BROWSER_PARAMETERS) - declared}"
     cells[0]["source"] = "\n".join(f"{k} = {v!r}" for k, v in BROWSER_PARAMETERS.items())
@@ -210,7 +210,7 @@ def _wait_for_all_cells(page, timeout: float) -> None:
         time.sleep(1.0)
 
 
-def test_notebook_02_sliders_redraw_in_jupyterlab(tmp_path):
+def test_notebook_03_sliders_redraw_in_jupyterlab(tmp_path):
     _requirements()
     from playwright.sync_api import sync_playwright
 

@@ -145,3 +145,13 @@ def test_a_single_number_gets_factor_advice_only_for_whole_factors():
     assert "got equals 50 times the expected value" in failure_message(check_close, "x", 100.0, 2.0)
     assert "got equals 0.5 times the expected value" in failure_message(check_close, "x", 1.0, 2.0)
     assert "times the expected value" not in failure_message(check_close, "x", 3.25, 2.5)
+
+
+def test_a_second_failure_of_a_check_shows_its_more_explicit_hint():
+    PublicChecks.attempts.clear()
+    for expected, absent in (("the idea", "the explicit one"), ("the explicit one", "the idea"),
+                             ("the explicit one", "the idea")):
+        with pytest.raises(CheckFailed) as failure:
+            with PublicChecks("hinted", verbose=False) as checks:
+                checks.close("value", 1.0, 2.0, hint=("the idea", "the explicit one"))
+        assert expected in str(failure.value) and absent not in str(failure.value)

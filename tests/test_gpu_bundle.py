@@ -159,7 +159,9 @@ def test_the_bundle_resolves_for_the_gpu_machine_and_covers_every_import_of_the_
     assert "torch" not in bundled and not bundled & set(gpu.MACHINE_HAS)
     assert {"papermill", "nbformat", "nbclient", "ipykernel", "jupytext", "ipywidgets", "gymnasium"} <= bundled
     assert all(p["version"] and p["url"].endswith(".whl") for p in manifest["packages"]), "wheels only"
-    sources = [*REPO_ROOT.joinpath("warpkit").rglob("*.py"), *REPO_ROOT.joinpath("notebooks").glob("0*.py"),
+    # the static site (warpkit/kit/site.py: Sphinx, myst-nb) is built where the lessons are read, not on the GPU
+    sources = [*(p for p in REPO_ROOT.joinpath("warpkit").rglob("*.py") if p.name != "site.py"),
+               *REPO_ROOT.joinpath("notebooks").glob("0*.py"),
                REPO_ROOT / "tests" / "test_cuda.py", REPO_ROOT / "tests" / "conftest.py"]
     distributions = importlib.metadata.packages_distributions()
     missing = {}
@@ -246,7 +248,7 @@ def test_every_lesson_offers_the_gpu_size_and_it_is_larger_than_fast():
     for path in lessons:
         assert "gpu" in allowed_sizes(notebook_parameters(path)), path.name
         check = next(line for line in path.with_suffix(".py").read_text(encoding="utf-8").splitlines()
-                     if line.startswith("check_size(SIZE"))
+                     if "check_size(SIZE" in line)
         assert '"gpu"' in check or "SIZES)" in check, f"{path.name} must accept SIZE='gpu': {check}"
     work = lambda c: c.meta_iterations * c.meta_batch_size * c.inner_steps  # noqa: E731
     assert work(omniglot.SIZES["gpu"]) > work(omniglot.SIZES["fast"])

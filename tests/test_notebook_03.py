@@ -1,82 +1,43 @@
-"""Notebook 03 (Omniglot, Warp-Leap against the baselines), executed at the fast size: every method must beat
-chance, the meta-learned methods must beat no pretraining, the records must be complete and consistent, the
-figures saved, the data source named, and the run must fit its budget."""
-
-from __future__ import annotations
-
-import json
+"""Notebook 03 (the geometry of warping) at the fast size: the recorded numbers the lesson is about, and its figures."""
 
 import pytest
 
-from warpkit.experiments.omniglot import METHODS_COMPARED, SIZES, record_name
+pytestmark = pytest.mark.notebook
 
-EXPECTED_FIGURES = {
-    "03_alphabets.png", "03_task_batch.png", "03_meta_training.png", "03_accuracy_vs_alphabets.png",
-    "03_adaptation_curves.png", "03_paper_table.png", "03_replay_speed.png",
-}
-META_LEARNED = [m for m in METHODS_COMPARED if m != "no-pretraining"]
-#: CPU seconds of the kernel at the fast size (one torch thread): the wall time a quiet machine would take.
-FAST_BUDGET_CPU_SECONDS = 150
+FIGURES = ["03_metric_pictures", "03_warp_explorer", "03_riemannian_paths", "03_descent_explorer",
+           "03_mountain_family", "03_mountain_paths", "03_mountain_geometry", "03_mountain_meta_training"]
 
 
 @pytest.fixture(scope="module")
-def lesson(execute_notebook):
-    return execute_notebook("03_omniglot_warp_leap")
+def notebook_03(execute_notebook):
+    return execute_notebook("03_riemannian_geometry")
 
 
-@pytest.mark.notebook
-def test_every_method_beats_chance(lesson):
-    r = lesson.records
-    for method in METHODS_COMPARED:
-        assert r[f"acc_{record_name(method)}"] > r["chance"] + 0.05, (method, r)
+def test_notebook_03_runs_fast_and_saves_its_figures(notebook_03):
+    # budget: 120 s on a quiet 2-core machine; 240 s leaves room for a loaded one (measured ~170-270 s under load 5-7)
+    assert notebook_03.seconds < 240, f"fast size took {notebook_03.seconds:.0f} s"
+    saved = {path.stem for path in notebook_03.figures()}
+    assert set(FIGURES) <= saved, f"missing figures: {sorted(set(FIGURES) - saved)}"
 
 
-@pytest.mark.notebook
-def test_meta_learned_methods_beat_no_pretraining(lesson):
-    r = lesson.records
-    # at the largest number of training alphabets: Warp-Leap and Leap (the records the issue names) ...
-    for method in ("warp-leap", "leap"):
-        assert r[f"acc_{record_name(method)}"] > r["acc_no_pretraining"], (method, r)
-    # ... and every meta-learned method averaged over all numbers of alphabets and seeds of the run (one test
-    # alphabet image is 0.5 % at this size, so single cells are noisy)
-    for method in META_LEARNED:
-        assert r[f"acc_mean_{record_name(method)}"] > r["acc_mean_no_pretraining"], (method, r)
+def test_warped_gd_traces_riemannian_gd(notebook_03):
+    records = notebook_03.records
+    # the paths agree to first order: a small gap at α = 0.1 that shrinks as α² (log-log slope ≈ 2)
+    assert 0 < records["riemann_path_max_gap"] < 0.2
+    assert 1.7 < records["riemann_gap_slope"] < 2.3
 
 
-@pytest.mark.notebook
-def test_records_are_complete_and_consistent(lesson):
-    r = lesson.records
-    fast = SIZES["fast"]
-    assert r["size"] == "fast" and r["seed"] == 0 and r["alphabets_largest"] == fast.largest_n
-    assert r["chance"] == pytest.approx(1 / fast.ways)
-    assert r["data_source"] in ("omniglot", "glyphs")
-    for name in ("acc_warp_leap", "acc_leap", "acc_reptile", "acc_no_pretraining"):
-        assert 0 <= r[name] <= 1
-    assert r["theta_parameters"] > 0 and r["phi_parameters"] > 0
-    assert r["identity_warp_max_difference"] < 1e-5  # identity warps: plain SGD before meta-training
-    assert 0 < r["seconds_per_meta_iteration"] < r["seconds"]
-    assert r["replay_speedup_in_meta_iteration"] == pytest.approx(
-        r["seconds_meta_iteration_one_point"] / r["seconds_meta_iteration_batched"], rel=0.01)
-    assert r["replay_speedup"] > 0
+def test_meta_learned_warp_wins_on_held_out_mountains(notebook_03):
+    records = notebook_03.records
+    assert records["mountain_num_held_out"] >= 20
+    assert records["mountain_final_loss_warp"] <= 0.8 * records["mountain_final_loss_sgd"], records
 
 
-@pytest.mark.notebook
-def test_figures_are_saved(lesson):
-    assert EXPECTED_FIGURES <= {p.name for p in lesson.figures()}
-
-
-@pytest.mark.notebook
-def test_the_data_source_is_announced(lesson):
-    text = json.dumps(json.loads(lesson.path.read_text(encoding="utf-8"))["cells"])
-    if lesson.records["data_source"] == "glyphs":
-        assert "NOT OMNIGLOT" in text
-    else:
-        assert "Data: Omniglot" in text and "NOT OMNIGLOT" not in text
-
-
-@pytest.mark.notebook
-def test_fast_size_fits_its_budget(lesson):
-    assert lesson.records["cpu_seconds"] < FAST_BUDGET_CPU_SECONDS, (
-        f"notebook 03 used {lesson.records['cpu_seconds']} CPU seconds at the fast size "
-        f"(budget {FAST_BUDGET_CPU_SECONDS} s; wall time {lesson.records['seconds']} s)"
-    )
+def test_the_start_control_and_the_pinned_start_variant_are_recorded(notebook_03):
+    records = notebook_03.records
+    # the control (plain SGD from WarpGrad's start) and the variant in which the warp cannot move the start
+    for name in ("mountain_final_loss_sgd_from_warp_start", "mountain_random_start_loss_warp",
+                 "mountain_random_start_loss_sgd"):
+        assert records[name] >= 0, name
+    # same starts, steps and step size: before any meta-training the two would be equal; they must differ now
+    assert records["mountain_random_start_loss_warp"] != records["mountain_random_start_loss_sgd"]

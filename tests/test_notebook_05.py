@@ -1,56 +1,51 @@
-"""Notebook 05 (continual sine regression), executed at the fast size: the warped learner must forget clearly
-less than the same MLP from a meta-learned initialisation, and the numbers it records must be consistent."""
+"""Notebook 05 (maze navigation, Warp-RNN), executed at the fast size: its recorded values must make sense."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
 EXPECTED_FIGURES = {
-    "05_task_sequences.png", "05_meta_training.png", "05_fits_after_each_subtask.png",
-    "05_forgetting_matrices.png", "05_final_losses.png",
+    "05_maze.png", "05_random_episode.png", "05_learning_curves.png", "05_scores.png",
+    "05_warp_rnn_rollout.png", "05_warp_rnn_frames.png",
 }
-FAST_BUDGET_SECONDS = 120
+AGENTS = ("warp_rnn", "l2rl", "hebbian", "random")  # the fast size leaves out the two ablations
 
 
 @pytest.fixture(scope="module")
-def lesson(execute_notebook):
-    return execute_notebook("05_continual_sine")
+def lesson(execute_notebook, maze_checkpoint_dir):
+    # a fresh checkpoint folder, so the notebook really trains (a second run in the same folder would resume)
+    return execute_notebook("05_maze_warp_rnn", CHECKPOINT_DIR=maze_checkpoint_dir)
 
 
 @pytest.mark.notebook
-def test_warps_clearly_reduce_forgetting(lesson):
+def test_every_agent_has_a_finite_score(lesson):
     r = lesson.records
-    # the issue's criterion: the Warp-MLP's final loss (mean over all 5 segments after the sequence, held-out
-    # sequences) is at most half that of the unwarped MLP from a meta-learned initialisation
-    assert r["final_loss_warp"] <= 0.5 * r["final_loss_sgd_meta_init"], r
-    assert r["final_loss_warp"] < r["final_loss_sgd"], r
-    assert r["forgetting_warp"] < r["forgetting_sgd_meta_init"], r
-    assert r["final_loss_ratio_warp_to_meta_init"] == pytest.approx(
-        r["final_loss_warp"] / r["final_loss_sgd_meta_init"], abs=2e-3)
+    for name in AGENTS:
+        assert math.isfinite(r[f"reward_{name}"]), name
+        assert len(r["reward_per_seed"][name]) == 1  # the fast size runs one seed
 
 
 @pytest.mark.notebook
-def test_records_are_complete_and_plausible(lesson):
+def test_trained_warp_rnn_beats_the_random_policy_by_a_clear_margin(lesson):
     r = lesson.records
-    for name in ("warp", "sgd_meta_init", "sgd"):
-        assert r[f"final_loss_{name}"] > 0 and r[f"final_loss_std_{name}"] >= 0
-        assert r[f"earlier_to_current_{name}"] > 0
-    assert r["num_held_out"] >= 10 and r["seed"] == 0 and r["size"] == "fast"
-    assert 0 < r["seconds_meta_training"] < r["seconds"]
-    for name in ("warp", "sgd_meta_init"):  # model selection on validation sequences kept some iteration
-        assert 0 <= r[f"kept_iteration_{name}"] <= 25
+    assert r["reward_random"] > 0, "a random walk in the small maze does find the goal sometimes"
+    assert r["reward_warp_rnn"] >= 1.5 * r["reward_random"] and r["reward_warp_rnn"] >= r["reward_random"] + 5, (
+        f"Warp-RNN {r['reward_warp_rnn']} vs random {r['reward_random']}")
 
 
 @pytest.mark.notebook
-def test_figures_are_saved(lesson):
-    assert EXPECTED_FIGURES <= {p.name for p in lesson.figures()}
+def test_environment_speeds_are_measured(lesson):
+    r = lesson.records
+    assert r["env_steps_per_second_batched"] > 1_000 and r["env_steps_per_second_gymnasium"] > 1_000
 
 
 @pytest.mark.notebook
-def test_fast_size_fits_its_budget(lesson):
-    # CPU time of the kernel (one torch thread), measured inside the notebook: the wall time a quiet machine
-    # would take, so other processes sharing the CPU cannot make this flaky. The wall time is recorded too.
-    assert lesson.records["cpu_seconds"] < FAST_BUDGET_SECONDS, (
-        f"notebook 05 used {lesson.records['cpu_seconds']} CPU seconds at the fast size "
-        f"(budget {FAST_BUDGET_SECONDS} s; wall time {lesson.records['seconds']} s)"
-    )
+def test_figures_are_saved_and_the_fast_size_is_fast(lesson):
+    saved = {path.name for path in lesson.figures()}
+    assert EXPECTED_FIGURES <= saved, f"missing figures: {EXPECTED_FIGURES - saved}"
+    assert all(path.stat().st_size > 8_000 for path in lesson.figures())
+    assert lesson.records["seed"] == 0
+    assert set(lesson.records["train_seconds"]) == set(AGENTS)
+    assert lesson.seconds < 180, f"the fast size took {lesson.seconds:.0f} s (target: under 2 minutes)"

@@ -155,8 +155,33 @@ def test_check_size():
         nb.check_size("medium")
 
 
-def test_progress_bar_switch(capsys):
+def test_progress_bar_switch(capsys, monkeypatch):
+    monkeypatch.setattr(nb, "_stderr_is_terminal", lambda: True)
     assert list(nb.progress(range(3), show=False)) == [0, 1, 2]
     assert capsys.readouterr().err == ""
     list(nb.progress(range(3), show=True, desc="visible"))
     assert "visible" in capsys.readouterr().err
+
+
+def test_progress_bar_stays_out_of_logs_and_executed_notebooks(capsys, monkeypatch):
+    # not a terminal and not a live notebook (an executed notebook's kernel, a log file): no bar even if asked
+    monkeypatch.setattr(nb, "_stderr_is_terminal", lambda: False)
+    assert list(nb.progress(range(3), show=True, desc="hidden")) == [0, 1, 2]
+    assert "hidden" not in capsys.readouterr().err
+
+
+def test_deferred_records_are_shown_once_as_one_readable_table(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.get_ipython", lambda: object())
+    monkeypatch.setattr("IPython.display.display", lambda data, raw=False: shown.append(data))
+    nb.defer_records()
+    nb.record("deferred_steps", 12)
+    nb.record("deferred_loss", 0.125)
+    assert shown == [] and nb.RECORDS["deferred_loss"] == 0.125
+    nb.show_records()
+    assert len(shown) == 1 and "deferred_loss" in shown[0]["text/html"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        nbformat.v4.new_output("display_data", data=shown[0])])])
+    assert nb.read_records(notebook) == {"deferred_steps": 12, "deferred_loss": 0.125}
+    nb.record("after_the_table", 1)  # deferring ends with the table
+    assert len(shown) == 2

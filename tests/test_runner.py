@@ -256,6 +256,22 @@ def test_runs_lessons_passes_values_and_reports_a_failure(lessons, tmp_path):
     assert all(not cell.get("outputs") for cell in source.cells), "the source notebook must stay output-free"
 
 
+def test_the_kernels_stderr_stays_out_of_the_terminal_unless_a_lesson_fails(lessons, tmp_path):
+    """The kernel prints start-up warnings to the stderr it inherits; the runner keeps them (and anything else the
+    kernel writes there) out of its own output, and shows the tail only for a failed lesson."""
+    noisy = "import os\nos.write(2, b'kernel chatter on fd 2\\n')"
+    write_notebook(lessons / "04_noisy.ipynb", [noisy])
+    write_notebook(lessons / "05_noisy_broken.ipynb", [noisy + "\nraise RuntimeError('broken on purpose')"])
+    result = run_cli("--notebooks-dir", str(lessons), "--out", str(tmp_path / "out"), "--figures-dir",
+                     str(tmp_path / "figs"), "04", "05", "--no-progress")
+    assert result.returncode == 1, result.stdout + result.stderr
+    shown = result.stdout + result.stderr
+    # both lessons wrote it; it is shown only where the failed lesson's report quotes its kernel's stderr
+    failure_reports = shown.count("the kernel's stderr ended with:")
+    assert failure_reports >= 1 and shown.count("kernel chatter on fd 2") == failure_reports, shown
+    assert shown.count("without encryption") <= failure_reports, shown  # ipykernel's start-up warning too
+
+
 def test_execute_restores_the_environment(lessons, tmp_path, monkeypatch):
     monkeypatch.delenv("WARPKIT_HEADLESS", raising=False)
     monkeypatch.setenv("WARPKIT_FIGURES_DIR", "/somewhere/else")

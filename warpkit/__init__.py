@@ -27,8 +27,8 @@ from warpkit.engine.persist import load_learner
 from warpkit.engine.tasks import SupervisedTask, Task
 from warpkit.engine.warp import (ConvWarp, LinearWarp, MultiplicativeRecurrentWarp, ResidualConvWarp,
                                  ResidualMLPWarp, ScaleWarp, task_parameters, warp_parameters)
-from warpkit.kit.notebook import (RECORD_MIMETYPE, figures_dir, pick_device, progress, read_records, record,
-                                  save_figure, seed_everything)
+from warpkit.kit.notebook import (RECORD_MIMETYPE, defer_records, figures_dir, pick_device, progress, read_records,
+                                  record, save_figure, seed_everything, show_figure, show_records)
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,6 @@ __all__ = [
     "NonFiniteError",
     "ConvWarp", "LinearWarp", "MultiplicativeRecurrentWarp", "ResidualConvWarp", "ResidualMLPWarp", "ScaleWarp",
     "task_parameters", "warp_parameters",
-    "RECORD_MIMETYPE", "figures_dir", "pick_device", "progress", "read_records", "record", "save_figure",
-    "seed_everything",
+    "RECORD_MIMETYPE", "defer_records", "figures_dir", "pick_device", "progress", "read_records", "record",
+    "save_figure", "seed_everything", "show_figure", "show_records",
 ]

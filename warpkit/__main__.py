@@ -5,18 +5,21 @@
 * ``python -m warpkit assign SOURCE --out DIR`` writes student and solution notebooks (see :mod:`warpkit.kit.assign`);
 * ``python -m warpkit train omniglot|continual|maze --size SIZE --out DIR`` trains a lesson's experiment outside
   the notebook, also under ``torchrun`` on several processes (see :mod:`warpkit.experiments.train`).
+* ``python -m warpkit site [--source DIR] [--out DIR]`` builds a static website of the executed lessons
+  (see :mod:`warpkit.kit.site`).
 """
 
 from __future__ import annotations
 
 import sys
 
-USAGE = """usage: python -m warpkit {run,assign,train} ...
+USAGE = """usage: python -m warpkit {run,assign,train,site} ...
 
 commands:
   run      execute notebooks headlessly through papermill and summarise their recorded values
   assign   generate the student and solution copies of an assignment and prove the solution passes
   train    meta-train a lesson's experiment outside the notebook (one process, or many under torchrun)
+  site     build a static website of the executed lessons (offline)
 
 Run `python -m warpkit COMMAND --help` for a command's options."""
 
@@ -39,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from warpkit.experiments.train import main as train_main  # lazy: torch and the experiment load only here
 
         return train_main(rest)
+    if command == "site":
+        from warpkit.kit.site import main as site_main  # lazy: only the command that runs is imported
+
+        return site_main(rest)
     print(f"python -m warpkit: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

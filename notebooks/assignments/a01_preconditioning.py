@@ -67,9 +67,11 @@ with PublicChecks("task_sgd_step") as checks:
     checks.equal("only the task parameters", sorted(new_theta), sorted(task_parameters(model_hand)),
                  hint="the warp is frozen: leave warp_parameters(model) out of the step")
     checks.close("the new task weights (worked by hand)", new_theta["0.weight"], [[0.5, 0.0], [-0.1, 1.0]],
-                 hint="W − lr · ∂L/∂W; here ∂L/∂W = Tᵀ (T W x − y) xᵀ = [[5, 0], [1, 0]]")
+                 hint=("a gradient step on the task layer: backpropagation passes the error back through the frozen T",
+                       "W − lr · ∂L/∂W; here ∂L/∂W = Tᵀ (T W x − y) xᵀ = [[5, 0], [1, 0]]"))
     checks.close("the model is not modified", model_hand[0].weight, torch.eye(2),
-                 hint="compute new tensors (p - lr * g) instead of changing p in place")
+                 hint=("the model's own parameters are the starting point: they must stay as they were",
+                       "compute new tensors (p - lr * g) instead of changing p in place"))
 ### BEGIN HIDDEN TESTS
 W_h, T_h = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 3, dtype=torch.float64)
 x_h, y_h = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
@@ -104,7 +106,8 @@ with PublicChecks("preconditioned_step") as checks:
     stepped = preconditioned_step(gamma_hand, grad_hand, T_hand, lr=0.1)
     checks.shape("shape of the step", stepped, (2, 2))
     checks.close("the step (worked by hand)", stepped, [[1.0, 0.0], [0.4, 1.0]],
-                 hint="T Tᵀ = [[4, 2], [2, 2]]; multiply it with grad from the left")
+                 hint=("which matrix does a frozen warp T put in front of the gradient of γ (the warp identity)?",
+                       "T Tᵀ = [[4, 2], [2, 2]]; multiply it with grad from the left"))
     identity = torch.eye(2, dtype=torch.float64)
     checks.close("T = I gives plain gradient descent", preconditioned_step(gamma_hand, grad_hand, identity, 0.1),
                  gamma_hand - 0.1 * grad_hand)
@@ -166,6 +169,25 @@ check_equal("hidden: φ is the warp weight only", sorted(warp_parameters(model0)
 # step on the second row is 1/9 of it: the warp reshapes the step without the network ever forming a
 # preconditioner. At initialisation T = I, so T Tᵀ = I and the warped step is exactly plain SGD; meta-learning
 # moves T away from the identity so that these step sizes suit the task family.
+# ### END SOLUTION
+
+# %% [markdown]
+# ## The lesson's self-check questions (written)
+#
+# 1. Why is Jacobi's number of steps independent of κ(H) for our H = SCS, and which H would defeat it?
+# 2. The network never multiplies by P = I ⊗ TTᵀ. Where in backpropagation does TTᵀ appear?
+# 3. Why does the error against the Euclidean step shrink only like α, while the error against the Riemannian
+#    step shrinks like α²?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# 1. C has a unit diagonal, so diag(H) = S², P = S⁻² and PH = S⁻¹CS, which is similar to C: its condition number
+#    is κ(C) whatever S is. A strongly correlated H (C close to singular, e.g. ρ → 1) defeats it: Jacobi removes
+#    scaling, not correlation.
+# 2. Backpropagating through the frozen T gives ∂L/∂W = Tᵀ∇_γL xᵀ (one factor T); the effective weights γ = TW then
+#    move by T times the step on W: the second factor. TTᵀ is the product of the backward and the forward pass.
+# 3. Ω(θ − αJᵀ∇L) = γ − αJJᵀ∇L + O(α²): the first-order term is the Riemannian step, so the difference to it is
+#    second order. The Euclidean step γ − α∇L differs from it already at first order, by α(JJᵀ − I)∇L.
 # ### END SOLUTION
 
 # %% tags=["instructor"]

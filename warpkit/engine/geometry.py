@@ -18,7 +18,7 @@ What lives here:
 * :func:`jacobian` (``torch.func.jacrev`` vmapped over points), :func:`inverse_metric` (G⁻¹ = JJᵀ),
   :func:`metric` (G = (JJᵀ)⁻¹), :func:`metric_ellipses` (the image of a unit circle of θ-steps under J: axes =
   left singular vectors of J, semi-axes = its singular values, i.e. the ellipse {v : vᵀ G v ≤ 1}),
-* :func:`riemannian_gradient_step` (γ ← γ − α G⁻¹ ∇L(γ)) and the three descent paths compared in notebook 02:
+* :func:`riemannian_gradient_step` (γ ← γ − α G⁻¹ ∇L(γ)) and the three descent paths compared in notebook 03:
   :func:`gradient_descent_path` (native), :func:`warped_descent_path` (GD on θ of L∘Ω, mapped to γ = Ω(θ)) and
   :func:`riemannian_descent_path` (γ ← γ − α G⁻¹(γ) ∇L(γ), with G⁻¹ evaluated at θ = Ω⁻¹(γ) found by Newton's
   method, :func:`invert_warp`),

@@ -1,4 +1,4 @@
-r"""The continual-learning experiment of Flennerhag et al., 2020, Section 4.4, as helpers notebook 05 calls.
+r"""The continual-learning experiment of Flennerhag et al., 2020, Section 4.4, as helpers notebook 06 calls.
 
 The algorithm is the engine's: :class:`warpkit.engine.meta.MetaLearner` with the *offline* algorithm runs WarpGrad's
 continual objective unchanged, because the continual meta loss is defined by the task
@@ -50,7 +50,7 @@ from warpkit.kit.notebook import progress
 
 @dataclass(frozen=True)
 class ContinualConfig(SineFamily):
-    """Everything that defines one run of the experiment (notebook 05 picks one of :data:`SIZES`): the task
+    """Everything that defines one run of the experiment (notebook 06 picks one of :data:`SIZES`): the task
     family's fields (:class:`~warpkit.data.sine.SineFamily`, declared there once; ``config.sampler(seed)`` draws
     its tasks) and the learners', meta-training's and evaluation's below.
 

@@ -315,3 +315,114 @@ class MountainMetaTraining:
         return {"warp_paths": warped, "sgd_paths": sgd, "warp_final": final_losses(warped, surfaces),
                 "sgd_final": final_losses(sgd, surfaces), "same_start_paths": same_start,
                 "same_start_final": final_losses(same_start, surfaces)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the warp's own effect: a variant in which the warp cannot move the start
+# ----------------------------------------------------------------------------------------------------------
+class StartedSurfaceTask(SurfaceTask):
+    """A surface with its own start s ∈ R²: a batch is ``(s, surface params)``, read by :class:`PinnedStartPoint`."""
+
+    def __init__(self, surface: MountainSurface, start: Tensor):
+        super().__init__(surface)
+        self._batch = (torch.as_tensor(start, dtype=surface.params.dtype), surface.params)
+
+
+class PinnedStartPoint(nn.Module):
+    r"""The Appendix D warp, translated so that it cannot move the start: with s the task's start (the model's
+    input) and Ω(x) = x + g(x) the learned warp,
+
+    .. math::  \gamma = \Omega_s(\theta) = \Omega(s + \theta) - \Omega(s) + s, \qquad \theta_0 = 0,
+
+    so γ_0 = s for every φ, while the Jacobian of Ω_s at θ is the Jacobian of Ω at s + θ: the geometry is Ω's and
+    is tied to the plane (not to the start). θ_0 stays 0 (no initialisation learner)."""
+
+    def __init__(self, hidden: int = 30):
+        super().__init__()
+        self.theta = nn.Parameter(torch.zeros(2, dtype=torch.get_default_dtype()))
+        self.warp = ResidualMLPWarp(2, hidden=hidden, num_hidden_layers=1, activation="tanh")
+
+    def forward(self, start: Tensor) -> Tensor:
+        return self.warp(start + self.theta) - self.warp(start) + start
+
+
+def random_starts(num: int, extent, seed: int) -> Tensor:
+    """``num`` points uniform on ``extent`` (x0, x1, y0, y1)."""
+    generator = torch.Generator().manual_seed(seed)
+    low = torch.tensor([extent[0], extent[2]], dtype=torch.get_default_dtype())
+    high = torch.tensor([extent[1], extent[3]], dtype=torch.get_default_dtype())
+    return low + (high - low) * torch.rand(num, 2, generator=generator, dtype=low.dtype)
+
+
+def started_final_losses(warp: Warp | None, starts: Tensor, surfaces: Sequence[MountainSurface], lr: float,
+                         steps: int) -> Tensor:
+    r"""Final loss after ``steps`` GD steps from each surface's own start: on θ of L_i(Ω_s(θ)) from θ = 0 with
+    ``warp`` Ω (a frozen module), or plain GD on γ from s when ``warp`` is None. Same starts, steps and step size."""
+    check_path_args(lr, steps)
+    params = torch.stack([s.params for s in surfaces])
+    omega = warp if warp is not None else (lambda x: x)
+
+    def native(theta, start):
+        return omega(start + theta) - omega(start) + start
+
+    step_gradient = vmap(grad(lambda theta, start, p: mountain_value(native(theta, start), p)))
+    theta = torch.zeros_like(starts)
+    for _ in range(steps):
+        theta = (theta - lr * step_gradient(theta, starts, params)).detach()
+    with torch.no_grad():
+        return vmap(lambda t, s, p: mountain_value(native(t, s), p))(theta, starts, params)
+
+
+class RandomStartTraining:
+    r"""Meta-learn only a warp (WarpGrad, Eq. 11, offline) on surfaces that each come with a random start the warp
+    cannot move (:class:`PinnedStartPoint`); :meth:`evaluate` compares it with plain SGD from the same starts."""
+
+    def __init__(self, train_surfaces: Sequence[MountainSurface], meta_batch: int = 10, lr: float = 0.1,
+                 steps: int = 100, warp_lr: float = 0.03, replay_chunk_size: int = 50, seed: int = 0):
+        self.train_surfaces, self.meta_batch, self.lr, self.steps = list(train_surfaces), meta_batch, lr, steps
+        self.extent = self.train_surfaces[0].extent
+        torch.manual_seed(seed)
+        self.model = PinnedStartPoint()
+        self.learner = MetaLearner(self.model, surface_loss, inner_lr=lr, inner_steps=steps, warp_objective="exact",
+                                   init_learner=None, warp_lr=warp_lr, warp_optimizer="adam",
+                                   replay_chunk_size=replay_chunk_size, batched_adaptation=True, seed=seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+
+    def run(self, iterations: int, show_progress: bool = True) -> "RandomStartTraining":
+        for _ in progress(range(iterations), show=show_progress, desc="meta-training, random starts"):
+            index = torch.randperm(len(self.train_surfaces), generator=self.generator)[: self.meta_batch]
+            starts = random_starts(self.meta_batch, self.extent, int(torch.randint(10**9, (1,), generator=self.generator)))
+            self.learner.meta_step([StartedSurfaceTask(self.train_surfaces[i], s) for i, s in zip(index, starts)])
+        return self
+
+    def evaluate(self, surfaces: Sequence[MountainSurface], seed: int) -> dict:
+        """Mean final loss of the warp and of plain SGD over ``surfaces``, each from the same random start."""
+        starts = random_starts(len(surfaces), self.extent, seed)
+        warp = copy.deepcopy(self.model.warp).requires_grad_(False)
+        return {"warp_final": started_final_losses(warp, starts, surfaces, self.lr, self.steps),
+                "sgd_final": started_final_losses(None, starts, surfaces, self.lr, self.steps), "starts": starts}
+
+
+@dataclass(frozen=True)
+class MountainConfig:
+    """Lesson 03's sizes (one of :data:`SIZES`)."""
+
+    meta_iterations: int = 30
+    meta_batch: int = 10
+    warp_lr: float = 3e-3
+    replay_chunk_size: int = 25
+    replay_epochs: int = 1
+    snapshot_every: int = 5
+    held_out: int = 20
+    random_start_iterations: int = 20
+
+
+#: ``fast``: the lesson in about two minutes of one CPU core; ``gpu``: a little more meta-training and more held-out
+#: surfaces (these 2-D problems run on the CPU whatever the device); ``full``: more meta-training, more surfaces.
+SIZES: dict[str, MountainConfig] = {
+    "fast": MountainConfig(),
+    "gpu": MountainConfig(meta_iterations=50, held_out=30, random_start_iterations=30),
+    "full": MountainConfig(meta_iterations=100, meta_batch=20, replay_chunk_size=50, snapshot_every=10, held_out=50,
+                           random_start_iterations=100),
+}

@@ -347,3 +347,30 @@ def quadratic_loss(quadratic: Quadratic) -> Callable[[Tensor], Tensor]:
         return 0.5 * e @ hessian @ e
 
     return loss
+
+
+@dataclass(frozen=True)
+class PreconditioningConfig:
+    """Lesson 01's sizes (one of :data:`SIZES`)."""
+
+    largest_condition_number: float = 1e3  # steps to tolerance for κ(H) from 3 to this
+    num_condition_numbers: int = 8
+    num_step_sizes: int = 10  # step sizes α of the O(α²) check
+    field_side: int = 7  # inputs per side of the preconditioner-field grid
+    tolerance: float = 1e-6  # "converged": f(x_k) ≤ tolerance · f(x_0)
+    start: tuple = (-1.5, 0.4)  # where every descent on the quadratic starts
+
+    @property
+    def condition_numbers(self) -> np.ndarray:
+        return np.logspace(np.log10(3), np.log10(self.largest_condition_number), self.num_condition_numbers)
+
+
+#: ``fast``: about 20 s on a CPU (the tests); ``gpu``: more condition numbers and step sizes (a GPU run's lesson);
+#: ``full``: more still.
+SIZES: dict[str, PreconditioningConfig] = {
+    "fast": PreconditioningConfig(),
+    "gpu": PreconditioningConfig(largest_condition_number=1e4, num_condition_numbers=16, num_step_sizes=20,
+                                 field_side=9),
+    "full": PreconditioningConfig(largest_condition_number=1e4, num_condition_numbers=30, num_step_sizes=30,
+                                  field_side=11),
+}

@@ -16,19 +16,19 @@ What it writes in ``--out``
   :meth:`warpkit.experiments.omniglot.OmniglotExperiment.run` (saved as it goes; running the command again
   resumes it, on any number of processes), and ``omniglot_<size>_seed<seed>.json``, the results (every run's
   accuracies and meta-training history). The lesson reads the finished checkpoint instead of re-running:
-  ``python -m warpkit run 03 --size full -p CHECKPOINT <out>/03_omniglot_full_seed0.pt``.
+  ``python -m warpkit run 04 --size full -p CHECKPOINT <out>/03_omniglot_full_seed0.pt``.
 * ``continual``: ``05_continual_<size>_seed<seed>.pt`` (the :func:`warpkit.experiments.continual.meta_train`
-  checkpoint; lesson 05's ``CHECKPOINT`` parameter) and ``continual_<size>_seed<seed>.json`` (histories,
+  checkpoint; lesson 06's ``CHECKPOINT`` parameter) and ``continual_<size>_seed<seed>.json`` (histories,
   validation, kept iterations, held-out summaries).
 
 The sizes and configurations are the lessons' (``--set FIELD=VALUE`` changes a field of the size's config,
 e.g. ``--set meta_iterations=20``). ``--seed`` is the lessons' ``SEED``.
 
-* ``maze``: lesson 04 trains agents by advantage actor-critic, continually, on a batch of mazes: there is no
+* ``maze``: lesson 05 trains agents by advantage actor-critic, continually, on a batch of mazes: there is no
   meta-batch of independent tasks to split, so its processes split the *runs* instead (every agent × seed is
   one independent run; rank r trains runs r, r + P, r + 2P, …, each from its own seed, so every run's numbers
   are those of one process). Each run is checkpointed by the rank that trains it to
-  ``04_maze/<size>/<agent>_seed<seed>.pt`` (lesson 04's checkpoint files: ``-p CHECKPOINT_DIR <out>/04_maze``),
+  ``04_maze/<size>/<agent>_seed<seed>.pt`` (lesson 05's checkpoint files: ``-p CHECKPOINT_DIR <out>/04_maze``),
   and rank 0 gathers the training curves into ``maze_<size>_seed<seed>.json``.
 """
 

@@ -347,6 +347,9 @@ class PublicChecks:
     inside the block (for instance the ``NotImplementedError`` of an unwritten exercise) is not caught.
     """
 
+    #: failures so far per (exercise, check), across re-runs of a check cell in one kernel
+    attempts: dict[tuple[str, str], int] = {}
+
     def __init__(self, exercise: str, verbose: bool = True):
         self.exercise = exercise
         self.verbose = verbose
@@ -377,9 +380,16 @@ class PublicChecks:
         return False
 
     def _run(self, function, check: str, *args, **kwargs) -> bool:
+        """Run one check. A ``hint`` given as a pair ``(idea, explicit)`` shows the idea on the first failure of
+        this check and the more explicit hint from the second failure on (the student re-ran the cell)."""
+        key = (self.exercise, check)
+        hint = kwargs.get("hint")
+        if isinstance(hint, (tuple, list)):
+            kwargs["hint"] = hint[min(PublicChecks.attempts.get(key, 0), len(hint) - 1)]
         try:
             function(check, *args, **kwargs)
         except CheckFailed as failure:
+            PublicChecks.attempts[key] = PublicChecks.attempts.get(key, 0) + 1
             self.failures.append(failure)
             if self.verbose:
                 print(f"FAILED  {check}")
@@ -390,26 +400,26 @@ class PublicChecks:
         return True
 
     def close(self, check: str, got: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5,
-              hint: str | None = None) -> bool:
+              hint: str | tuple[str, str] | None = None) -> bool:
         """:func:`check_close`; returns whether it passed."""
         return self._run(check_close, check, got, expected, atol=atol, rtol=rtol, hint=hint)
 
-    def shape(self, check: str, got: Any, expected_shape: Iterable[int], hint: str | None = None) -> bool:
+    def shape(self, check: str, got: Any, expected_shape: Iterable[int], hint: str | tuple[str, str] | None = None) -> bool:
         """:func:`check_shape`; returns whether it passed."""
         return self._run(check_shape, check, got, expected_shape, hint=hint)
 
-    def dtype(self, check: str, got: Any, expected_dtype: Any, hint: str | None = None) -> bool:
+    def dtype(self, check: str, got: Any, expected_dtype: Any, hint: str | tuple[str, str] | None = None) -> bool:
         """:func:`check_dtype`; returns whether it passed."""
         return self._run(check_dtype, check, got, expected_dtype, hint=hint)
 
-    def type(self, check: str, got: Any, expected_type: type | tuple[type, ...], hint: str | None = None) -> bool:
+    def type(self, check: str, got: Any, expected_type: type | tuple[type, ...], hint: str | tuple[str, str] | None = None) -> bool:
         """:func:`check_type`; returns whether it passed."""
         return self._run(check_type, check, got, expected_type, hint=hint)
 
-    def equal(self, check: str, got: Any, expected: Any, hint: str | None = None) -> bool:
+    def equal(self, check: str, got: Any, expected: Any, hint: str | tuple[str, str] | None = None) -> bool:
         """:func:`check_equal`; returns whether it passed."""
         return self._run(check_equal, check, got, expected, hint=hint)
 
-    def true(self, check: str, condition: Any, problem: str, hint: str | None = None) -> bool:
+    def true(self, check: str, condition: Any, problem: str, hint: str | tuple[str, str] | None = None) -> bool:
         """:func:`check_true`; returns whether it passed."""
         return self._run(check_true, check, condition, problem, hint=hint)

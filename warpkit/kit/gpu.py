@@ -26,7 +26,7 @@ seconds and detail; the environment; each lesson's records), ``report.md`` (the 
 ``notebooks.zip`` (executed notebooks and figures), ``log.txt`` (everything the steps printed) and
 ``cuda_tests.xml`` (pytest's JUnit report).
 
-Time estimate for the ``gpu`` size on one H100-class GPU: about 250 s for all five lessons plus lesson 03's
+Time estimate for the ``gpu`` size on one H100-class GPU: about 270 s for all six lessons plus lesson 04's
 evaluation (:data:`GPU_TIME_ESTIMATE`, README "GPU").
 """
 
@@ -57,9 +57,9 @@ MANIFEST_NAME = "manifest.json"
 OUT_ENV = "WARPKIT_GPU_OUT"
 MAX_OUTPUT_FILES = 8
 MAX_BUNDLE_MIB = 40
-LESSONS = ("01", "02", "03", "04", "05")
+LESSONS = ("01", "02", "03", "04", "05", "06")
 #: per lesson, runner parameters for the check: no checkpoints, so every run trains from scratch and its time counts
-LESSON_PARAMETERS: dict[str, list[tuple[str, str]]] = {"03": [("CHECKPOINT", "")], "04": [("CHECKPOINT_DIR", "")]}
+LESSON_PARAMETERS: dict[str, list[tuple[str, str]]] = {"04": [("CHECKPOINT", "")], "05": [("CHECKPOINT_DIR", "")]}
 #: the seconds all lessons together may take at the ``gpu`` size (issue 17: six minutes on one H100-class GPU)
 GPU_SECONDS_BUDGET = 360
 #: a hung lesson must not hold the machine: seconds per cell (the runner's --timeout) and per lesson
@@ -88,17 +88,18 @@ REQUIRED_IMPORTS = ("torch", "numpy", "matplotlib", "PIL", "tqdm", "yaml", "pyte
 
 #: How long the ``gpu`` size should take on one H100-class GPU, per lesson (seconds), and how it was obtained
 #: (README, "GPU"; benchmarks/gpu_estimate.py). ``cpu``: measured CPU seconds of the gpu size on this repository's
-#: CPU (user + sys of ``python -m warpkit run NN --size gpu --device cpu``, kernel included; lesson 05: the kernel's
+#: CPU (user + sys of ``python -m warpkit run NN --size gpu --device cpu``, kernel included; lesson 06: the kernel's
 #: own ``cpu_seconds`` record); ``gpu_to_cpu``: a unit's estimated GPU seconds over its measured CPU seconds
-#: (operations × 10 µs + FLOPs / 5 TFLOP/s, both assumed); ``gpu``: the estimate. Lesson 03's gpu size was too slow
+#: (operations × 10 µs + FLOPs / 5 TFLOP/s, both assumed); ``gpu``: the estimate. Lesson 04's (Omniglot) gpu size was too slow
 #: to run on this CPU: its estimate is 36 meta-iterations × 1.456 s per meta-iteration of all seven methods, the
 #: evaluation and plots not included. No GPU has run it yet: gpu-check measures it and fails above the budget.
 GPU_TIME_ESTIMATE = {
     "01": {"cpu": 15.8, "gpu_to_cpu": None, "gpu": 16},  # float64 toys: taken at CPU speed
-    "02": {"cpu": 66.1, "gpu_to_cpu": None, "gpu": 66},  # 2-D problems: computes on the CPU whatever DEVICE says
-    "03": {"cpu": None, "gpu_to_cpu": 0.077, "gpu": 52},  # meta-training only (see above)
-    "04": {"cpu": 96.2, "gpu_to_cpu": 0.837, "gpu": 81},
-    "05": {"cpu": 38.5, "gpu_to_cpu": 0.924, "gpu": 36},
+    "02": {"cpu": 19.1, "gpu_to_cpu": None, "gpu": 19},  # tiny problems, taken at CPU speed (wall seconds)
+    "03": {"cpu": 66.1, "gpu_to_cpu": None, "gpu": 66},  # 2-D problems: computes on the CPU whatever DEVICE says
+    "04": {"cpu": None, "gpu_to_cpu": 0.077, "gpu": 52},  # meta-training only (see above)
+    "05": {"cpu": 96.2, "gpu_to_cpu": 0.837, "gpu": 81},
+    "06": {"cpu": 38.5, "gpu_to_cpu": 0.924, "gpu": 36},
 }
 
 

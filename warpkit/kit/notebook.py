@@ -22,8 +22,12 @@ RECORD_MIMETYPE = "application/vnd.warpkit.record+json"
 FIGURES_ENV = "WARPKIT_FIGURES_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+RECORDS_MIMETYPE = "application/vnd.warpkit.records+json"
+
 #: values recorded in this process, name -> value (what the notebook's own cells can read back)
 RECORDS: dict[str, Any] = {}
+#: names recorded since :func:`defer_records` and not yet shown by :func:`show_records` (None: not deferring)
+_DEFERRED: list[str] | None = None
 
 
 def _to_jsonable(value: Any, name: str) -> Any:
@@ -54,6 +58,10 @@ def record(name: str, value: Any) -> Any:
         raise ValueError(f"record(): the name must be an identifier-like string, got {name!r}")
     value = _to_jsonable(value, name)
     RECORDS[name] = value
+    if _DEFERRED is not None:
+        if name not in _DEFERRED:
+            _DEFERRED.append(name)
+        return value
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -62,6 +70,43 @@ def record(name: str, value: Any) -> Any:
     if get_ipython() is not None:
         display({RECORD_MIMETYPE: {"name": name, "value": value}, "text/plain": f"{name} = {value!r}"}, raw=True)
     return value
+
+
+def defer_records() -> None:
+    """From now on :func:`record` keeps values without showing them; :func:`show_records` shows them all at once,
+    as one table (a lesson calls this in its setup cell and ``show_records()`` in its last cell)."""
+    global _DEFERRED
+    _DEFERRED = []
+
+
+def show_records() -> None:
+    """Show every value recorded since :func:`defer_records` as one table, with the mimetype
+    ``application/vnd.warpkit.records+json`` (a list of ``{"name", "value"}``) that :func:`read_records` reads."""
+    global _DEFERRED
+    names, _DEFERRED = list(_DEFERRED or []), None
+    entries = [{"name": name, "value": RECORDS[name]} for name in names]
+    width = max((len(name) for name in names), default=0)
+    text = "\n".join(f"{e['name']:<{width}}  {_short(e['value'])}" for e in entries)
+    rows = "".join(f"<tr><td><code>{e['name']}</code></td><td>{_short(e['value'])}</td></tr>" for e in entries)
+    html = f"<table><tr><th>recorded</th><th>value</th></tr>{rows}</table>"
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display({RECORDS_MIMETYPE: entries, "text/html": html, "text/plain": text}, raw=True)
+
+
+def _short(value: Any) -> str:
+    """A value as a table cell: floats to 4 significant digits, long lists shortened."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and len(value) > 6:
+        return "[" + ", ".join(_short(v) for v in value[:6]) + f", … ({len(value)} values)]"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return repr(value)
 
 
 def read_records(notebook: "str | os.PathLike | Any") -> dict[str, Any]:
@@ -77,12 +122,21 @@ def read_records(notebook: "str | os.PathLike | Any") -> dict[str, Any]:
     for cell in notebook["cells"]:
         for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
             data = output.get("data", {})
-            if RECORD_MIMETYPE in data:
-                payload = data[RECORD_MIMETYPE]
-                if isinstance(payload, str):  # some writers store JSON mimetypes as text
-                    payload = json.loads(payload)
-                records[payload["name"]] = payload["value"]
+            for entry in _record_entries(data):
+                records[entry["name"]] = entry["value"]
     return records
+
+
+def _record_entries(data: Mapping) -> list[dict]:
+    """The ``{"name", "value"}`` entries of one output: one from :func:`record`, a list from :func:`show_records`."""
+    entries = []
+    for mimetype in (RECORD_MIMETYPE, RECORDS_MIMETYPE):
+        payload = data.get(mimetype)
+        if isinstance(payload, str):  # some writers store JSON mimetypes as text
+            payload = json.loads(payload)
+        if payload:
+            entries.extend([payload] if mimetype == RECORD_MIMETYPE else payload)
+    return entries
 
 
 def figures_dir() -> Path:
@@ -101,6 +155,25 @@ def save_figure(fig, name: str, save: bool = True, dpi: int = 120) -> Path | Non
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+def show_figure(fig, name: str, save: bool = True) -> None:
+    """Save ``fig`` as ``<figures_dir>/<name>.png`` (when ``save``) and show it once below the cell.
+
+    Returns nothing, so a cell that ends with it echoes nothing; the figure is closed afterwards, so pyplot's
+    inline backend does not show it a second time.
+    """
+    save_figure(fig, name, save)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(fig)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def seed_everything(seed: int) -> int:
@@ -158,8 +231,20 @@ def progress(iterable=None, show: bool = True, **kwargs):
     from tqdm.auto import tqdm as auto_tqdm
     from tqdm.std import tqdm as text_tqdm
 
-    bar = auto_tqdm if _in_live_notebook() else text_tqdm
+    live = _in_live_notebook()
+    if not live and not _stderr_is_terminal():
+        show = False  # an executed notebook or a log file: a bar there is only noise
+    bar = auto_tqdm if live else text_tqdm
     return bar(iterable, disable=not show, **kwargs)
+
+
+def _stderr_is_terminal() -> bool:
+    import sys
+
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _in_live_notebook() -> bool:

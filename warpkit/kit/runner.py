@@ -48,6 +48,7 @@ import os
 import tempfile
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,6 +406,28 @@ def kernel_environment(figures_dir: str | os.PathLike) -> Iterator[None]:
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def captured_kernel_stderr() -> Iterator[Any]:
+    """The kernel inherits this process's stderr (file descriptor 2). While it runs, send that to a temporary file,
+    so its start-up chatter ("Kernel is running over TCP without encryption", shutdown messages) stays out of
+    the terminal; yields the file, so that a failure can show what the kernel said."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield capture
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _tail(capture, limit: int = 2000) -> str:
+    capture.seek(0)
+    return capture.read().decode("utf-8", "replace")[-limit:].strip()
+
+
 def execute(
     notebook: str | os.PathLike,
     output: str | os.PathLike,
@@ -421,7 +444,7 @@ def execute(
     Path(figures_dir).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     error = ""
-    with kernel_environment(figures_dir):
+    with kernel_environment(figures_dir), captured_kernel_stderr() as kernel_stderr:
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -439,6 +462,8 @@ def execute(
             raise
         except Exception as failure:  # kernel died, timeout, unreadable notebook...
             error = f"{type(failure).__name__}: {failure}"
+        if error and _tail(kernel_stderr):
+            error += "\nthe kernel's stderr ended with:\n" + _tail(kernel_stderr)
     seconds = time.perf_counter() - start
     records = read_records(output) if output.exists() else {}
     return Result(notebook.stem, output, "failed" if error else "ok", seconds, records, error)

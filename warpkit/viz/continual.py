@@ -1,4 +1,4 @@
-"""Drawing functions for notebook 05 (continual sine regression, Flennerhag et al., 2020, Section 4.4).
+"""Drawing functions for notebook 06 (continual sine regression, Flennerhag et al., 2020, Section 4.4).
 
 Every function takes plain tensors/arrays and returns a pyplot-free ``matplotlib.figure.Figure`` (shown by the
 notebook as the value of its cell), so the same functions work in tests and in headless runs. The sequence
@@ -16,7 +16,7 @@ import torch
 from warpkit.viz.explorer_base import Explorer, int_slider
 from warpkit.viz.style import new_figure
 
-#: one colour per sub-task (segment) and one per learner, shared by all figures of notebook 05
+#: one colour per sub-task (segment) and one per learner, shared by all figures of notebook 06
 SUBTASK_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
 LEARNER_COLORS = {"warp": "#d62728", "sgd_meta_init": "#1f5fbf", "sgd": "#7f7f7f"}
 LEARNER_LABELS = {
@@ -249,7 +249,9 @@ def plot_meta_training(history: Mapping[str, Sequence[Mapping]], validation: Map
             ax.plot(iterations, values, color=color, linewidth=0.7, alpha=0.35)
             ax.plot(iterations, _running_mean(values), color=color, linewidth=1.6, label=_label(name))
     axes[0].set_title("task loss at the last inner step", fontsize=9)
+    axes[0].set_ylabel("MSE on the current sub-task", fontsize=8)
     axes[1].set_title("warp meta-objective (continual)", fontsize=9)
+    axes[1].set_ylabel("MSE over seen sub-tasks, after one step", fontsize=8)
     for ax in axes[:2]:
         ax.set_xlabel("meta-iteration (thin: raw, bold: running mean)", fontsize=8)
     if validation:
@@ -265,6 +267,7 @@ def plot_meta_training(history: Mapping[str, Sequence[Mapping]], validation: Map
                 ax.plot(iterations[kept], losses[kept], "o", markersize=10, markerfacecolor="none",
                         markeredgecolor=color, markeredgewidth=1.5)
         ax.set_title("final loss on validation sequences", fontsize=9)
+        ax.set_ylabel("MSE over the 5 segments, after the last", fontsize=8)
         ax.set_xlabel("meta-iteration (circle: kept)", fontsize=8)
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -301,5 +304,31 @@ class SequenceExplorer(Explorer):
 
 __all__ = [
     "SequenceExplorer", "SUBTASK_COLORS", "LEARNER_COLORS", "LEARNER_LABELS", "draw_task_sequence", "plot_task_sequences",
-    "draw_fits_after_each_subtask", "plot_fits_after_each_subtask", "plot_forgetting_matrices", "plot_final_losses", "plot_meta_training",
+    "draw_fits_after_each_subtask", "plot_fits_after_each_subtask", "plot_forgetting_matrices", "plot_final_losses",
+    "plot_meta_training", "plot_learnt_then_kept",
 ]
+
+
+def plot_learnt_then_kept(mean_matrices: Mapping[str, torch.Tensor], panel_size: float = 3.2):
+    """Underfitting against forgetting, per learner and segment i: the loss on segment i right after learning it
+    (M_ii, filled dot) and after the last sub-task (M_iT, open square), joined by a line; log scale."""
+    names = list(mean_matrices)
+    fig, axes = new_figure(ncols=len(names), panel_size=panel_size)
+    fig.set_size_inches(panel_size * 1.25 * len(names), panel_size)
+    values = np.concatenate([_numpy(m).ravel() for m in mean_matrices.values()])
+    values = values[np.isfinite(values) & (values > 0)]
+    for ax, name in zip(axes, names):
+        matrix = _numpy(mean_matrices[name])
+        segments = np.arange(1, len(matrix) + 1)
+        just_learnt, at_end = np.diag(matrix), matrix[:, -1]
+        color = LEARNER_COLORS.get(name, "k")
+        ax.vlines(segments, just_learnt, at_end, color=color, alpha=0.5)
+        ax.plot(segments, just_learnt, "o", color=color, label="right after learning it")
+        ax.plot(segments, at_end, "s", markerfacecolor="white", markeredgecolor=color, label="after the last sub-task")
+        ax.set(yscale="log", ylim=(values.min() / 2, values.max() * 2), xticks=segments)
+        ax.set_title(_label(name), fontsize=9)
+        ax.set_xlabel("segment i", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("mean MSE on segment i", fontsize=8)
+    axes[0].legend(fontsize=7, loc="upper left")
+    return fig

@@ -1,4 +1,4 @@
-r"""Interactive explorers for notebook 02: each is a *pure drawing function* plus a thin *widget wrapper*.
+r"""Interactive explorers for notebook 03: each is a *pure drawing function* plus a thin *widget wrapper*.
 
 * :func:`draw_warp_explorer` / :class:`WarpExplorer` — sliders for a :class:`~warpkit.engine.geometry.PlaneWarp`
   (strength, rotation, shear, non-linearity) redraw the warped grid, the metric ellipses, and a descent path
@@ -135,7 +135,7 @@ def draw_warp_explorer(axes, strength: float = 1.0, rotation: float = 0.0, shear
     tidy_axes(ax_gamma, scene.extent, f"native γ, loss after {scene.steps} steps:\n"
               f"plain {_loss_text(final_native, native_diverged)}, "
               f"warped {_loss_text(final_warped, warped_diverged)}", "γ₁", "γ₂")
-    ax_gamma.legend(loc="lower right", fontsize=6, framealpha=0.8)
+    draw.path_legend(ax_gamma, loc="lower right", fontsize=6, framealpha=0.8)
     return {"warp": warp, "thetas": thetas, "gammas": gammas, "native": native, "grid": grid,
             "ellipses": ellipses, "theta_path": theta_path, "warped_path": warped_path,
             "native_path": native_path, "final_loss_native": final_native, "final_loss_warped": final_warped}
@@ -202,21 +202,23 @@ def draw_descent_explorer(axes, lr: float = 0.05, start_x: float = -2.0, start_y
     }
     tidy_axes(ax_paths, scene.extent, f"α = {lr:.3f}: largest gap between\nwarped and Riemannian paths {gap:.1e}",
               "γ₁", "γ₂")
-    ax_paths.legend(loc="lower right", fontsize=6, framealpha=0.8)
+    draw.path_legend(ax_paths, loc="lower right", fontsize=6, framealpha=0.8)
 
     steps = np.arange(scene.steps + 1)
     losses = {}
-    for name, path, kind, style in (("native", native, "native", "-"), ("warped", warped, "warped", "-"),
-                                    ("riemannian", riemannian, "riemannian", "--")):
+    for name, label, path, style in (("native", "plain GD", native, "-"), ("warped", "warped GD", warped, "-"),
+                                     ("riemannian", "Riemannian GD", riemannian, "--")):
         values = torch.func.vmap(scene.loss)(path).numpy()
         losses[name] = values
-        ax_loss.semilogy(steps[: len(values)], np.clip(values, 1e-12, 1e6), style, color=PATH_COLORS[kind],
-                         label=name, linewidth=1.2)
+        ax_loss.semilogy(steps[: len(values)], np.clip(values, 1e-12, 1e6), style, color=PATH_COLORS[name],
+                         label=label, linewidth=1.2)
     # fixed limits: the panels stay comparable between slider moves (and the explorer can blit)
     ax_loss.set_xlim(0, scene.steps)
+    ax_loss.set_xticks(np.linspace(0, scene.steps, 5).round().astype(int))
     ax_loss.set_ylim(1e-8, 1e3)
     ax_loss.set_title("loss per step", fontsize=9)
-    ax_loss.set_xlabel("step", fontsize=8)
+    ax_loss.set_xlabel("step k", fontsize=8)
+    ax_loss.set_ylabel("loss L(γ_k)", fontsize=8)
     ax_loss.tick_params(labelsize=7)
     ax_loss.legend(fontsize=6)
     return {**lines, "native": native, "warped": warped, "riemannian": riemannian, "gap": gap, "losses": losses}
@@ -239,9 +241,11 @@ class DescentExplorer(Explorer):
 
 
 def descent_explorer_small_multiples(settings: Sequence[dict], scene: DescentScene | None = None, panel_size=3.0):
-    """The static version of :class:`DescentExplorer`: one column per setting (rows: paths, losses)."""
-    return _small_multiples(draw_descent_explorer, settings, 2, panel_size, _setting_label,
-                            scene=scene or DescentScene())
+    """The static version of :class:`DescentExplorer`: one column per setting (rows: paths, losses); each panel's
+    title already names its step size."""
+    def label(s):
+        return ", ".join(f"{k} {v:g}" for k, v in s.items() if k != "lr")
+    return _small_multiples(draw_descent_explorer, settings, 2, panel_size, label, scene=scene or DescentScene())
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -296,15 +300,15 @@ def draw_mountain_explorer(axes, snapshot: int = -1, surface: int = 0, scene: Mo
     snap, surface_fn = scene.snapshots[index], scene.surfaces[surface]
     ax = axes[0]
     draw.draw_loss_contours(ax, surface_fn, scene.extent, resolution=scene.resolution, levels=scene.levels(surface))
-    grid = draw.draw_warped_grid(ax, snap.warp, scene.extent, num_lines=13)
-    ellipses = draw.draw_metric_ellipses(ax, snap.warp, scene.extent, num=7, scale=0.2)
+    grid = draw.draw_warped_grid(ax, snap.warp, scene.extent, num_lines=9, linewidth=0.5, alpha=0.4)
+    ellipses = draw.draw_metric_ellipses(ax, snap.warp, scene.extent, num=5, scale=0.18)
     warped, sgd = scene.paths[index][0][surface], scene.paths[index][1][surface]
-    sgd_path = draw.draw_path(ax, sgd, "native", label="SGD", markevery=5)
-    warped_path = draw.draw_path(ax, warped, "warped", label="WarpGrad", markevery=5)
+    sgd_path = draw.draw_path(ax, sgd, "native", label="SGD (its own start)", markevery=20)
+    warped_path = draw.draw_path(ax, warped, "warped", label="WarpGrad", markevery=20)
     final_warp, final_sgd = scene.final_loss[index, surface]
     tidy_axes(ax, scene.extent, f"meta-iteration {snap.iteration}, held-out surface {surface}\n"
               f"final loss: WarpGrad {max(final_warp, 0.0):.2f}, SGD {max(final_sgd, 0.0):.2f}", "γ₁", "γ₂")
-    ax.legend(loc="lower right", fontsize=6, framealpha=0.8)
+    draw.path_legend(ax, loc="upper right", fontsize=6, framealpha=0.8)  # over a peak, not a valley
     out = {"grid": grid, "ellipses": ellipses, "warped_path": warped_path, "sgd_path": sgd_path,
            "final_loss_warp": final_warp, "final_loss_sgd": final_sgd, "iteration": snap.iteration}
     if show_curve and len(axes) > 1:

@@ -1,4 +1,4 @@
-r"""Drawing primitives for the geometry of warping (notebook 02). Each ``draw_*`` function draws one thing on a
+r"""Drawing primitives for the geometry of warping (notebook 03). Each ``draw_*`` function draws one thing on a
 matplotlib ``Axes`` and returns the artist(s).
 
 * :func:`draw_loss_contours` — L(γ) in native coordinates, or L(Ω(θ)) in warped coordinates (``warp=``);
@@ -113,3 +113,16 @@ def draw_path(ax, path, kind: str = "native", label: str | None = None, markever
     ax.plot(path[-1:, 0], path[-1:, 1], "*", color=color, markersize=9, markeredgecolor="black",
             markeredgewidth=0.4, zorder=line.get_zorder() + 1)
     return line
+
+
+def path_legend(ax, where=None, **legend_kw):
+    """The axes' legend plus two entries that explain :func:`draw_path`'s markers: a ring at the start, a star at
+    the end (every path figure uses them). ``where`` (a figure, or other axes) holds the legend instead of ``ax``."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="0.2", linestyle=""),
+                Line2D([], [], marker="*", color="0.5", markeredgecolor="black", markersize=9, linestyle="")]
+    labels += ["start", "end"]
+    return (where if where is not None else ax).legend(handles, labels, **legend_kw)
+

@@ -35,6 +35,8 @@ def draw_descent(ax, quadratic: Quadratic, name: str, start: Sequence[float], st
     ax.contour(xs, ys, quadratic.value(grid), levels=levels, colors="0.75", linewidths=0.8)
     ax.plot(*run.points.T, "o-", color=METHOD_COLOURS.get(name, "k"), markersize=2.5, linewidth=1)
     ax.plot(*quadratic.minimum, "k*", markersize=9)
+    ax.set_xlabel("x₁ (minimum: star)", fontsize=8)
+    ax.set_ylabel("x₂", fontsize=8)
     ax.set_title(f"{METHOD_LABELS.get(name, name)}, κ(H) = {quadratic.condition_number:.0f}\n"
                  f"f after {len(run.losses) - 1} steps: {run.losses[-1] / run.losses[0]:.1e} × f(x₀)", fontsize=9)
     ax.set_xlim(xs[0], xs[-1])
@@ -98,14 +100,18 @@ class PreconditioningExplorer(Explorer):
 
 
 def draw_loss_curves(ax, runs: dict[str, Descent], tol: float) -> None:
-    """f(x_k)/f(x_0) against k + 1 on log-log axes (Newton's exact zero drops off the bottom)."""
+    """f(x_k)/f(x_0) against the step k ≥ 1 on log-log axes (k = 0 is 1 by definition; Newton's exact zero
+    after one step drops off the bottom, so it is marked at the axis)."""
     for name, run in runs.items():
-        ratios = run.losses / run.losses[0]
-        ax.loglog(np.arange(1, len(ratios) + 1), np.where(ratios > 0, ratios, 1e-300),
-                  color=METHOD_COLOURS.get(name, "k"), label=METHOD_LABELS.get(name, name))
-    ax.axhline(tol, color="k", linewidth=0.8, linestyle=":")
-    ax.set(ylim=(1e-12, 2), xlabel="step k + 1", ylabel="f(x_k) / f(x₀)")
-    ax.legend(fontsize=8)
+        ratios = (run.losses / run.losses[0])[1:]
+        steps = np.arange(1, len(ratios) + 1)
+        ax.loglog(steps, np.where(ratios > 0, ratios, 1e-300), color=METHOD_COLOURS.get(name, "k"),
+                  label=METHOD_LABELS.get(name, name))
+        if ratios[0] <= 1e-12:
+            ax.plot([1], [2e-12], "v", color=METHOD_COLOURS.get(name, "k"), markersize=8, clip_on=False)
+    ax.axhline(tol, color="k", linewidth=0.8, linestyle=":", label=f"tolerance {tol:g}")
+    ax.set(ylim=(1e-12, 2), xlabel="step k (log scale)", ylabel="f(x_k) / f(x₀)")
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.62, 0.02))  # between the curves, under the tolerance
 
 
 def draw_steps_versus_condition(ax, condition_numbers: Sequence[float], steps: dict[str, list[int]],
@@ -117,7 +123,7 @@ def draw_steps_versus_condition(ax, condition_numbers: Sequence[float], steps: d
     ax.loglog(condition_numbers, [predicted_steps(k, tol) for k in condition_numbers], "k:",
               label="ln(tol) / 2ln(1 − 1/κ) (estimate, plain GD)")
     ax.set(xlabel="condition number κ(H)", ylabel=f"steps to f ≤ {tol:g}·f(x₀)", title="steps to tolerance")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")  # the lines rise to the right: the upper left is empty
 
 
 def draw_matrix(ax, matrix: Tensor | np.ndarray, title: str, limit: float | None = None) -> None:
@@ -132,11 +138,15 @@ def draw_matrix(ax, matrix: Tensor | np.ndarray, title: str, limit: float | None
 
 
 def draw_preconditioner_field(ax, warp: Callable[[Tensor], Tensor], inputs: Tensor, title: str,
-                              scale: float = 0.3) -> None:
+                              scale: float | None = None) -> None:
     """At each input z, the ellipse {J(z) u : ‖u‖ ≤ scale}: its axes are the eigenvectors of P(z) = JJᵀ and its
-    semi-axes the square roots of P's eigenvalues (times ``scale``). Equal ellipses = a constant P."""
+    semi-axes the square roots of P's eigenvalues (times ``scale``). Equal ellipses = a constant P.
+    ``scale=None`` picks the largest scale at which no ellipse reaches half-way to its neighbour."""
     with torch.no_grad():
         jacobians = jacobian(warp, inputs)
+    if scale is None:
+        spacing = torch.cdist(inputs, inputs).add(torch.eye(len(inputs), dtype=inputs.dtype) * 1e9).min().item()
+        scale = 0.45 * spacing / torch.linalg.matrix_norm(jacobians, ord=2).max().item()
     angle = torch.linspace(0, 2 * math.pi, 60, dtype=inputs.dtype)
     circle = scale * torch.stack([angle.cos(), angle.sin()])  # (2, 60)
     outlines = inputs[:, :, None] + jacobians @ circle  # (N, 2, 60)
@@ -162,19 +172,23 @@ def draw_step_comparison(ax, loss: Callable[[Tensor], Tensor], warp: Callable[[T
     alphas = torch.linspace(0, alpha_max, 50, dtype=torch.float64)
     with torch.no_grad():
         landed = torch.stack([warp(theta - a * delta_theta) for a in alphas])
-        xs = torch.linspace(gamma[0] - half_width, gamma[0] + half_width, 120, dtype=torch.float64)
-        ys = torch.linspace(gamma[1] - half_width, gamma[1] + half_width, 120, dtype=torch.float64)
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
-        values = torch.vmap(torch.vmap(loss))(grid)
-    ax.contour(xs.numpy(), ys.numpy(), values.numpy(), levels=15, colors="0.8", linewidths=0.8)
     riemannian = gamma - alphas[:, None] * riemannian_direction
     euclidean = gamma - alphas[:, None] * native_gradient
+    every = torch.cat([landed, riemannian, euclidean])  # the window holds all three curves
+    centre, half = (every.max(0).values + every.min(0).values) / 2, (every.max(0).values - every.min(0).values).max() * 0.6
+    with torch.no_grad():
+        xs = torch.linspace(centre[0] - half, centre[0] + half, 120, dtype=torch.float64)
+        ys = torch.linspace(centre[1] - half, centre[1] + half, 120, dtype=torch.float64)
+        values = torch.vmap(torch.vmap(loss))(torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1))
+    ax.contour(xs.numpy(), ys.numpy(), values.numpy(), levels=15, colors="0.8", linewidths=0.8)
     ax.plot(*euclidean.T.numpy(), "--", color="tab:red", label="Euclidean step γ − α∇L")
     ax.plot(*riemannian.T.numpy(), "-", color="tab:green", linewidth=3, alpha=0.6, label="Riemannian step γ − αJJᵀ∇L")
     ax.plot(*landed.T.numpy(), "-", color="k", linewidth=1.2, label="warped step Ω(θ − αJᵀ∇L)")
-    ax.plot(*gamma.numpy(), "ko")
+    ax.plot(*gamma.numpy(), "ko", label="γ = Ω(θ), where every step starts")
     ax.set_aspect("equal")
     ax.set_xlim(xs[0].item(), xs[-1].item())
     ax.set_ylim(ys[0].item(), ys[-1].item())
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_xlabel("γ₁")
+    ax.set_ylabel("γ₂")
+    ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
     ax.set_title(f"native space, α from 0 to {alpha_max:g}", fontsize=9)

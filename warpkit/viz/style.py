@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-#: one colour per optimiser, used in every figure of notebook 02 (and wherever paths are compared)
+#: one colour per optimiser, used in every figure of notebook 03 (and wherever paths are compared)
 PATH_COLORS = {
     "native": "#1f5fbf",      # plain gradient descent on γ (SGD without warp)
     "warped": "#d62728",      # gradient descent on θ, seen in native coordinates γ = Ω(θ)

@@ -15,7 +15,7 @@
 # ---
 
 # %% [markdown]
-# # 05 · Continual learning: a Warp-MLP against catastrophic forgetting
+# # 06 · Continual learning: a Warp-MLP against catastrophic forgetting
 #
 # A learner fits five sine waves, one segment of the input interval after another, and never goes back: plain SGD
 # overwrites what it learnt before. WarpGrad meta-learns warp layers whose preconditioning steers each new
@@ -48,9 +48,11 @@ from warpkit.kit.notebook import check_size
 from warpkit.viz import continual as draw
 from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
+# %%
 check_size(SIZE, tuple(continual.SIZES))
 started, cpu_started = time.perf_counter(), time.process_time()
 torch.set_num_threads(1)  # tiny networks: extra threads only add synchronisation
+warpkit.defer_records()  # recorded values are shown once, as a table, at the end of the lesson
 warpkit.record("seed", warpkit.seed_everything(SEED))
 device = warpkit.pick_device(DEVICE)
 config = continual.SIZES[SIZE]
@@ -72,8 +74,7 @@ train_sampler = config.sampler(seed=SEED, device=device)  # meta-training: a fre
 validation = config.sampler(seed=SEED + 20_000, device=device).sample_many(config.num_validation)
 held_out = config.sampler(seed=SEED + 10_000, device=device).sample_many(config.num_held_out)  # the test
 fig = draw.plot_task_sequences(held_out[:3])
-warpkit.save_figure(fig, "05_task_sequences", SAVE_FIGS)
-display(fig)
+warpkit.show_figure(fig, "06_task_sequences", SAVE_FIGS)
 
 # %% [markdown]
 # **Notice.** The target over the whole interval is piecewise, with jumps at the segment borders: nothing in
@@ -157,15 +158,14 @@ for name, iteration in training.best_iteration.items():
     if training.diverged[name]:
         print(f"{name}: meta-parameters stopped being finite after iteration {training.diverged[name]}; rolled back")
 fig = draw.plot_meta_training(training.history, training.validation, training.best_iteration)
-warpkit.save_figure(fig, "05_meta_training", SAVE_FIGS)
-display(fig)
+warpkit.show_figure(fig, "06_meta_training", SAVE_FIGS)
 
 # %% [markdown]
-# **Notice.** Left: at the end of each training sequence the Warp-MLP's loss on the current sub-task drops well
-# below the unwarped learner's: the warps also make each new segment faster to learn. Right: the warp objective,
-# the loss over all seen sub-tasks after one lookahead step, averaged over the replayed points. Both are noisy
-# because every meta-iteration draws new waves. Right: the final loss on the validation sequences, the number we
-# care about; the circle marks the iteration each learner keeps. In long runs (`SIZE="full"`) the Warp-MLP's
+# **Notice.** Left: each learner's loss on the current sub-task at the end of each training sequence (thin: raw,
+# bold: running mean); compare the two bold lines to see whether the warps make each new segment faster to learn.
+# Middle: the warp objective, the loss over all seen sub-tasks after one lookahead step, averaged over the replayed
+# points. Both are noisy because every meta-iteration draws new waves. Right: the final loss on the validation
+# sequences, the number we care about; the circle marks the iteration each learner keeps. In long runs (`SIZE="full"`) the Warp-MLP's
 # validation loss bottoms out after a few dozen iterations and drifts up again, and so does its warp objective:
 # at constant meta learning rates the joint meta-training of φ and θ₀ does not settle. Selecting on validation
 # sequences makes the result robust to that.
@@ -184,15 +184,14 @@ example = 0
 fits = {name: continual.predictions(learners[name].model, evaluations[name].runs[example], inputs).cpu()
         for name in learners}
 fig = draw.plot_fits_after_each_subtask(held_out[example], inputs.cpu(), fits)
-warpkit.save_figure(fig, "05_fits_after_each_subtask", SAVE_FIGS)
-display(fig)
+warpkit.show_figure(fig, "06_fits_after_each_subtask", SAVE_FIGS)
 
 # %% [markdown]
-# **Notice.** Without warps, each new segment drags the whole curve with it: a step that bends the fit on the
-# current segment also tilts it elsewhere, and after sub-task 5 the fit on segments 1–4 has drifted from their
-# waves (catastrophic forgetting). The Warp-MLP fits each new segment closely and moves the rest of the curve
-# much less. Not perfectly: look for the segment it does lose. Same task layers, same steps, same step size:
-# what differs is how the frozen warps shape each gradient step.
+# **Notice.** Two different failures look alike in this picture. A learner can *underfit*: never fit a segment
+# well, even right after training on it (its thin line misses the bold wave in the column of that segment). Or it
+# can *forget*: fit a segment, then lose it as later segments are learnt (the fit drifts in later columns). Same
+# task layers, same steps, same step size: what differs is how the frozen warps shape each gradient step. The
+# numbers below separate the two, over all held-out sequences.
 
 # %%
 if INTERACTIVE:  # a slider over all held-out sequences
@@ -201,34 +200,50 @@ if INTERACTIVE:  # a slider over all held-out sequences
     display(draw.SequenceExplorer(held_out, inputs.cpu(), fits_for).widget)
 
 # %% [markdown]
-# ## f. The forgetting matrix
+# ## f. Underfitting or forgetting?
+#
+# For each segment i: the loss right after learning it (sub-task i just finished) and the loss after the last
+# sub-task. A high first number is underfitting; the rise from the first to the second is forgetting.
+
+# %%
+mean_matrices = {name: e.matrices.mean(dim=0) for name, e in evaluations.items()}
+fig = draw.plot_learnt_then_kept(mean_matrices)
+warpkit.show_figure(fig, "06_learnt_then_kept", SAVE_FIGS)
+for name, matrix in mean_matrices.items():
+    just_learnt = warpkit.record(f"loss_just_learnt_{name}", matrix.diagonal().mean().item())
+    rise = warpkit.record(f"forgetting_rise_{name}", (matrix[:-1, -1] / matrix.diagonal()[:-1]).mean().item())
+    print(f"{draw.LEARNER_LABELS.get(name, name)}: mean loss on a segment right after learning it {just_learnt:.3f}; "
+          f"on segments 1–4, after the last sub-task the loss is {rise:.1f}× what it was right after learning them")
+
+# %% [markdown]
+# (On segment 5 the two coincide: it is the last sub-task.) Read the first number as "how well does it learn a segment at all" and the second as "how much of that does it
+# lose". A learner with a high first number and a small rise underfits rather than forgets; compare the learners
+# on both before calling one of them better at remembering.
+#
+# ## g. The forgetting matrix
 #
 # $M_{ij}$ = loss on sub-task $i$ after training through sub-task $j$, averaged over the held-out sequences
 # (entries $i > j$, not seen yet, are blank). Read a row left to right to follow one sub-task's loss as later ones
 # are learnt; the diagonal is how well the current sub-task was learnt. One shared logarithmic colour scale.
 
 # %%
-mean_matrices = {name: e.matrices.mean(dim=0) for name, e in evaluations.items()}
 std_matrices = {name: e.matrices.std(dim=0) for name, e in evaluations.items()}
 fig = draw.plot_forgetting_matrices(mean_matrices, std_matrices)
-warpkit.save_figure(fig, "05_forgetting_matrices", SAVE_FIGS)
-display(fig)
+warpkit.show_figure(fig, "06_forgetting_matrices", SAVE_FIGS)
 
 # %% [markdown]
-# **Notice.** Read the diagonal first: the Warp-MLP learns the current sub-task far better (a lighter diagonal).
-# Then follow a row: for every learner a sub-task's loss grows once the learner moves on (the warps do not
-# freeze old segments), but with warps it starts lower and ends lower; compare the last columns. The random
-# initialisation forgets most. The paper reports that with WarpGrad the loss on earlier segments stays within
+# **Notice.** Read the diagonal first: how well each learner learns the current sub-task (section f's first
+# number). Then follow a row: how a sub-task's loss changes once the learner moves on (section f's rise). The
+# paper reports that with WarpGrad the loss on earlier segments stays within
 # about an order of magnitude of the current one; `earlier_to_current_warp` below is that ratio (last column,
 # mean of rows 1–4 over row 5). Do not read it alone: a learner that fits nothing scores 1, and the unwarped
 # learners score low partly because they fit the current segment poorly.
 #
-# ## g. After the whole sequence: mean ± std over held-out sequences
+# ## h. After the whole sequence: mean ± std over held-out sequences
 
 # %%
 fig = draw.plot_final_losses({name: e.matrices[:, :, -1] for name, e in evaluations.items()})
-warpkit.save_figure(fig, "05_final_losses", SAVE_FIGS)
-display(fig)
+warpkit.show_figure(fig, "06_final_losses", SAVE_FIGS)
 for name, evaluation in evaluations.items():
     summary = evaluation.summary()
     warpkit.record(f"final_loss_{name}", round(summary["final_loss"], 4))
@@ -249,10 +264,11 @@ print(f"Warp-MLP / meta-learned init = {ratio:.2f}; whole notebook {seconds:.0f}
 
 # %% [markdown]
 # **Notice.** Bars are the mean loss per segment after sub-task 5, dots the individual held-out sequences (log
-# scale). The warped learner is lower on the last segment (it learns faster) and on segments 1–4 (it retains
-# more). The meta-learned initialisation alone helps too, less: it learns each segment faster but cannot stop
-# later gradients from overwriting earlier segments. That takes a preconditioner that depends on the input,
-# which is what the non-linear warp provides.
+# scale); the printed line above gives the means. Where the warped learner's bars are lower on segments 1–4, check
+# section f for why: a lower loss right after learning (better fitting), a smaller rise (less forgetting), or
+# both. A meta-learned initialisation can make each segment faster to learn, but it cannot stop later gradients
+# from overwriting earlier segments; that takes a preconditioner that depends on the input, which is what the
+# non-linear warp provides.
 #
 # **Try.** Change `config` in the setup cell with `dataclasses.replace(config, ...)`:
 #
@@ -263,3 +279,22 @@ print(f"Warp-MLP / meta-learned init = {ratio:.2f}; whole notebook {seconds:.0f}
 #   With longer meta-training it makes the unwarped baseline stronger (less forgetting, worse fit of each new
 #   segment), so the warp's advantage shrinks.
 # * fewer `meta_iterations`: how early does the warp start to help? Or `SIZE="full"`, a longer meta-training.
+
+# %% [markdown]
+# ## Summary
+#
+# * Continual learning of sine segments is one task whose sub-tasks arrive in order; WarpGrad's objective
+#   (Eq. 11) with the meta loss over all sub-tasks seen so far (Algorithm 3) asks the warp to shape each step so
+#   that it does not undo earlier segments.
+# * Two failures look alike in a final-loss plot: underfitting (a segment is never learnt well) and forgetting
+#   (it is learnt, then lost); the loss right after learning each segment and after the last one separate them.
+# * The forgetting matrix holds both: its diagonal is how well each sub-task was learnt, its rows how it was kept.
+#
+# ## Check yourself
+#
+# 1. Why must every meta batch contain points of all five segments, with zero weight on those not seen yet?
+# 2. A learner has a low forgetting ratio (earlier-to-current close to 1) but a high final loss. What happened?
+# 3. Why does a meta-learned initialisation alone not prevent forgetting, whatever it is?
+
+# %%
+warpkit.show_records()

@@ -15,7 +15,7 @@
 # ---
 
 # %% [markdown]
-# # 03 · Omniglot, one alphabet per task: Warp-Leap against the paper's baselines
+# # 04 · Omniglot, one alphabet per task: Warp-Leap against the paper's baselines
 #
 # The paper's main supervised experiment. Each task is a 20-way classification of the characters of one
 # alphabet, learnt by 100 steps of SGD; meta-learning on a few alphabets should make the held-out alphabets faster

@@ -1,8 +1,8 @@
 # %% [markdown]
-# # Assignment 2: the metric a warp induces
+# # Assignment 3: the metric a warp induces
 #
 # A warp Ω maps task parameters θ to native parameters γ = Ω(θ). A gradient step on θ lands, to first order,
-# where a Riemannian gradient step γ − α G⁻¹ ∇L(γ) lands, with G⁻¹ = J Jᵀ and J = D_θΩ (lesson 02).
+# where a Riemannian gradient step γ − α G⁻¹ ∇L(γ) lands, with G⁻¹ = J Jᵀ and J = D_θΩ (lesson 03).
 # You will compute J with `torch.func`, form G⁻¹, write the Riemannian step and measure the O(α²) gap.
 #
 # **How this works.** Each exercise is a function with a `NotImplementedError` in its body: replace those two
@@ -81,7 +81,8 @@ def inverse_metric(J):
 with PublicChecks("inverse_metric") as checks:
     G_inv_hand = inverse_metric(torch.tensor([[1.0, 2.0], [0.0, 1.0]], dtype=torch.float64))
     checks.close("worked by hand", G_inv_hand, [[5.0, 2.0], [2.0, 1.0]],
-                 hint="J Jᵀ, not Jᵀ J: [[1, 2], [0, 1]] @ [[1, 0], [2, 1]]")
+                 hint=("which product maps a step of θ to a step of γ and back: the order of J and Jᵀ matters",
+                       "J Jᵀ, not Jᵀ J: [[1, 2], [0, 1]] @ [[1, 0], [2, 1]]"))
     G_inv0 = inverse_metric(warp_jacobian(omega, theta0))
     checks.close("symmetric", G_inv0, G_inv0.T)
     checks.true("positive definite here", torch.linalg.eigvalsh(G_inv0).min() > 0,
@@ -126,7 +127,8 @@ with PublicChecks("riemannian_step") as checks:
     stretch = lambda t: torch.tensor([2.0, 1.0], dtype=torch.float64) * t  # noqa: E731  J = diag(2, 1)
     checks.close("worked by hand: Ω = diag(2, 1), L = ½‖γ‖², θ = (1, 1), α = 0.1",
                  riemannian_step(quadratic, stretch, torch.ones(2, dtype=torch.float64), 0.1), [1.2, 0.9],
-                 hint="γ = (2, 1), G⁻¹ = diag(4, 1), ∇L(γ) = γ")
+                 hint=("the step is taken in native coordinates, from γ = Ω(θ), with the metric at θ",
+                       "γ = (2, 1), G⁻¹ = diag(4, 1), ∇L(γ) = γ"))
     gaps = [(riemannian_step(bumpy_loss, omega, theta0, lr) - warped_step(bumpy_loss, omega, theta0, lr)).norm()
             for lr in (1e-2, 1e-3)]
     checks.true("the gap to the warped step shrinks like α²", 30 < gaps[0] / gaps[1] < 300,
@@ -155,6 +157,26 @@ check_close("hidden: lr = 0 gives γ itself", riemannian_step(bumpy_loss, omega,
 # if J is invertible, Jᵀ∇L ≠ 0 for every non-zero gradient, so the step descends for a small enough α. Where J is
 # singular, G⁻¹ has a zero eigenvalue: gradient components along its null direction are ignored, the step can
 # stall before a minimum, and the metric G = (JJᵀ)⁻¹ itself is undefined there.
+# ### END SOLUTION
+
+# %% [markdown]
+# ## The lesson's self-check questions (written)
+#
+# 1. A linear warp Ω(θ) = Aθ has the same ellipse everywhere. What are its axes and semi-axes, in terms of A?
+# 2. Why does the gap between warped and Riemannian GD shrink like α², and not like α?
+# 3. Why is "SGD from WarpGrad's start" the right control for the claim "the learned geometry helps"? What does
+#    the pinned-start variant rule out that the control does not?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# 1. G⁻¹ = AAᵀ = U diag(s²) Uᵀ for the SVD A = U diag(s) Vᵀ: the axes are the left singular vectors U, the
+#    semi-axes the singular values s (the image of a unit circle of θ-steps under A).
+# 2. One warped step is Ω(θ − αJᵀ∇L) = γ − αJJᵀ∇L + O(α²) by Taylor's theorem: the first-order terms are the
+#    Riemannian step exactly, so each step differs by O(α²); a fixed number of steps adds up a fixed number of them.
+# 3. WarpGrad learns a start and a geometry together; SGD from its own start Ω(θ₀) has the start but not the
+#    geometry, so WarpGrad minus the control is what the geometry adds. But the warp was trained with the start,
+#    and may only be good near it; with a random start per surface that the warp cannot move, any gain must come
+#    from the metric itself, wherever the learner starts.
 # ### END SOLUTION
 
 # %% tags=["instructor"]

@@ -1,8 +1,8 @@
 # %% [markdown]
-# # Assignment 4: the rules of Miconi's maze
+# # Assignment 5: the rules of Miconi's maze
 #
 # In the maze experiment the task is an invisible goal cell; an agent that has found it once should walk back to
-# it quickly, because reaching the goal teleports it to a random open cell (lesson 04). You will build the wall
+# it quickly, because reaching the goal teleports it to a random open cell (lesson 05). You will build the wall
 # map, the move rule and the teleport rule, and check them against hand-worked cases and `warpkit.envs.maze`.
 #
 # **How this works.** Each exercise is a function with a `NotImplementedError` in its body: replace those two

@@ -1,8 +1,8 @@
 # %% [markdown]
-# # Assignment 3: WarpGrad's meta-objective at a buffered point
+# # Assignment 4: WarpGrad's meta-objective at a buffered point
 #
 # WarpGrad learns the warp φ from points θ_k of a task's own training run: at each buffered point it takes one
-# look-ahead step on a task batch and scores the result on a different meta batch (Eq. 11; lesson 03).
+# look-ahead step on a task batch and scores the result on a different meta batch (Eq. 11; lesson 02, section c).
 # You will write the look-ahead step, the first-order objective (Eq. 12) and the exact one (Eq. 11), and
 # verify their φ-gradients against finite differences.
 #
@@ -55,8 +55,8 @@ print(f"task loss along the run: {trajectory.losses[0]:.3f} → {trajectory.loss
 # ## Exercise 1: the look-ahead step
 #
 # Write `inner_step(theta, phi, batch, lr)` returning the dict θ′ = θ − α ∇_θ L_task(θ; φ), the gradient
-# taken with respect to θ only. `torch.func.grad` (imported as `grad`) differentiates a function of a dict
-# with respect to that dict: `grad(lambda t: loss_at({**t, **phi}, batch))(theta)`.
+# taken with respect to θ only (φ is held fixed). `torch.func.grad` (imported as `grad`) differentiates a function
+# of a dict with respect to that dict.
 
 # %%
 def inner_step(theta, phi, batch, lr):
@@ -83,7 +83,8 @@ with PublicChecks("inner_step") as checks:
     finite_difference = (loss_at({**along(theta, direction_theta, h), **phi}, task_batch)
                          - loss_at({**along(theta, direction_theta, -h), **phi}, task_batch)) / (2 * h)
     checks.close("∇_θ L_task matches finite differences (along a random direction)", slope, finite_difference,
-                 atol=1e-7, hint="θ′ = θ − lr · ∇_θ L on the batch you are given")
+                 atol=1e-7, hint=("differentiate the task loss as a function of θ alone, on the batch you are given",
+                                  "grad(lambda t: loss_at({**t, **phi}, batch))(theta), then θ − lr · that"))
 ### BEGIN HIDDEN TESTS
 theta_leaves = {name: t.clone().requires_grad_(True) for name, t in theta.items()}
 autograd_h = torch.autograd.grad(loss_at({**theta_leaves, **phi}, meta_batch), list(theta_leaves.values()))
@@ -133,7 +134,8 @@ with PublicChecks("first_order_objective") as checks:
                          - loss_at({**fixed_point, **along(phi, direction_phi, -h)}, meta_batch)) / (2 * h)
     checks.close("φ-gradient: only through L_meta's forward pass (finite differences)", phi_slope(value),
                  finite_difference, atol=1e-7,
-                 hint="the gradient is too big or too small? Stop the gradient through the inner step (.detach())")
+                 hint=("in Eq. 12 the inner gradient is a constant for the φ-gradient: φ counts only at the stepped point",
+                       "stop the gradient through the inner step (.detach() the stepped θ′)"))
 ### BEGIN HIDDEN TESTS
 from warpkit.engine.objectives import one_step_objective
 
@@ -180,7 +182,8 @@ with PublicChecks("exact_objective") as checks:
     finite_difference = (whole_objective(along(phi, direction_phi, h))
                          - whole_objective(along(phi, direction_phi, -h))) / (2 * h)
     checks.close("φ-gradient matches finite differences of the whole objective", exact_slope, finite_difference,
-                 atol=1e-7, hint="keep the inner gradient in the graph: do not detach the inner step")
+                 atol=1e-7, hint=("in Eq. 11, φ also changes the look-ahead step itself: that dependence must reach the gradient",
+                       "keep the inner gradient in the graph: do not detach the inner step"))
     first_order_slope = phi_slope(first_order_objective(theta, phi, task_batch, meta_batch, LR))
     checks.true("exact ≠ first-order on this non-linear model", abs(exact_slope - first_order_slope) > 1e-3,
                 "the exact and first-order φ-gradients agree, so the second-order term is missing")

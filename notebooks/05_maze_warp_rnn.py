@@ -15,7 +15,7 @@
 # ---
 
 # %% [markdown]
-# # 04 · Maze navigation: a warped RNN that learns where the goal is
+# # 05 · Maze navigation: a warped RNN that learns where the goal is
 #
 # An agent in Miconi's grid maze must find an invisible goal, and after each reward (and teleport) find it again:
 # the goal location is the task, and it changes every episode. WarpGrad's Warp-RNN lets a HyperNetwork LSTM gate
@@ -30,7 +30,7 @@ SIZE = "fast"  # one of "fast" (CI, about 2 min), "medium" (under 1 h on 2 CPU c
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
-CHECKPOINT_DIR = "checkpoints/04_maze"  # relative to the repository; "" disables checkpoints
+CHECKPOINT_DIR = "checkpoints/05_maze"  # relative to the repository; "" disables checkpoints
 
 # %%
 import matplotlib.pyplot as plt
@@ -91,7 +91,7 @@ draw.draw_maze(axes[0], env.layout.walls, goal=info["goal"], agent=env.position,
                title=f"{maze.size}×{maze.size} maze: agent (red), goal (green)")
 draw.draw_observation(axes[1], observation, title="what the agent sees after stepping up")
 fig.tight_layout()
-warpkit.save_figure(fig, "04_maze", SAVE_FIGS)
+warpkit.save_figure(fig, "05_maze", SAVE_FIGS)
 plt.show()
 
 # %% [markdown]
@@ -140,7 +140,7 @@ cells, reached, goal = random_episode.cells[:, 0], random_episode.reached[:, 0],
 steps = np.linspace(0, maze.episode_length, 6).astype(int)
 fig = draw.frame_strip(env.layout.walls, cells, goal, reached, steps,
                        title=f"random policy: {int(reached.sum())} goal hits in {maze.episode_length} steps")
-warpkit.save_figure(fig, "04_random_episode", SAVE_FIGS)
+warpkit.save_figure(fig, "05_random_episode", SAVE_FIGS)
 plt.show()
 
 # %% [markdown]
@@ -195,7 +195,7 @@ fig, ax = plt.subplots(figsize=(8, 4.5))
 draw.plot_learning_curves(ax, curves, AGENT_LABELS, window=max(5, settings["num_episodes"] // 15))
 ax.set_title(f"{maze.size}×{maze.size} maze, {settings['num_mazes']} mazes per episode, "
              f"mean over {len(SEEDS)} seed(s) (band: min–max)")
-warpkit.save_figure(fig, "04_learning_curves", SAVE_FIGS)
+warpkit.save_figure(fig, "05_learning_curves", SAVE_FIGS)
 plt.show()
 
 # %% [markdown]
@@ -219,7 +219,7 @@ for i, (name, values) in enumerate(per_seed.items()):
 ax.set_xticks(range(len(per_seed)), [AGENT_LABELS[n] for n in per_seed], rotation=20, fontsize=8)
 ax.set_ylabel("reward per episode")
 ax.set_title(f"mean over the last {scored} episodes of each run (dots: seeds)", fontsize=9)
-warpkit.save_figure(fig, "04_scores", SAVE_FIGS)
+warpkit.save_figure(fig, "05_scores", SAVE_FIGS)
 plt.show()
 
 # %% [markdown]
@@ -258,14 +258,14 @@ for name, (shortest, taken) in returns.items():
     if len(taken):
         warpkit.record(f"return_excess_steps_{name}", round(float(np.median(taken - shortest)), 1))
 axes[1].legend(fontsize=8)
-warpkit.save_figure(fig, "04_warp_rnn_rollout", SAVE_FIGS)
+warpkit.save_figure(fig, "05_warp_rnn_rollout", SAVE_FIGS)
 plt.show()
 
 # %%
 steps = np.linspace(0, maze.episode_length, 6).astype(int)
 fig = draw.frame_strip(env.layout.walls, episode.cells[:, best], episode.goals[best], episode.reached[:, best],
                        steps, title="the same episode, frame by frame (last 8 moves in red)")
-warpkit.save_figure(fig, "04_warp_rnn_frames", SAVE_FIGS)
+warpkit.save_figure(fig, "05_warp_rnn_frames", SAVE_FIGS)
 plt.show()
 if INTERACTIVE:
     from IPython.display import HTML, display

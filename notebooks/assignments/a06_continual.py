@@ -1,9 +1,9 @@
 # %% [markdown]
-# # Assignment 5: the continual meta-loss
+# # Assignment 6: the continual meta-loss
 #
 # In continual sine regression a task is a sequence of 5 sub-tasks on 5 consecutive segments of [−5, 5], learned
 # one after the other. WarpGrad's meta-loss at a point met during sub-task t is the mean loss over sub-tasks
-# 1..t, so the warp learns to protect what was learned before (lesson 05). You will write the segment rule,
+# 1..t, so the warp learns to protect what was learned before (lesson 06). You will write the segment rule,
 # the meta-loss and a per-segment evaluation, then watch plain SGD forget.
 #
 # **How this works.** Each exercise is a function with a `NotImplementedError` in its body: replace those two
@@ -93,7 +93,8 @@ batches_hand = [(torch.zeros(2, 1), torch.full((2, 1), 1.0)),   # MSE 1
 with PublicChecks("continual_meta_loss") as checks:
     checks.close("t = 1: only the first sub-task", continual_meta_loss(predict_zero, batches_hand, 1), 1.0)
     checks.close("t = 2: (1 + 4) / 2", continual_meta_loss(predict_zero, batches_hand, 2), 2.5,
-                 hint="average each sub-task's MSE, then average over sub-tasks (not over all points: 3.25)")
+                 hint=("every seen sub-task counts equally, however many points it has",
+                       "average each sub-task's MSE, then average over sub-tasks (not over all points: 3.25)"))
     checks.close("t = 3: (1 + 4 + 9) / 3", continual_meta_loss(predict_zero, batches_hand, 3), 14 / 3,
                  hint="t counts from 1: sub-tasks 1..t are batches 0..t-1")
     checks.true("differentiable", continual_meta_loss(lambda x: x * torch.ones(1, requires_grad=True),
@@ -175,6 +176,26 @@ print(f"segment 1: the loss grew {growth:.1f}x while sub-tasks 2-5 were learned"
 # would score segments the learner has not seen yet, asking the warp to predict unseen sine waves instead of
 # protecting what was learned. The mean over 1..t rewards learning the current segment while keeping the
 # earlier segments' losses low.
+# ### END SOLUTION
+
+# %% [markdown]
+# ## The lesson's self-check questions (written)
+#
+# 1. Why must every meta batch contain points of all five segments, with zero weight on those not seen yet?
+# 2. A learner has a low forgetting ratio (earlier-to-current close to 1) but a high final loss. What happened?
+# 3. Why does a meta-learned initialisation alone not prevent forgetting, whatever it is?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# 1. Replay stacks the meta batches of many points into one tensor (vmap), so every meta batch needs the same
+#    shape whatever sub-task its point came from; zero weights keep unseen segments out of the meta loss, which
+#    must only ask the learner to remember what it has seen (it cannot know the future waves).
+# 2. It underfits: it never learnt the segments well (a high loss right after learning each one), so there was
+#    little to forget; the ratio compares earlier and current losses, both high. Look at the diagonal of the
+#    forgetting matrix.
+# 3. The initialisation only fixes where the sequence starts; after that, plain SGD steps on segment t move the
+#    parameters that also produce the fit on segments 1..t−1, in whatever direction lowers segment t's loss. Only
+#    a change of the steps themselves (a preconditioner, here one that depends on the input) can steer them away.
 # ### END SOLUTION
 
 # %% tags=["instructor"]
