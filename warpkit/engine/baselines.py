@@ -300,10 +300,11 @@ def _init_learner(init: Callable[[dict], Any]):
     return build
 
 
-_LEAP = lambda o: Leap(simplified=o["leap_simplified"])  # noqa: E731
+_LEAP = lambda o: Leap(simplified=o["leap_simplified"], stabilizer=o["leap_stabilizer"])  # noqa: E731
+_WARP_LEAP = lambda o: Leap(simplified=o["warp_leap_simplified"], stabilizer=o["leap_stabilizer"])  # noqa: E731
 _REPTILE = lambda o: Reptile()  # noqa: E731
-_MAML = lambda o: MAML(steps=o["maml_steps"])  # noqa: E731
-_FOMAML = lambda o: FOMAML(steps=o["fomaml_steps"])  # noqa: E731
+_MAML = lambda o: MAML(steps=o["maml_steps"], meta_split=o["maml_meta_split"])  # noqa: E731
+_FOMAML = lambda o: FOMAML(steps=o["fomaml_steps"], meta_split=o["maml_meta_split"])  # noqa: E731
 
 # keyword arguments of MetaLearner that multi-head finetuning has no use for (dropped, so that one set of
 # experiment settings can be passed to every method)
@@ -320,7 +321,7 @@ def _build_multi_head(model, loss_fn, options, learner_kwargs):
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        Method("warp-leap", "warp", _warp_learner(_LEAP), "warp objective for φ + Leap for θ_0"),
+        Method("warp-leap", "warp", _warp_learner(_WARP_LEAP), "warp objective for φ + Leap for θ_0"),
         Method("warp-reptile", "warp", _warp_learner(_REPTILE), "warp objective for φ + Reptile for θ_0"),
         Method("warp-maml", "warp", _warp_learner(_MAML), "warp objective for φ + second-order MAML for θ_0"),
         Method("warp-only", "warp", _warp_learner(None), "warp objective for φ; θ_0 stays at its random init"),
@@ -351,6 +352,9 @@ def make_method(
     maml_steps: int = 5,
     fomaml_steps: int | None = None,
     leap_simplified: bool = False,
+    warp_leap_simplified: bool | None = None,
+    leap_stabilizer: bool = True,
+    maml_meta_split: str = "train",
     meta_sgd_initial_lr: float | None = None,
     head: str = "head",
     head_init: str = "mean",
@@ -364,8 +368,10 @@ def make_method(
     ``inner_steps``, ``warp_lr``, ``init_lr``, ``replay_chunk_size``, ...) go to :class:`~warpkit.engine.meta.MetaLearner`
     together with ``seed``. ``warp_objective`` is the mode of the Warp-* methods; ``maml_steps`` the inner steps of
     MAML, Meta-SGD and T-Net meta-training; ``fomaml_steps`` those of FOMAML (None: the whole trajectory);
-    ``leap_simplified`` picks the WarpGrad code's simplified Leap (the same for Leap and Warp-Leap, so that the
-    two differ only by the warp); ``head``, ``head_init`` and ``pretrain_lr`` configure multi-head finetuning.
+    ``leap_simplified`` picks the WarpGrad code's simplified Leap for the Leap baseline and
+    ``warp_leap_simplified`` for Warp-Leap (None: the same as ``leap_simplified``, so that the two differ only by
+    the warp); ``leap_stabilizer`` is full Leap's stabiliser (see :class:`~warpkit.meta.Leap`);
+    ``maml_meta_split`` (``"train"`` or ``"held-out"``) where FOMAML and MAML take their meta loss; ``head``, ``head_init`` and ``pretrain_lr`` configure multi-head finetuning.
     """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
@@ -377,7 +383,9 @@ def make_method(
     if method.model_kind == "none" and warp_parameters(model):
         raise ValueError(f"make_method({name!r}): model_factory(warp='none') returned a model with warp layers")
     options = dict(warp_objective=warp_objective, maml_steps=maml_steps, fomaml_steps=fomaml_steps,
-                   leap_simplified=leap_simplified, meta_sgd_initial_lr=meta_sgd_initial_lr, head=head,
+                   leap_simplified=leap_simplified,
+                   warp_leap_simplified=leap_simplified if warp_leap_simplified is None else warp_leap_simplified,
+                   leap_stabilizer=leap_stabilizer, maml_meta_split=maml_meta_split, meta_sgd_initial_lr=meta_sgd_initial_lr, head=head,
                    head_init=head_init, pretrain_lr=pretrain_lr)
     if meta_sgd_initial_lr is None:
         options["meta_sgd_initial_lr"] = learner_kwargs.get("inner_lr", 0.1)

@@ -87,12 +87,17 @@ class Leap(InitLearner):
 
     ``simplified=True`` is the form in the WarpGrad code: drop the loss term, so θ_0 moves along
     Σ_k Δθ_k / ‖Δθ_k‖ (norm over all task parameters jointly).
+
+    ``stabilizer=True`` (the Leap code's default, used for the paper's Leap numbers) replaces Δf_k by −|Δf_k|:
+    a step on which the task loss *rose* is treated like one on which it fell by as much, so a noisy uphill step
+    never pulls θ_0 toward higher loss (Flennerhag et al., 2019, §3, the stabiliser μ).
     """
 
     needs_states = True
 
-    def __init__(self, simplified: bool = False):
+    def __init__(self, simplified: bool = False, stabilizer: bool = True):
         self.simplified = simplified
+        self.stabilizer = stabilizer
         self.name = "leap-simplified" if simplified else "leap"
         self.needs_gradients = not simplified
 
@@ -108,6 +113,8 @@ class Leap(InitLearner):
                 loss_delta = 0.0
             else:
                 loss_delta = losses[k + 1] - losses[k]
+                if self.stabilizer and loss_delta > 0:
+                    loss_delta = -loss_delta
                 norm = math.sqrt(squared + loss_delta**2)
             if norm == 0.0:
                 continue
@@ -117,6 +124,23 @@ class Leap(InitLearner):
                     direction = direction + loss_delta * trajectory.gradients[k][name]
                 gradient[name] -= direction / norm
         return gradient
+
+
+META_SPLITS = ("train", "held-out")
+
+
+def _check_split(split: str) -> str:
+    if split not in META_SPLITS:
+        raise ValueError(f"meta_split must be one of {META_SPLITS}, got {split!r}")
+    return split
+
+
+def meta_batch(task: Task, step: int, split: str = "train"):
+    """The batch a MAML-style learner takes its meta loss on: a fresh training-split draw
+    (``task.sample_meta_batches(step)[1]``) or the task's held-out split (``task.evaluation_batch()``)."""
+    if split == "held-out":
+        return task.evaluation_batch()
+    return task.sample_meta_batches(step)[1]
 
 
 class Reptile(InitLearner):
@@ -132,14 +156,18 @@ class FOMAML(InitLearner):
     r"""First-order MAML: ∇C(θ_0) = ∇_θ L_meta(θ_K) on a fresh meta batch, the Jacobian dθ_K/dθ_0 taken as I.
 
     ``steps=None`` uses the end of the task's own trajectory; an integer runs a separate ``steps``-step
-    adaptation from θ_0 (MAML's short inner loop).
+    adaptation from θ_0 (MAML's short inner loop). ``meta_split`` says where the meta batch comes from:
+    ``"train"`` (a fresh draw from the task's training split, ``task.sample_meta_batches``) or ``"held-out"``
+    (the task's held-out split, ``task.evaluation_batch()``, as in the MAML/FOMAML baselines of the Leap and
+    WarpGrad Omniglot code).
     """
 
     name = "fomaml"
 
-    def __init__(self, steps: int | None = None):
+    def __init__(self, steps: int | None = None, meta_split: str = "train"):
         self.steps = steps
         self.needs_trajectory = steps is None
+        self.meta_split = _check_split(meta_split)
 
     def task_gradient(self, learner, task, init_params, trajectory):
         if self.steps is None:
@@ -150,7 +178,7 @@ class FOMAML(InitLearner):
             final_params, final_buffers, steps = short.final_params, short.final_buffers, self.steps
         theta = {name: t.detach().requires_grad_(True) for name, t in final_params.items()}
         phi = {name: p.detach() for name, p in warp_parameters(learner.model).items()}
-        inputs, target = task.sample_meta_batches(steps)[1]
+        inputs, target = meta_batch(task, steps, self.meta_split)
         with train_mode(learner.model):
             loss = learner.loss_fn(forward(learner.model, {**theta, **phi}, dict(final_buffers), inputs), target)
         gradients = torch.autograd.grad(loss, list(theta.values()), allow_unused=True)
@@ -164,15 +192,16 @@ class MAML(InitLearner):
     .. math::  \nabla C(\theta_0) = \Big(\frac{d\theta_K}{d\theta_0}\Big)^{\!\top} \nabla_\theta L_{\text{meta}}(\theta_K).
 
     Memory grows with ``steps`` (about 5 in practice). ``learn_warps=True`` also returns ∂L_meta/∂φ through the
-    loop: linear warps trained this way are T-Nets (Lee & Choi, 2018).
+    loop: linear warps trained this way are T-Nets (Lee & Choi, 2018). ``meta_split``: as for :class:`FOMAML`.
     """
 
     name = "maml"
     needs_trajectory = False
 
-    def __init__(self, steps: int = 5, learn_warps: bool = False):
+    def __init__(self, steps: int = 5, learn_warps: bool = False, meta_split: str = "train"):
         self.steps = steps
         self.learn_warps = learn_warps
+        self.meta_split = _check_split(meta_split)
 
     def _differentiable_lr(self, learner) -> float | Params:
         return learner.current_inner_lr()
@@ -184,7 +213,7 @@ class MAML(InitLearner):
         lr = self._differentiable_lr(learner)
         final, buffers = differentiable_adapt(learner.model, task, learner.loss_fn, self.steps, lr,
                                               init_params=theta0, warp_params=phi)
-        inputs, target = task.sample_meta_batches(self.steps)[1]
+        inputs, target = meta_batch(task, self.steps, self.meta_split)
         with train_mode(learner.model):
             loss = learner.loss_fn(forward(learner.model, {**final, **phi}, buffers, inputs), target)
         targets = dict(theta0)
@@ -239,9 +268,16 @@ class MetaStepStats:
     warp_steps: int  # number of φ-updates taken
     seconds_adapt: float
     seconds_replay: float
+    warp_change: float = float("nan")  # |Δφ|: Euclidean norm of φ after − φ before this iteration (nan: no φ)
+    init_change: float = float("nan")  # |Δθ₀|: the same for the initialisation θ_0 (nan: θ_0 not meta-learned)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def parameter_change(before: Params, after) -> float:
+    """‖after − before‖₂ over all tensors jointly (the |Δφ| and |Δθ₀| a meta-iteration records)."""
+    return math.sqrt(sum(float((after[name].detach() - value).pow(2).sum()) for name, value in before.items()))
 
 
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer | None:
@@ -263,6 +299,17 @@ class MetaLearner:
     (:mod:`warpkit.engine.warp`). ``warp_objective`` is ``"exact"``, ``"first_order"``, ``"approx"`` or None;
     ``init_learner`` an :class:`InitLearner` or None. With neither, meta-training does nothing (the "no
     pretraining" baseline) and :meth:`adapt` is plain (warped) SGD from the model's parameters.
+
+    **The replay schedule is part of the algorithm, not a speed knob.** Offline, the buffered points of a
+    meta-batch are shuffled and replayed ``replay_epochs`` times (φ-passes per point); every
+    ``replay_chunk_size`` points (points per φ-step) give *one* φ-step on the mean of their one-step objectives.
+    The paper's schedule (Algorithm 2 as run by the authors' code) is ``replay_chunk_size=1, replay_epochs=1``:
+    one φ-step per point, T·K steps per meta-iteration. A chunk of P points takes P times fewer steps on an
+    averaged gradient: at the same learning rate φ moves roughly P times less per meta-iteration (measured in
+    :func:`warpkit.experiments.omniglot.compare_replay_schedules`).
+    ``batched_replay`` only decides *how* a chunk is computed: one vmapped call (True) or a Python loop over its
+    points (False); both give the same φ-gradient. Every :meth:`meta_step` records |Δφ| and |Δθ₀|
+    (``MetaStepStats.warp_change``, ``init_change``) so that one can see how far the warp actually moved.
 
     ``batched_adaptation=True`` adapts the meta-batch's tasks together (:func:`warpkit.engine.adapt.adapt_tasks`, one
     vmapped inner loop): the same updates up to floating-point rounding, much faster for small networks; it
@@ -401,6 +448,7 @@ class MetaLearner:
         start = time.perf_counter()
         init_params = {name: p.detach().clone() for name, p in task_parameters(self.model).items()}
         warp = warp_parameters(self.model)
+        warp_before = {name: p.detach().clone() for name, p in warp.items()}
         init_gradient: dict[str, torch.Tensor] = {}
         warp_gradient = {name: torch.zeros_like(p) for name, p in warp.items()}
         first_losses, last_losses, objective_values = [], [], []
@@ -495,6 +543,9 @@ class MetaLearner:
             warp_steps=warp_steps,
             seconds_adapt=adapt_seconds,
             seconds_replay=replay_seconds,
+            warp_change=parameter_change(warp_before, warp_parameters(self.model)) if warp_before else float("nan"),
+            init_change=parameter_change(init_params, task_parameters(self.model)) if self.init_learner
+            else float("nan"),
         )
 
     def _objective_gradient(self, tasks, points):

@@ -231,5 +231,120 @@ def plot_paper_table(results: SweepResults):
     return fig
 
 
+def _bars(ax, methods, means, stds, title, seeds_text, chance=None):
+    x = np.arange(len(methods))
+    colors = [METHOD_COLORS.get(m, "0.5") for m in methods]
+    errors = [np.nan if s is None else s for s in stds]  # no error bar where there is no spread to show
+    ax.bar(x, means, yerr=errors, color=colors, capsize=3, alpha=0.9, error_kw={"linewidth": 1})
+    for xi, mean, std in zip(x, means, stds):
+        ax.text(xi, mean + (std or 0) + 1.5, f"{mean:.1f}", ha="center", fontsize=7)
+    ax.set_xticks(x, [METHOD_LABELS.get(m, m).replace("Multi-head finetuning", "Multi-head")
+                      for m in methods], fontsize=7, rotation=35, ha="right", rotation_mode="anchor")
+    if chance is not None:
+        ax.axhline(chance, color="0.5", linestyle=":", linewidth=1)
+        seeds_text += f"; dotted: chance {chance:.0f} %"
+    ax.set_title(f"{title}\n{seeds_text}", fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+
+
+def plot_run_reference_paper(results: SweepResults, reference=None):
+    """Held-out accuracy (%) per method, mean ± std over seeds, in three panels side by side: this run (its
+    largest n), the reference run (a :class:`warpkit.kit.results.Reference`, its largest n; omitted when None) and
+    the paper's reported numbers at n = 25 (a std only where the paper gives one)."""
+    import matplotlib.pyplot as plt
+
+    panels = 3 if reference is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.3 * panels, 3.8), sharey=True)
+    methods = results.methods
+    stats = [results.mean_std(m) for m in methods]
+    seeds = len(results.config.seeds)
+    _bars(axes[0], methods, [100 * m for m, _ in stats], [100 * s if seeds > 1 else None for _, s in stats],
+          f"this run: n = {results.config.largest_n}, {_source_title(results)}",
+          f"{results.config.ways}-way, {results.config.inner_steps} steps, mean ± std over {seeds} "
+          f"seed{'s' if seeds > 1 else ''}", chance=100 / results.config.ways)
+    if reference is not None:
+        ref_methods = [m for m in reference.methods]
+        ref_stats = [reference.mean_std(m) for m in ref_methods]
+        ref_seeds = max(n for _, _, n in ref_stats)
+        _bars(axes[1], ref_methods, [100 * m for m, _, _ in ref_stats],
+              [100 * s if n > 1 else None for _, s, n in ref_stats],
+              f"reference run ({reference.data['size']}): n = {reference.largest_n}, Omniglot subsets",
+              f"{reference.config['ways']}-way, {reference.config['inner_steps']} steps, mean ± std over "
+              f"{ref_seeds} seeds", chance=100 / reference.config["ways"])
+    paper_methods = [m for m in METHOD_LABELS if m in PAPER_ACCURACY_25]
+    _bars(axes[-1], paper_methods, [PAPER_ACCURACY_25[m][0] for m in paper_methods],
+          [PAPER_ACCURACY_25[m][1] for m in paper_methods],
+          "paper: n = 25, full Omniglot (Flennerhag et al., 2020)", "20-way, 100 steps, 64 filters; std as reported",
+          chance=5.0)
+    axes[0].set_ylabel("held-out accuracy on the test alphabets (%)")
+    axes[0].set_ylim(0, 100)
+    fig.tight_layout()
+    return fig
+
+
+def plot_warp_motion(histories: dict[str, list[list[float | None]]], title: str = ""):
+    """How far the meta-parameters move per meta-iteration: ``histories`` maps a label to one list per seed of
+    per-iteration values (|Δφ| or |Δθ₀|); each seed is a faint line, the mean over seeds a bold one."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
+    palette = ["#d62728", "#f5a623", "#1f5fbf", "#2ca02c"]
+    for color, (label, runs) in zip(palette, histories.items()):
+        runs = [[np.nan if v is None else float(v) for v in run] for run in runs if run]
+        if not runs:
+            continue
+        length = min(len(r) for r in runs)
+        values = np.array([r[:length] for r in runs])
+        iterations = np.arange(1, length + 1)
+        for row in values:
+            ax.plot(iterations, row, color=color, alpha=0.25, linewidth=0.8)
+        ax.plot(iterations, np.nanmean(values, axis=0), color=color, linewidth=1.8,
+                label=f"{label} (mean of {len(values)})")
+    ax.set_xlabel("meta-iteration")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel("Euclidean norm of the change")
+    ax.set_yscale("log")
+    ax.set_title(title or "how far each meta-iteration moves the meta-parameters", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def plot_replay_schedules(comparison: dict):
+    """|Δφ| per meta-iteration under each replay schedule (left) and the held-out accuracy each reached
+    (right), from :func:`~warpkit.experiments.omniglot.compare_replay_schedules`."""
+    import matplotlib.pyplot as plt
+
+    schedules = comparison["schedules"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.4), gridspec_kw={"width_ratios": [1.6, 1]})
+    colors = ["#d62728", "#1f5fbf", "#2ca02c", "#9467bd"]
+    for color, (name, data) in zip(colors, schedules.items()):
+        iterations = np.arange(1, len(data["warp_change"]) + 1)
+        left.plot(iterations, data["warp_change"], color=color, marker="o", markersize=3,
+                  label=f"{name}: {data['warp_steps']} φ-steps, {data['seconds']:.0f} s")
+    left.set_xlabel("meta-iteration")
+    left.xaxis.get_major_locator().set_params(integer=True)
+    left.set_ylabel("|Δφ| in the meta-iteration")
+    left.set_yscale("log")
+    left.set_title(f"Warp-Leap, seed {comparison['seed']}, n = {comparison['alphabets']}: same start, same tasks",
+                   fontsize=9)
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3, which="both")
+    names = list(schedules)
+    right.barh(np.arange(len(names)), [100 * schedules[n]["accuracy"] for n in names],
+               color=colors[:len(names)])
+    for i, n in enumerate(names):
+        right.text(100 * schedules[n]["accuracy"], i, f" {100 * schedules[n]['accuracy']:.1f} %", va="center",
+                   fontsize=8)
+    right.set_yticks(np.arange(len(names)), [n.replace(", ", ",\n") for n in names], fontsize=7)
+    right.invert_yaxis()
+    right.set_xlim(0, 100)
+    right.set_xlabel("held-out accuracy after meta-training (%)")
+    fig.tight_layout()
+    return fig
+
+
 __all__ = ["METHOD_COLORS", "METHOD_MARKERS", "plot_accuracy_vs_alphabets", "plot_adaptation_curves",
-           "plot_meta_training", "plot_paper_table", "plot_replay_speed"]
+           "plot_meta_training", "plot_paper_table", "plot_replay_schedules", "plot_replay_speed",
+           "plot_run_reference_paper", "plot_warp_motion"]
