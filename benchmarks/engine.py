@@ -70,7 +70,9 @@ if str(REPO) not in sys.path:
 
 from warpkit.engine.adapt import adapt, train_mode  # noqa: E402
 from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint  # noqa: E402
-from warpkit.engine.meta import MAML, MetaLearner  # noqa: E402
+from warpkit.engine.init_learners import MAML  # noqa: E402
+from warpkit.engine.meta import MetaLearner  # noqa: E402
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining  # noqa: E402
 from warpkit.models.omniglot_net import OmniglotNet  # noqa: E402
 from warpkit.engine.objectives import one_step_objective, replay_batches, warp_meta_gradient  # noqa: E402
 from warpkit.engine.tasks import SupervisedTask  # noqa: E402
@@ -109,8 +111,8 @@ def child_warpgrad(steps: int, filters: int, chunk: int, held: bool) -> dict:
     baseline = peak_rss_mb()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="warpkit-bench-") as directory:
-        learner = MetaLearner(model, F.cross_entropy, inner_lr=INNER_LR, inner_steps=steps, warp_objective="exact",
-                              replay_chunk_size=chunk, buffer_directory=None if held else directory)
+        learner = MetaLearner(model, F.cross_entropy, inner=InnerLoop(lr=INNER_LR, steps=steps),
+                              warp=WarpTraining(points_per_step=chunk, buffer_directory=None if held else directory))
         before = {name: p.detach().clone() for name, p in warp_parameters(model).items()}
         stats = learner.meta_step([task])
         moved = sum(float((p.detach() - before[name]).norm()) for name, p in warp_parameters(model).items())
@@ -122,8 +124,8 @@ def child_maml(steps: int, filters: int) -> dict:
     torch.manual_seed(0)
     model = OmniglotNet(ways=WAYS, filters=filters, warp="none")
     task = synthetic_task(1)
-    learner = MetaLearner(model, F.cross_entropy, inner_lr=INNER_LR, inner_steps=steps, warp_objective=None,
-                          init_learner=MAML(steps=steps))
+    learner = MetaLearner(model, F.cross_entropy, inner=InnerLoop(lr=INNER_LR, steps=steps), warp=None,
+                          init=InitTraining(MAML(steps=steps)))
     init = {name: p.detach().clone() for name, p in task_parameters(model).items()}
     baseline = peak_rss_mb()
     start = time.perf_counter()

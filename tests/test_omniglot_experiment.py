@@ -315,7 +315,7 @@ def test_every_method_starts_from_the_same_theta_and_adapts_alike(experiment):
     for method, learner in learners.items():
         theta = task_parameters(learner.model)
         assert all(torch.equal(theta[n], reference[n]) for n in reference), method
-        assert (learner.inner_steps, learner.inner_lr) == (TINY.inner_steps, TINY.inner_lr), method
+        assert (learner.inner.steps, learner.inner.lr) == (TINY.inner_steps, TINY.inner_lr), method
     assert warp_parameters(learners["warp-leap"].model) and not warp_parameters(learners["leap"].model)
     assert learners["maml"].init_learner.steps == TINY.maml_steps
     assert learners["maml"].init_optimizer.param_groups[0]["lr"] == TINY.maml_init_lr

@@ -11,10 +11,11 @@ adaptation) to name the task at fault, and :class:`NonFiniteError` is raised.
 >>> import torch
 >>> from torch import nn
 >>> from warpkit.engine.meta import MetaLearner
+>>> from warpkit.engine.options import InnerLoop
 >>> from warpkit.engine.tasks import SupervisedTask
 >>> from warpkit.engine.warp import LinearWarp
 >>> model = nn.Sequential(nn.Linear(1, 4), LinearWarp(4), nn.Linear(4, 1))
->>> learner = MetaLearner(model, nn.functional.mse_loss, inner_steps=2)
+>>> learner = MetaLearner(model, nn.functional.mse_loss, inner=InnerLoop(steps=2))
 >>> x = torch.linspace(-1, 1, 8).unsqueeze(1)
 >>> bad = SupervisedTask(x, torch.full_like(x, float("nan")))
 >>> before = [p.clone() for p in model.parameters()]
@@ -34,7 +35,6 @@ import math
 
 import torch
 
-from warpkit.engine.adapt import adapt
 
 
 class NonFiniteError(ValueError, FloatingPointError):
@@ -68,7 +68,7 @@ def adapts(learner) -> bool:
     """Whether a meta-iteration of ``learner`` adapts every task (MAML-style learners without a warp objective run
     their own short inner loop instead, and report no task losses)."""
     init = learner.init_learner
-    return learner.warp_objective is not None or init is None or init.needs_trajectory
+    return learner.warp is not None or init is None or init.needs_trajectory
 
 
 def problem(learner, stats) -> str | None:
@@ -111,8 +111,7 @@ def find_culprit(learner, tasks) -> tuple[int, str] | None:
     if not adapts(learner):
         return None
     for index, task in enumerate(tasks):
-        trajectory = adapt(learner.model, task, learner.loss_fn, learner.inner_steps, learner.current_inner_lr(),
-                           momentum=learner.inner_momentum, keep_trajectory=False)
+        trajectory = learner.adapt(task)
         losses = trajectory.losses + [trajectory.final_loss]
         for step, loss in enumerate(losses):
             if not math.isfinite(loss):

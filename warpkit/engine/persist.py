@@ -5,8 +5,8 @@ interrupted save never leaves a half-written file):
 
 * the model itself, architecture and weights (the module, pickled);
 * the loss function (a reference to a module-level function, or a loss module) and the initialisation learner;
-* the learner's configuration (inner loop, warp objective, algorithm, optimisers and their learning rates, replay
-  options) and :meth:`~warpkit.engine.meta.MetaLearner.state_dict` (weights, optimiser states, iteration, the
+* the learner's settings (its option groups: inner loop, warp training with its replay schedule, initialisation
+  training; and the algorithm) and :meth:`~warpkit.engine.meta.MetaLearner.state_dict` (weights, optimiser states, iteration, the
   replay generator);
 * a format name and version, and the warpkit and torch versions that wrote it.
 
@@ -21,18 +21,20 @@ unknown format, of a newer format version, or naming classes this installation d
 >>> import os, tempfile, torch
 >>> from torch import nn
 >>> from warpkit.engine.meta import MetaLearner
+>>> from warpkit.engine.options import InnerLoop
 >>> from warpkit.engine.warp import LinearWarp
 >>> model = nn.Sequential(nn.Linear(1, 8), nn.ReLU(), LinearWarp(8), nn.Linear(8, 1))
->>> learner = MetaLearner(model, nn.functional.mse_loss, inner_steps=5)
+>>> learner = MetaLearner(model, nn.functional.mse_loss, inner=InnerLoop(steps=5))
 >>> path = learner.save(os.path.join(tempfile.mkdtemp(), "learner.pt"))
 >>> again = load_learner(path)
->>> again.inner_steps, torch.equal(again.model[2].weight, model[2].weight)
+>>> again.inner.steps, torch.equal(again.model[2].weight, model[2].weight)
 (5, True)
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import asdict
 import io
 import os
 import tempfile
@@ -40,8 +42,10 @@ from pathlib import Path
 
 import torch
 
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
+
 FORMAT = "warpkit-learner"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: settings stored as the option groups of warpkit.engine.options
 #: modules whose classes and functions a learner file may name without ``trusted=True``
 TRUSTED_PREFIXES = ("torch.nn.", "warpkit.")
 LEARNER_CLASS = "warpkit.engine.meta.MetaLearner"
@@ -62,28 +66,17 @@ def _qualified_name(obj) -> str:
 
 
 def learner_config(learner) -> dict:
-    """The constructor arguments of a :class:`~warpkit.engine.meta.MetaLearner` that ``state_dict`` does not hold."""
-
-    def optimizer(opt, default_name: str, default_lr: float) -> tuple[str, float]:
-        if opt is None:
-            return default_name, default_lr
-        name = {"SGD": "sgd", "Adam": "adam"}.get(type(opt).__name__)
-        if name is None:
-            raise ValueError(f"save(): unknown optimiser {type(opt).__name__}; a saved learner uses 'sgd' or 'adam'")
-        return name, float(opt.param_groups[0]["lr"])
-
-    warp_name, warp_lr = optimizer(learner.warp_optimizer, "sgd", 0.1)
-    init_name, init_lr = optimizer(learner.init_optimizer, "sgd", 0.1)
-    inner_lr = learner.inner_lr
-    if not isinstance(inner_lr, (int, float)):
-        raise ValueError("save(): inner_lr must be a number to be saved (per-parameter step sizes belong to MetaSGD)")
+    """The settings of a :class:`~warpkit.engine.meta.MetaLearner` that ``state_dict`` does not hold: its three
+    option groups (:mod:`warpkit.engine.options`) as plain dicts, and the algorithm."""
+    if not isinstance(learner.inner.lr, (int, float)):
+        raise ValueError("save(): the inner loop's lr must be a number to be saved (per-parameter step sizes "
+                         "belong to MetaSGD)")
+    init = learner.init
     return {
-        "inner_lr": float(inner_lr), "inner_steps": int(learner.inner_steps),
-        "inner_momentum": float(learner.inner_momentum), "warp_objective": learner.warp_objective,
-        "algorithm": learner.algorithm, "warp_lr": warp_lr, "warp_optimizer": warp_name, "init_lr": init_lr,
-        "init_optimizer": init_name, "replay_chunk_size": int(learner.replay_chunk_size),
-        "replay_epochs": int(learner.replay_epochs), "batched_replay": bool(learner.batched_replay),
-        "batched_adaptation": bool(learner.batched_adaptation),
+        "inner": asdict(learner.inner),
+        "warp": asdict(learner.warp) if learner.warp is not None else None,
+        "init": {"lr": init.lr, "optimizer": init.optimizer} if init is not None else None,
+        "algorithm": learner.algorithm,
     }
 
 
@@ -251,7 +244,11 @@ def _rebuild(path: Path, payload: dict, loss):
                          f"{payload.get('learner_class')!r}, and this warpkit loads {LEARNER_CLASS} only")
     try:
         learner_class = _resolve(LEARNER_CLASS)
-        learner = learner_class(payload["model"], loss, init_learner=payload["init_learner"], **payload["config"])
+        config = payload["config"]
+        init = InitTraining(payload["init_learner"], **config["init"]) if config["init"] is not None else None
+        warp = WarpTraining(**config["warp"]) if config["warp"] is not None else None
+        learner = learner_class(payload["model"], loss, inner=InnerLoop(**config["inner"]), warp=warp, init=init,
+                                algorithm=config["algorithm"])
         learner.load_state_dict(payload["state"])
     except (TypeError, KeyError, RuntimeError, ImportError, AttributeError) as error:
         raise ValueError(f"load_learner(): {path} does not fit this warpkit ({_warpkit_version()}; written by "

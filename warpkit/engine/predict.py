@@ -26,11 +26,12 @@ of mean 0, variance 1), which lag behind for short inner loops.
 >>> import torch
 >>> from torch import nn
 >>> from warpkit.engine.meta import MetaLearner
+>>> from warpkit.engine.options import InnerLoop
 >>> from warpkit.engine.tasks import SupervisedTask
 >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
 <torch._C.Generator object at ...>
 >>> model = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
->>> learner = MetaLearner(model, nn.functional.cross_entropy, warp_objective=None, inner_steps=20)
+>>> learner = MetaLearner(model, nn.functional.cross_entropy, inner=InnerLoop(steps=20), warp=None)
 >>> x = torch.randn(16, 2); y = (x[:, 0] > 0).long()
 >>> task = SupervisedTask(x, y)
 >>> learner.fit_predict(task, x[:1]).shape  # one input: a non-transductive prediction
@@ -80,7 +81,7 @@ def task_statistics(model: nn.Module, params: dict, inputs: torch.Tensor) -> dic
 
 def fit(learner, task, num_steps: int | None = None) -> Trajectory:
     """Adapt a fresh copy of ``learner``'s θ_0 to ``task`` (``num_steps`` SGD steps, default the learner's
-    ``inner_steps``; φ frozen) and measure the task's BatchNorm statistics on its whole support set at θ_K (they
+    ``inner.steps``; φ frozen) and measure the task's BatchNorm statistics on its whole support set at θ_K (they
     become ``final_buffers``). Returns the :class:`~warpkit.engine.adapt.Trajectory` for :func:`predict`."""
     trajectory = learner.adapt(task, num_steps=num_steps)
     inputs = support_inputs(task)

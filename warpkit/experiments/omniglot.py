@@ -75,6 +75,7 @@ at a time, one φ-step per point), and reports the ratio.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -86,12 +87,13 @@ import torch
 import torch.nn.functional as F
 
 from warpkit.engine.adapt import accuracy, evaluate
-from warpkit.engine.baselines import make_method
+from warpkit.engine.baselines import MethodOptions, make_method
 from warpkit.kit.checkpoint import Checkpointer, CheckpointError
 from warpkit.data.alphabet_tasks import (AlphabetTask, derive_seed, eligible_alphabets, load_alphabet_dataset,
                                          split_alphabets)
 from warpkit.data.augment import OMNIGLOT_AUGMENTATION
 from warpkit.engine.meta import MetaLearner
+from warpkit.engine.options import InnerLoop, WarpTraining
 from warpkit.models.omniglot_net import OMNIGLOT_WARPS, omniglot_net_factory
 from warpkit.kit.notebook import REPO_ROOT, progress
 from warpkit.kit.results import paired_interval
@@ -629,6 +631,20 @@ class SweepResults:
 # ----------------------------------------------------------------------------------------------------------
 # the experiment
 # ----------------------------------------------------------------------------------------------------------
+def build_method(c: OmniglotConfig, method: str, model_factory, seed: int):
+    """The learner of ``method`` for the settings ``c`` (:func:`warpkit.engine.baselines.make_method`), on a fresh
+    network from ``model_factory`` (the same random θ for every method at one seed)."""
+    init_lr = c.maml_init_lr if method in ("fomaml", "maml") and c.maml_init_lr is not None else c.init_lr
+    options = MethodOptions(maml_steps=c.maml_steps, leap_simplified=c.leap_simplified,
+                            warp_leap_simplified=c.warp_leap_simplified, leap_stabilizer=c.leap_stabilizer,
+                            maml_meta_split=c.maml_meta_split)
+    warp = WarpTraining(c.warp_objective, lr=c.warp_lr, optimizer=c.warp_optimizer,
+                        points_per_step=c.replay_chunk_size, passes=c.replay_epochs, batched_replay=c.batched_replay)
+    return make_method(method, model_factory, loss_fn, inner=InnerLoop(lr=c.inner_lr, steps=c.inner_steps),
+                       warp=warp, init_lr=init_lr, init_optimizer=c.init_optimizer, options=options,
+                       warp_kind=c.warp, seed=seed)
+
+
 class OmniglotExperiment:
     """Builds the tasks and methods of a :class:`OmniglotConfig` on a dataset and runs the sweep.
 
@@ -756,16 +772,7 @@ class OmniglotExperiment:
     # -- methods -----------------------------------------------------------------------------------------
     def build(self, method: str, seed: int) -> MetaLearner:
         """The method's learner on a fresh network (the same random θ for every method at one seed)."""
-        c = self.config
-        init_lr = c.maml_init_lr if method in ("fomaml", "maml") and c.maml_init_lr is not None else c.init_lr
-        learner = make_method(
-            method, self.model_factory, loss_fn, warp=c.warp, seed=seed, warp_objective=c.warp_objective,
-            maml_steps=c.maml_steps, leap_simplified=c.leap_simplified, warp_leap_simplified=c.warp_leap_simplified,
-            leap_stabilizer=c.leap_stabilizer, maml_meta_split=c.maml_meta_split, inner_lr=c.inner_lr,
-            inner_steps=c.inner_steps, warp_lr=c.warp_lr, warp_optimizer=c.warp_optimizer, init_lr=init_lr,
-            init_optimizer=c.init_optimizer, replay_chunk_size=c.replay_chunk_size, replay_epochs=c.replay_epochs,
-            batched_replay=c.batched_replay,
-        )
+        learner = build_method(self.config, method, self.model_factory, seed)
         learner.model.to(self.device)
         return learner
 
@@ -1022,7 +1029,7 @@ class OmniglotExperiment:
         for variant in variants:
             chunk, batched = schemes[variant]
             learner.load_state_dict(copy.deepcopy(initial))
-            learner.replay_chunk_size, learner.batched_replay = chunk, batched
+            learner.warp = dataclasses.replace(learner.warp, points_per_step=chunk, batched_replay=batched)
             tasks = self.training_tasks(seed, n, 0)
             wall, cpu = time.perf_counter(), time.process_time()
             stats = learner.meta_step(tasks)
@@ -1058,21 +1065,20 @@ def compare_replay_schedules(experiment: OmniglotExperiment, schedules: dict[str
     """Meta-train Warp-Leap from the same initial state on the same tasks under several replay schedules and
     measure what each does to φ: |Δφ| and |Δθ₀| per meta-iteration, φ-steps taken, the distance φ ended from
     the identity warps, held-out accuracy (evaluated with the experiment's own protocol, final meta-parameters)
-    and seconds. ``schedules``: name → MetaLearner replay settings (``replay_chunk_size``, ``replay_epochs``,
-    ``batched_replay``); default: the paper's one step per point against the config's own schedule and chunks
+    and seconds. ``schedules``: name → replay settings, fields of :class:`~warpkit.engine.options.WarpTraining`
+    (``points_per_step``, ``passes``, ``batched_replay``); default: the paper's one step per point against the config's own schedule and chunks
     of 25. Everything else (seed, tasks, batches, learning rates) is the same for every schedule."""
     c = experiment.config
     if schedules is None:
-        schedules = {"one step per point (paper)": dict(replay_chunk_size=1, replay_epochs=1, batched_replay=False),
-                     "chunks of 25, batched": dict(replay_chunk_size=25, replay_epochs=1, batched_replay=True)}
+        schedules = {"one step per point (paper)": dict(points_per_step=1, passes=1, batched_replay=False),
+                     "chunks of 25, batched": dict(points_per_step=25, passes=1, batched_replay=True)}
     seed = c.seeds[0] if seed is None else seed
     n = c.largest_n if alphabets is None else alphabets
     iterations = c.meta_iterations if iterations is None else iterations
     result: dict[str, dict] = {}
     for name, settings in schedules.items():
         learner = experiment.build("warp-leap", seed)
-        for key, value in settings.items():
-            setattr(learner, key, value)
+        learner.warp = dataclasses.replace(learner.warp, **settings)
         start = {k: p.detach().clone() for k, p in warp_parameters(learner.model).items()}
         history, started = [], time.perf_counter()
         for iteration in range(iterations):
