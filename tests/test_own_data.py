@@ -315,6 +315,7 @@ def test_save_refuses_what_it_cannot_rebuild(tmp_path):
 # ------------------------------------------------------------------------------------------- cache folder
 def test_omniglot_experiment_takes_a_cache_folder(monkeypatch, tmp_path):
     from warpkit.experiments import omniglot
+    from warpkit.experiments.omniglot import tasks
 
     seen = {}
 
@@ -322,7 +323,7 @@ def test_omniglot_experiment_takes_a_cache_folder(monkeypatch, tmp_path):
         seen.update(kwargs)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(omniglot, "load_alphabet_dataset", fake_load)
+    monkeypatch.setattr(tasks, "load_alphabet_dataset", fake_load)
     with pytest.raises(RuntimeError, match="stop here"):
         omniglot.OmniglotExperiment(omniglot.config_for("fast"), cache_dir=tmp_path / "cache")
     assert seen["cache_dir"] == tmp_path / "cache"
