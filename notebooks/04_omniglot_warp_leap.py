@@ -295,8 +295,8 @@ display(Markdown(omniglot.describe_reference(reference)))
 warpkit.record("reference_present", reference is not None)
 
 # %% [markdown]
-# **Notice.** The three panels differ in data, ways, steps and seeds (their titles say how), so compare the
-# *order* of the methods within a panel, not bars across panels.
+# **Notice.** The panels can differ in data, ways, steps and seeds (their titles say how): compare the *order*
+# of the methods within a panel, not bars across panels.
 #
 # ## h. Adaptation with and without warps
 #
