@@ -12,8 +12,8 @@ Keys of the JSON object
 ``warpgrad_memory_ratio``
     peak resident memory (``ru_maxrss``) above the process's baseline of a fresh process running one offline
     WarpGrad meta-iteration (:class:`~warpkit.engine.meta.MetaLearner`, exact objective Eq. 11) on a task adapted K = 1000
-    steps, over the same for K = 10 (the §5a network with 3×3 conv warps, ``--memory-filters`` filters, 16 by
-    default so that the 1000-point run takes minutes; batch 20). The learner has an **on-disk**
+    steps, over the same for K = 10 (the Omniglot network of Flennerhag et al., 2020, Section 4.2, with 3×3 conv
+    warps, ``--memory-filters`` filters, 16 by default so that the 1000-point run takes minutes; batch 20). The learner has an **on-disk**
     :class:`~warpkit.engine.buffer.TrajectoryBuffer`, so :func:`~warpkit.engine.adapt.adapt` streams every pre-step state θ_k
     (with its BatchNorm statistics) to disk as it is made (``on_state``), and replay reads the points back chunk
     by chunk (``chunk`` points per batched call, one φ-step per chunk, two fresh batches per point). Live memory
@@ -22,12 +22,12 @@ Keys of the JSON object
     is what the program holds, not glibc's free-memory hysteresis; ``--no-malloc-threshold`` measures without.
 ``warpgrad_memory_ratio_held``
     the same with an in-memory buffer (all K states held): it grows with K (K × |θ| floats), which is why long
-    runs should give ``MetaLearner`` a ``buffer_directory``.
+    runs should give ``MetaLearner`` a ``WarpTraining(buffer_directory=...)``.
 ``maml_memory_ratio``
     peak memory above baseline of one second-order MAML meta-gradient (backpropagation through K inner steps) at
     K = 50 over K = 5, fresh processes, same network without warps. It grows with K.
 ``replay_speedup``
-    the exact φ-gradient of 64 buffered points of the §5a Omniglot network (64 filters, 3×3 conv warps, batch 20
+    the exact φ-gradient of 64 buffered points of the Omniglot network (Section 4.2; 64 filters, 3×3 conv warps, batch 20
     per point, two batches per point, prepared in advance): time of our best per-point code (a loop over points,
     one backward per point, gradients accumulated: it frees each graph at once and measured at least as fast as
     summing the losses first) over the time of the batched call (``torch.func.vmap`` over the 64 points,

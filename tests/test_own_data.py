@@ -330,8 +330,8 @@ def test_omniglot_experiment_takes_a_cache_folder(monkeypatch, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- the docstrings run
-@pytest.mark.parametrize("module", ["warpkit.engine.guard", "warpkit.engine.predict", "warpkit.engine.persist",
-                                    "warpkit.data.images", "warpkit.data.classification", "warpkit.tasks",
+# (the engine's modules, guard, predict and persist among them, are run by tests/test_docstring_examples.py)
+@pytest.mark.parametrize("module", ["warpkit.data.images", "warpkit.data.classification", "warpkit.tasks",
                                     "warpkit.kit.runner"])
 def test_the_new_modules_examples_run(module):
     import doctest

@@ -32,7 +32,7 @@ for one seed every method starts from the same θ init and the same function.
 
 Fair-comparison rules (Flennerhag et al., 2020, Section 4.2) that this module enforces:
 
-* every method adapts at test time with the same ``inner_steps``, ``inner_lr`` and the task's batch size;
+* every method adapts at test time with the same ``inner`` loop (its ``steps`` and ``lr``) and the task's batch size;
 * no method gets a random head per test task: every method adapts from *one* head shared by all test tasks,
   derived from the training tasks (meta-learned θ_0 for the meta-learners, the mean of the trained heads for
   multi-head finetuning, see :class:`MultiHeadFinetuning`);

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from warpkit.engine.init_learners import InitLearner
 from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
 
 FORMAT = "warpkit-learner"
@@ -65,7 +66,7 @@ def _qualified_name(obj) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def learner_config(learner) -> dict:
+def _learner_config(learner) -> dict:
     """The settings of a :class:`~warpkit.engine.meta.MetaLearner` that ``state_dict`` does not hold: its three
     option groups (:mod:`warpkit.engine.options`) as plain dicts, and the algorithm."""
     if not isinstance(learner.inner.lr, (int, float)):
@@ -83,7 +84,20 @@ def learner_config(learner) -> dict:
 def save_learner(learner, path: str | os.PathLike) -> Path:
     """Write ``learner`` (a :class:`~warpkit.engine.meta.MetaLearner`) to ``path`` (module docstring); returns
     the path. A loss function that cannot be stored (a lambda, a function defined inside another) is left out:
-    pass it to :func:`load_learner` then."""
+    pass it to :func:`load_learner` then.
+
+    >>> import tempfile
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> learner = MetaLearner(torch.nn.Linear(1, 1), lambda output, y: (output - y).abs().mean(), warp=None)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = save_learner(learner, Path(folder.name) / "learner.pt")
+    >>> load_learner(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: load_learner(): ... holds no loss function (it was <lambda>, which cannot be stored); pass loss_fn=
+    >>> load_learner(path, loss_fn=learner.loss_fn).model.weight.equal(learner.model.weight)
+    True
+    """
     if _qualified_name(learner) != LEARNER_CLASS:
         raise ValueError(f"save(): saving supports MetaLearner itself, not {type(learner).__name__}, which keeps "
                          "state of its own; save its state_dict() with torch.save instead")
@@ -105,7 +119,7 @@ def save_learner(learner, path: str | os.PathLike) -> Path:
         "format": FORMAT, "format_version": FORMAT_VERSION, "warpkit_version": _warpkit_version(),
         "torch_version": str(torch.__version__), "learner_class": LEARNER_CLASS,
         "model": learner.model, "loss_fn": loss_fn, "loss_fn_name": loss_name, "loss_fn_missing": loss_missing,
-        "init_learner": learner.init_learner, "config": learner_config(learner), "state": learner.state_dict(),
+        "init_learner": learner.init_learner, "config": _learner_config(learner), "state": learner.state_dict(),
     }
     data = io.BytesIO()
     try:
@@ -143,8 +157,7 @@ def _safe_class(obj) -> bool:
     """A class the unpickler may rebuild without ``trusted``: an ``nn.Module`` or an initialisation learner."""
     if not isinstance(obj, type):
         return False
-    init_learner = _resolve("warpkit.engine.meta.InitLearner")  # by name: meta imports this module
-    return issubclass(obj, (torch.nn.Module, init_learner))
+    return issubclass(obj, (torch.nn.Module, InitLearner))
 
 
 def load_learner(path: str | os.PathLike, loss_fn=None, trusted: bool = False, map_location="cpu"):
@@ -154,6 +167,19 @@ def load_learner(path: str | os.PathLike, loss_fn=None, trusted: bool = False, m
     ``loss_fn`` replaces the stored loss function (needed when it could not be stored). ``trusted=True`` allows a
     file that names classes or functions outside ``torch.nn`` and ``warpkit`` (your own network): only for files
     you trust, since unpickling them imports and runs their modules' code.
+
+    The three option groups come back as they were saved:
+
+    >>> import tempfile
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> from warpkit.engine.warp import LinearWarp
+    >>> model = torch.nn.Sequential(torch.nn.Linear(1, 2), LinearWarp(2), torch.nn.Linear(2, 1))
+    >>> learner = MetaLearner(model, torch.nn.functional.mse_loss, inner=InnerLoop(lr=0.05, steps=3),
+    ...                       warp=WarpTraining(objective="first_order", points_per_step=4))
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> again = load_learner(learner.save(Path(folder.name) / "learner.pt"))
+    >>> again.inner, again.warp.objective, again.warp.points_per_step, again.init
+    (InnerLoop(lr=0.05, steps=3, momentum=0.0, batched=False), 'first_order', 4, None)
     """
     path = Path(path)
     allowed = _allowed_globals(path, trusted)

@@ -124,7 +124,7 @@ def build_learners(config: ContinualConfig, seed: int = 0, device: torch.device 
     initialisation). All three start from the same random task-layer values (``seed``)."""
     shape = dict(hidden=config.hidden, num_hidden_layers=config.num_hidden_layers, activation=config.activation,
                  seed=seed)
-    # batched_adaptation: the meta-batch's sequences run in one vmapped inner loop (same numbers, much faster)
+    # batched=True: the meta-batch's sequences run in one vmapped inner loop (same numbers, much faster)
     inner = InnerLoop(lr=config.inner_lr, steps=config.inner_steps, batched=True)
     warp = WarpTraining(config.warp_objective, lr=config.warp_lr, optimizer=config.warp_optimizer,
                         points_per_step=config.replay_chunk_size, passes=config.replay_epochs)
