@@ -313,6 +313,11 @@ for method, curve in curves.items():
     warpkit.record(f"final_train_loss_{omniglot.record_name(method)}", round(float(curve[-1]), 4))
 display(Markdown(omniglot.describe_adaptation(curves)))
 
+# %%
+from warpkit.experiments import omniglot_levers  # the committed lever study and K-FAC run (benchmarks/)
+
+display(Markdown(omniglot_levers.study_note()))
+
 # %% [markdown]
 # ## Summary
 #

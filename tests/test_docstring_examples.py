@@ -12,7 +12,7 @@ import pytest
 
 ENGINE_MODULES = ["warpkit.engine." + name for name in
                   ("warp", "tasks", "adapt", "batchnorm", "buffer", "objectives", "options", "init_learners", "meta",
-                   "multi_head", "baselines", "geometry", "guard", "persist", "predict", "distributed")]
+                   "multi_head", "baselines", "geometry", "guard", "persist", "predict", "distributed", "kfac")]
 OTHER_MODULES = ["warpkit.kit.sweep", "warpkit.data.sine"]
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

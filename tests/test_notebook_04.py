@@ -39,8 +39,11 @@ def test_meta_learned_methods_beat_no_pretraining(lesson):
     r = lesson.records
     for method in ("warp-leap", "leap", "reptile", "fomaml", "multi-head"):
         assert r[f"acc_{record_name(method)}"] > r["acc_no_pretraining"], (method, r)
-    # MAML meta-trains through 5 steps only; in 8 fast meta-iterations its validation score may never beat its
-    # random start, and model selection then keeps that start (the same network as no pretraining): not below
+    # MAML: not below. Measured at the fast size (seed 0, real subsets): its one validation task scores chance
+    # (10.0 %) at meta-iterations 0, 4 and 8, because the BatchNorm running statistics after 30 SGD steps lag
+    # the network (the same network scores 62 % with statistics measured on the task's support set at θ_K); the
+    # tie keeps iteration 0, the no-pretraining network, so acc_maml == acc_no_pretraining (22.0 %). The final
+    # θ₀ scores 33.0 %; seed 1 ties even after 30 meta-iterations (its start scores 38 % on validation).
     assert r["acc_maml"] >= r["acc_no_pretraining"], r
 
 

@@ -21,6 +21,7 @@ name               model                            what meta-training learns
 ``t-net``          linear warps                     θ_0 and the linear warps, both by MAML through the loop
 ``multi-head``     unwarped                         a body pretrained jointly on all tasks, one head per task
 ``no-pretraining`` unwarped                         nothing: SGD from a random initialisation
+``kfac``           unwarped                         nothing: K-FAC from a random initialisation
 =================  ===============================  ==========================================================
 
 :func:`make_method` builds any of them: ``make_method("warp-leap", model_factory, loss_fn, inner=InnerLoop(...))``.
@@ -49,6 +50,7 @@ import torch.nn as nn
 
 from warpkit.engine.adapt import LossFn
 from warpkit.engine.init_learners import FOMAML, MAML, InitLearner, Leap, MetaSGD, Reptile
+from warpkit.engine.kfac import KFACLearner
 from warpkit.engine.meta import MetaLearner
 from warpkit.engine.multi_head import MultiHeadFinetuning
 from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
@@ -138,7 +140,8 @@ class MethodOptions:
     the warp); ``leap_stabilizer``: full Leap's stabiliser (:class:`~warpkit.engine.init_learners.Leap`);
     ``maml_meta_split``: where FOMAML and MAML take their meta loss (``"train"`` or ``"held-out"``);
     ``meta_sgd_initial_lr``: Meta-SGD's starting step sizes (None: ``inner.lr``); ``head``, ``head_init`` and
-    ``pretrain_lr`` configure multi-head finetuning.
+    ``pretrain_lr`` configure multi-head finetuning; ``kfac_lr``, ``kfac_damping`` and ``kfac_fisher`` K-FAC's step
+    size, damping and Fisher (:class:`~warpkit.engine.kfac.KFACLearner`).
 
     >>> MethodOptions(maml_steps=3).leap_for("warp")
     Leap(simplified=False, stabilizer=True)
@@ -154,6 +157,9 @@ class MethodOptions:
     head: str = "head"
     head_init: str = "mean"
     pretrain_lr: float | None = None
+    kfac_lr: float = 0.1
+    kfac_damping: float = 1e-2
+    kfac_fisher: str = "mc"
 
     def leap_for(self, model_kind: str) -> Leap:
         """The Leap learner of the Leap baseline (``"none"``) or of Warp-Leap (``"warp"``)."""
@@ -209,6 +215,11 @@ def _t_net(b: _Build) -> MetaLearner:
                  init_optimizer=b.init_optimizer, seed=b.seed)
 
 
+def _kfac(b: _Build) -> KFACLearner:
+    return KFACLearner(b.model, b.loss_fn, inner=b.inner, kfac_lr=b.options.kfac_lr,
+                       kfac_damping=b.options.kfac_damping, kfac_fisher=b.options.kfac_fisher, seed=b.seed)
+
+
 def _leap(o: MethodOptions, kind: str) -> InitLearner:
     return o.leap_for(kind)
 
@@ -238,6 +249,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("t-net", "linear", "linear warps and θ_0 by MAML through the inner loop", build=_t_net),
     Method("multi-head", "none", "joint pretraining with one head per task, then finetuning", build=_multi_head),
     Method("no-pretraining", "none", "plain SGD from a random initialisation"),
+    Method("kfac", "none", "K-FAC (Martens & Grosse, 2015) from a random initialisation, no meta-learning",
+           build=_kfac),
 ]}
 
 

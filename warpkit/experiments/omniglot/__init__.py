@@ -24,9 +24,10 @@ Everything a lesson, test or benchmark uses is re-exported here: ``from warpkit.
 
 from warpkit.experiments.omniglot.config import (EVALUATION_MODES, SIZES, OmniglotConfig, checkpoint_path,
                                                  config_for, differences_from_paper, paper_config)
-from warpkit.experiments.omniglot.experiment import (OmniglotExperiment, build_method, loss_fn,
+from warpkit.experiments.omniglot.experiment import (KFAC_SETTINGS, OmniglotExperiment, build_method, loss_fn,
                                                      warp_vs_plain_at_initialisation)
-from warpkit.experiments.omniglot.paper import (FULL_DEPARTURES, METHOD_LABELS, METHODS_COMPARED, NOT_PROTOCOL,
+from warpkit.experiments.omniglot.paper import (FULL_DEPARTURES, METHOD_LABELS, METHODS_COMPARED, NOT_META_TRAINED,
+                                                NOT_PROTOCOL,
                                                 PAPER_ACCURACY_25, PAPER_PROTOCOL, PAPER_WARP_LEAP_BY_ALPHABETS,
                                                 ProtocolSetting, record_name)
 from warpkit.experiments.omniglot.reference import (REFERENCE_LESSON, read_reference, reference_record,
@@ -48,5 +49,5 @@ __all__ = [
     "METHODS_COMPARED", "METHOD_LABELS", "PAPER_ACCURACY_25", "PAPER_WARP_LEAP_BY_ALPHABETS", "SIZES",
     "AlphabetTaskInstance", "OmniglotConfig", "OmniglotExperiment", "OmniglotTasks", "RunResult", "SweepResults",
     "checkpoint_path", "config_for", "data_banner", "describe_parameters", "differences_from_paper", "size_note",
-    "build_method", "loss_fn", "record_name", "run_sweep", "sweep_fingerprint", "warp_vs_plain_at_initialisation",
+    "KFAC_SETTINGS", "NOT_META_TRAINED", "build_method", "loss_fn", "record_name", "run_sweep", "sweep_fingerprint", "warp_vs_plain_at_initialisation",
 ]

@@ -17,8 +17,11 @@ from typing import Any
 METHODS_COMPARED = ("warp-leap", "leap", "reptile", "fomaml", "maml", "multi-head", "no-pretraining")
 METHOD_LABELS = {
     "warp-leap": "Warp-Leap", "leap": "Leap", "reptile": "Reptile", "fomaml": "FOMAML", "maml": "MAML",
-    "multi-head": "Multi-head finetuning", "no-pretraining": "No pretraining",
+    "multi-head": "Multi-head finetuning", "no-pretraining": "No pretraining", "kfac": "K-FAC",
 }
+#: methods with nothing to meta-train: they adapt from the random initialisation (K-FAC is not in
+#: METHODS_COMPARED, so that the medium reference keeps its configuration: results/omniglot_kfac_medium.json)
+NOT_META_TRAINED = ("no-pretraining", "kfac")
 #: held-out accuracy (%) as reported in the WarpGrad paper for 25 training alphabets on full Omniglot
 #: (Flennerhag et al., 2020, Section 4.2; quoted by secondary sources; "—" = not quoted there)
 PAPER_ACCURACY_25 = {"warp-leap": (83.6, 1.9), "multi-head": (76.4, None), "leap": (75.5, None),

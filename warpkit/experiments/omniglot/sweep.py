@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from warpkit.engine.meta import MetaLearner
-from warpkit.experiments.omniglot.paper import METHOD_LABELS
+from warpkit.experiments.omniglot.paper import METHOD_LABELS, NOT_META_TRAINED
 from warpkit.experiments.omniglot.results import RunResult, SweepResults
 from warpkit.kit.checkpoint import Checkpointer
 from warpkit.kit.notebook import progress
@@ -95,7 +95,7 @@ class _Sweep:
         self.bar = progress(total=total, initial=initial, show=show_progress, desc="meta-training")
 
     def iterations_of(self, method: str) -> int:
-        return 0 if method == "no-pretraining" else self.config.meta_iterations
+        return 0 if method in NOT_META_TRAINED else self.config.meta_iterations
 
     def iterations_finished(self) -> int:
         return sum(self.iterations_of(method) for _, _, method in self.finished)
