@@ -232,8 +232,7 @@ warpkit.show_figure(fig, "05_scores", SAVE_FIGS)
 
 # %%
 display(Markdown(rl.describe_ranking(run_scores, f"this run ({SIZE} size)")))
-if reference is not None:
-    warpkit.record("reference_present", True)
+if warpkit.record("reference_present", reference is not None):
     display(Markdown(rl.describe_ranking(reference_scores, "the reference run (medium size)")))
     display(Markdown(rl.score_table(reference_scores)))
 

@@ -10,7 +10,7 @@ EXPECTED_FIGURES = {
     "05_maze.png", "05_random_episode.png", "05_learning_curves.png", "05_scores.png",
     "05_warp_rnn_rollout.png", "05_warp_rnn_frames.png",
 }
-AGENTS = ("warp_rnn", "l2rl", "hebbian", "random")  # the fast size leaves out the two ablations
+AGENTS = ("warp_rnn", "l2rl", "hebbian", "random")  # the fast size's agents (the reference run has them all)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,15 @@ def test_trained_warp_rnn_beats_the_random_policy_by_a_clear_margin(lesson):
 
 
 @pytest.mark.notebook
+def test_trained_warp_rnn_beats_learning_to_rl_on_the_recorded_seed(lesson):
+    """What holds robustly at the fast size (one seed, SEED 0): the Warp-RNN ahead of the LSTM baseline. The
+    comparison with the Hebbian agent is left to the reference run's seeds (tests/test_maze_reference.py)."""
+    r = lesson.records
+    assert r["reward_warp_rnn"] > r["reward_l2rl"], f"Warp-RNN {r['reward_warp_rnn']} vs L2RL {r['reward_l2rl']}"
+    assert r["reference_present"] is True
+
+
+@pytest.mark.notebook
 def test_environment_speeds_are_measured(lesson):
     r = lesson.records
     assert r["env_steps_per_second_batched"] > 1_000 and r["env_steps_per_second_gymnasium"] > 1_000
@@ -48,4 +57,4 @@ def test_figures_are_saved_and_the_fast_size_is_fast(lesson):
     assert all(path.stat().st_size > 8_000 for path in lesson.figures())
     assert lesson.records["seed"] == 0
     assert set(lesson.records["train_seconds"]) == set(AGENTS)
-    assert lesson.seconds < 180, f"the fast size took {lesson.seconds:.0f} s (target: under 2 minutes)"
+    assert lesson.seconds < 180, f"the fast size took {lesson.seconds:.0f} s (target: under 3 minutes)"
