@@ -20,8 +20,8 @@
 # An agent in Miconi's grid maze must find an invisible goal, and after each reward (and teleport) find it again:
 # the goal location is the task, and it changes every episode. WarpGrad's Warp-RNN lets a HyperNetwork LSTM gate
 # a small task RNN (Flennerhag et al., 2020, Section 4.3); we train it with advantage actor-critic against
-# learning-to-RL, Hebbian plasticity, an LSTM as large as the Warp-RNN, and two ablations, and we compare with a
-# reference run of five seeds made once and kept in the repository.
+# learning-to-RL, neuromodulated Hebbian plasticity, an LSTM as large as the Warp-RNN, and two ablations, and we
+# compare with a reference run over several seeds, made once and kept in the repository.
 #
 # The maths lives in the docstrings of `warpkit.envs.maze`, `warpkit.models.maze_agents` and `warpkit.experiments.maze`.
 
@@ -35,6 +35,8 @@ SAVE_FIGS = True
 CHECKPOINT_DIR = "checkpoints/05_maze"  # relative to the repository; "" disables checkpoints
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -47,7 +49,7 @@ from warpkit.experiments import maze as rl
 from warpkit.kit.notebook import REPO_ROOT, check_size
 from warpkit.models.maze_agents import AGENT_LABELS, make_agent
 from warpkit.viz import maze as draw
-
+started, cpu_started = time.perf_counter(), time.process_time()  # the lesson's wall and processor time
 # %%
 settings = rl.SIZES[check_size(SIZE, tuple(rl.SIZES))]
 device = warpkit.pick_device(DEVICE)
@@ -134,8 +136,9 @@ warpkit.show_figure(fig, "05_random_episode", SAVE_FIGS)
 #
 # * **learning to reinforcement learn** (L2RL, Wang et al., 2016): an LSTM trained across episodes that adapts
 #   within an episode only through its state;
-# * **Hebbian / differentiable plasticity** (Miconi et al., 2018): an RNN whose recurrent weights have a plastic
-#   part $\alpha \odot \mathrm{Hebb}$ that follows a Hebbian rule during the episode;
+# * **Hebbian plasticity, neuromodulated** (Backpropamine, Miconi et al., 2019): an RNN whose recurrent weights
+#   have a plastic part $\alpha \odot \mathrm{Hebb}$ that follows a Hebbian rule during the episode, each update
+#   scaled by a modulation signal $M_t = \tanh(w_M \cdot h_t + b_M)$ the network computes itself;
 # * a **capacity control**: the same LSTM with 179 units, as many trainable parameters as Warp-RNN's θ and φ
 #   together, so that a win of the warp cannot be put down to size alone;
 # * ablations: **no warp** (the task RNN alone) and **linear warp** (fixed identity-initialised linear maps in the
@@ -231,10 +234,11 @@ fig.tight_layout()
 warpkit.show_figure(fig, "05_scores", SAVE_FIGS)
 
 # %%
-display(Markdown(rl.describe_ranking(run_scores, f"this run ({SIZE} size)")))
+display(Markdown(rl.describe_ranking(run_scores, f"this run at the {SIZE} size")))
 if warpkit.record("reference_present", reference is not None):
-    display(Markdown(rl.describe_ranking(reference_scores, "the reference run (medium size)")))
+    display(Markdown(rl.describe_ranking(reference_scores, "the reference run at the medium size")))
     display(Markdown(rl.score_table(reference_scores)))
+    display(Markdown(rl.difference_table(reference_scores)))
 
 # %% [markdown]
 # **Notice.** Hatched bars are this run, solid bars the reference; each black dot is one seed. The sentences
@@ -365,4 +369,6 @@ print(f"maze steps per second: gymnasium {speed_single:,};  batched, {settings['
 # (section e) show how large that spread is: it is the only honest yardstick for a difference between agents.
 
 # %%
+warpkit.record("seconds", round(time.perf_counter() - started, 1))
+warpkit.record("cpu_seconds", round(time.process_time() - cpu_started, 1))  # unaffected by other processes
 warpkit.show_records()

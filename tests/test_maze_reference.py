@@ -42,6 +42,16 @@ def test_the_ranking_sentence_carries_the_hand_computed_paired_interval():
     assert "one seed: no interval" in maze.describe_ranking({"warp_rnn": {0: 1.0}, "l2rl": {0: 2.0}}, "x")
 
 
+def test_the_difference_table_reads_each_paired_interval():
+    scores = {"warp_rnn": {0: 10.0, 1: 12.0, 2: 11.0}, "l2rl": {0: 9.0, 1: 8.0, 2: 10.5},
+              "hebbian": {0: 20.0, 1: 21.0, 2: 19.0}, "no_warp": {0: 10.0}}
+    table = maze.difference_table(scores)
+    ahead = 4.303 * np.std([-10.0, -9.0, -8.0], ddof=1) / np.sqrt(3)
+    assert f"| Hebbian (Backpropamine) | -9.0 | [{-9.0 - ahead:+.1f}, {-9.0 + ahead:+.1f}] | behind |" in table
+    assert "| learning to RL (LSTM) | +1.8 |" in table and "cannot tell apart" in table
+    assert "no warp" not in table  # one shared seed: no interval
+
+
 def test_the_score_table_and_the_progress_sentence():
     table = maze.score_table({"warp_rnn": {0: 10.0, 1: 12.0}, "l2rl": {0: 9.0}})
     assert "| Warp-RNN (HyperNetwork warp) | 11.0 | 1.4 | 10.0 | 12.0 |" in table

