@@ -94,7 +94,8 @@ observation, reward, *_ = env.step(0)  # one step up
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 2.8]})
 draw.draw_maze(axes[0], env.layout.walls, goal=info["goal"], agent=env.position,
                title=f"{maze.size}×{maze.size} maze: agent (red dot), goal (green square)")
-draw.draw_observation(axes[1], observation, title="what the agent sees after stepping up")
+draw.draw_observation(axes[1], observation, title="what the agent sees after stepping up "
+                      "(red lines separate the walls, the scalars and the previous action)")
 fig.tight_layout()
 warpkit.show_figure(fig, "05_maze", SAVE_FIGS)
 

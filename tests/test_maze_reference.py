@@ -60,7 +60,8 @@ def test_the_score_table_and_the_progress_sentence():
     flat = np.full((3, 100), 5.0) + np.array([[0.1], [-0.1], [0.0]]) * np.r_[np.ones(50), -np.ones(50)]
     text = maze.describe_progress({"warp_rnn": rising, "l2rl": flat, "random": flat})
     assert "Warp-RNN (HyperNetwork warp) +11.0" in text and "+11.0 [" in text and "(still improving)" in text
-    assert text.count("still improving") == 1 and "random" not in text
+    assert text.count("(still improving)") == 1 and "random" not in text and "mid-course" in text
+    assert "mid-course" not in maze.describe_progress({"l2rl": flat})
 
 
 def test_the_typical_maze_is_the_median_not_the_best():

@@ -629,8 +629,11 @@ def describe_progress(curves: dict[str, np.ndarray], window: int = 50) -> str:
         else:
             still, spread = gain > 0, ""
         parts.append(f"{AGENT_LABELS.get(name, name)} {gain:+.1f}{spread}{' (still improving)' if still else ''}")
-    return (f"Change of the mean reward from the {window} episodes before the last {window} to the last {window} "
+    text = (f"Change of the mean reward from the {window} episodes before the last {window} to the last {window} "
             f"(paired 95 % interval over seeds): " + "; ".join(parts) + ".")
+    if any("(still improving)" in part for part in parts):
+        text += " The agents marked as improving had not finished learning: the scores compare them mid-course."
+    return text
 
 
 def size_table() -> str:
