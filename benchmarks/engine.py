@@ -12,8 +12,8 @@ Keys of the JSON object
 ``warpgrad_memory_ratio``
     peak resident memory (``ru_maxrss``) above the process's baseline of a fresh process running one offline
     WarpGrad meta-iteration (:class:`~warpkit.engine.meta.MetaLearner`, exact objective Eq. 11) on a task adapted K = 1000
-    steps, over the same for K = 10 (the §5a network with 3×3 conv warps, ``--memory-filters`` filters, 16 by
-    default so that the 1000-point run takes minutes; batch 20). The learner has an **on-disk**
+    steps, over the same for K = 10 (the Omniglot network of Flennerhag et al., 2020, Section 4.2, with 3×3 conv
+    warps, ``--memory-filters`` filters, 16 by default so that the 1000-point run takes minutes; batch 20). The learner has an **on-disk**
     :class:`~warpkit.engine.buffer.TrajectoryBuffer`, so :func:`~warpkit.engine.adapt.adapt` streams every pre-step state θ_k
     (with its BatchNorm statistics) to disk as it is made (``on_state``), and replay reads the points back chunk
     by chunk (``chunk`` points per batched call, one φ-step per chunk, two fresh batches per point). Live memory
@@ -22,12 +22,12 @@ Keys of the JSON object
     is what the program holds, not glibc's free-memory hysteresis; ``--no-malloc-threshold`` measures without.
 ``warpgrad_memory_ratio_held``
     the same with an in-memory buffer (all K states held): it grows with K (K × |θ| floats), which is why long
-    runs should give ``MetaLearner`` a ``buffer_directory``.
+    runs should give ``MetaLearner`` a ``WarpTraining(buffer_directory=...)``.
 ``maml_memory_ratio``
     peak memory above baseline of one second-order MAML meta-gradient (backpropagation through K inner steps) at
     K = 50 over K = 5, fresh processes, same network without warps. It grows with K.
 ``replay_speedup``
-    the exact φ-gradient of 64 buffered points of the §5a Omniglot network (64 filters, 3×3 conv warps, batch 20
+    the exact φ-gradient of 64 buffered points of the Omniglot network (Section 4.2; 64 filters, 3×3 conv warps, batch 20
     per point, two batches per point, prepared in advance): time of our best per-point code (a loop over points,
     one backward per point, gradients accumulated: it frees each graph at once and measured at least as fast as
     summing the losses first) over the time of the batched call (``torch.func.vmap`` over the 64 points,
@@ -70,7 +70,9 @@ if str(REPO) not in sys.path:
 
 from warpkit.engine.adapt import adapt, train_mode  # noqa: E402
 from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint  # noqa: E402
-from warpkit.engine.meta import MAML, MetaLearner  # noqa: E402
+from warpkit.engine.init_learners import MAML  # noqa: E402
+from warpkit.engine.meta import MetaLearner  # noqa: E402
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining  # noqa: E402
 from warpkit.models.omniglot_net import OmniglotNet  # noqa: E402
 from warpkit.engine.objectives import one_step_objective, replay_batches, warp_meta_gradient  # noqa: E402
 from warpkit.engine.tasks import SupervisedTask  # noqa: E402
@@ -109,8 +111,8 @@ def child_warpgrad(steps: int, filters: int, chunk: int, held: bool) -> dict:
     baseline = peak_rss_mb()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="warpkit-bench-") as directory:
-        learner = MetaLearner(model, F.cross_entropy, inner_lr=INNER_LR, inner_steps=steps, warp_objective="exact",
-                              replay_chunk_size=chunk, buffer_directory=None if held else directory)
+        learner = MetaLearner(model, F.cross_entropy, inner=InnerLoop(lr=INNER_LR, steps=steps),
+                              warp=WarpTraining(points_per_step=chunk, buffer_directory=None if held else directory))
         before = {name: p.detach().clone() for name, p in warp_parameters(model).items()}
         stats = learner.meta_step([task])
         moved = sum(float((p.detach() - before[name]).norm()) for name, p in warp_parameters(model).items())
@@ -122,8 +124,8 @@ def child_maml(steps: int, filters: int) -> dict:
     torch.manual_seed(0)
     model = OmniglotNet(ways=WAYS, filters=filters, warp="none")
     task = synthetic_task(1)
-    learner = MetaLearner(model, F.cross_entropy, inner_lr=INNER_LR, inner_steps=steps, warp_objective=None,
-                          init_learner=MAML(steps=steps))
+    learner = MetaLearner(model, F.cross_entropy, inner=InnerLoop(lr=INNER_LR, steps=steps), warp=None,
+                          init=InitTraining(MAML(steps=steps)))
     init = {name: p.detach().clone() for name, p in task_parameters(model).items()}
     baseline = peak_rss_mb()
     start = time.perf_counter()

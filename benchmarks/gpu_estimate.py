@@ -61,20 +61,14 @@ def measure(run) -> dict:
 
 
 def omniglot_unit():
-    from warpkit.engine.baselines import make_method
     from warpkit.engine.tasks import SupervisedTask
-    from warpkit.experiments.omniglot import METHODS_COMPARED, SIZES
+    from warpkit.experiments.omniglot import METHODS_COMPARED, SIZES, build_method
     from warpkit.models.omniglot_net import omniglot_net_factory
 
     c = SIZES["gpu"]
     learners = []
     for method in METHODS_COMPARED:  # built as warpkit.experiments.omniglot.OmniglotExperiment builds them
-        init_lr = c.maml_init_lr if method in ("fomaml", "maml") and c.maml_init_lr is not None else c.init_lr
-        learners.append(make_method(
-            method, omniglot_net_factory(ways=c.ways, filters=c.filters), F.cross_entropy, warp=c.warp,
-            warp_objective=c.warp_objective, maml_steps=c.maml_steps, leap_simplified=c.leap_simplified,
-            inner_lr=c.inner_lr, inner_steps=c.inner_steps, warp_lr=c.warp_lr, warp_optimizer=c.warp_optimizer,
-            init_lr=init_lr, init_optimizer=c.init_optimizer, replay_chunk_size=c.replay_chunk_size))
+        learners.append(build_method(c, method, omniglot_net_factory(ways=c.ways, filters=c.filters), seed=0))
     generator = torch.Generator().manual_seed(0)
     count = c.ways * c.train_images
     tasks = [SupervisedTask(torch.rand(count, 1, 28, 28, generator=generator),

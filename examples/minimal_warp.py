@@ -1,7 +1,7 @@
 """Meta-learn a warp on sine-regression tasks, then adapt faster than plain SGD from the same initialisation."""
 import torch
 from torch import nn
-from warpkit import LinearWarp, MetaLearner, SupervisedTask, evaluate
+from warpkit import InnerLoop, LinearWarp, MetaLearner, SupervisedTask, WarpTraining, evaluate
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest
 def sine_task(seed):  # y = a sin(x + b) on [-5, 5]: 50 training points, 50 held-out points
     u = torch.rand(102, 1, generator=torch.Generator().manual_seed(seed))
@@ -14,8 +14,8 @@ def held_out_loss(seeds=range(10**6, 10**6 + 30)):  # adapt θ_0 10 SGD steps pe
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), LinearWarp(40), nn.Linear(40, 40), nn.ReLU(), LinearWarp(40),
                       nn.Linear(40, 1))
-learner = MetaLearner(model, nn.functional.mse_loss, inner_lr=0.01, inner_steps=10, warp_objective="exact",
-                      init_learner=None, warp_optimizer="adam", warp_lr=0.01)  # meta-learns φ only: θ_0 stays put
+learner = MetaLearner(model, nn.functional.mse_loss, inner=InnerLoop(lr=0.01, steps=10),
+                      warp=WarpTraining("exact", lr=0.01, optimizer="adam"))  # meta-learns φ only: θ_0 stays put
 plain_sgd = held_out_loss()  # every warp is the identity before meta-training, so this is plain SGD
 for iteration in range(20):
     learner.meta_step([sine_task(5 * iteration + i) for i in range(5)])

@@ -22,8 +22,8 @@ def meta_train(file, iterations=25, meta_batch=4):
     print(f"meta-training on {len(split.train)} {data.source} alphabets ({split.test[0]} held out)", flush=True)
     images = [data.images(alphabet) for alphabet in split.train]
     net = OmniglotNet(ways=20, filters=16, warp="conv3")  # a 3×3 conv warp after each of the 4 blocks
-    learner = warpkit.MetaLearner(net, torch.nn.functional.cross_entropy, inner_lr=0.1, inner_steps=10,
-                                  init_learner=warpkit.Leap(simplified=True), warp_lr=0.05)  # Warp-Leap
+    learner = warpkit.MetaLearner(net, torch.nn.functional.cross_entropy, inner=warpkit.InnerLoop(lr=0.1, steps=10),
+                                  warp=warpkit.WarpTraining(lr=0.05), init=warpkit.InitTraining(warpkit.Leap()))
     for i in range(iterations):
         learner.meta_step([few_shot_task(images[(i + j) % len(images)], meta_batch * i + j) for j in range(meta_batch)])
     learner.save(file)

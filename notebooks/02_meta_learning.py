@@ -274,9 +274,10 @@ def compare(mode):
     sizes = dict(K=config.inner_steps, alpha=config.inner_lr, beta=config.init_lr, eta=config.warp_lr)
     warpgrad_step(ours, batch, **sizes, chunk=config.replay_chunk_size,
                   generator=torch.Generator().manual_seed(SEED), exact=mode == "exact")
-    learner = warpkit.MetaLearner(theirs, F.mse_loss, inner_lr=sizes["alpha"], inner_steps=sizes["K"],
-                                  warp_objective=mode, init_learner=warpkit.Reptile(), warp_lr=sizes["eta"],
-                                  init_lr=sizes["beta"], replay_chunk_size=config.replay_chunk_size, seed=SEED)
+    learner = warpkit.MetaLearner(
+        theirs, F.mse_loss, inner=warpkit.InnerLoop(lr=sizes["alpha"], steps=sizes["K"]),
+        warp=warpkit.WarpTraining(mode, lr=sizes["eta"], points_per_step=config.replay_chunk_size),
+        init=warpkit.InitTraining(warpkit.Reptile(), lr=sizes["beta"]), seed=SEED)
     learner.meta_step(batch)
     pairs = zip(ours.parameters(), theirs.parameters(), reference.parameters())
     differences = [((a - b).abs().max().item(), (a - r).abs().max().item()) for a, b, r in pairs]

@@ -21,7 +21,9 @@ import torch.nn as nn
 torch.set_num_threads(1)
 
 from warpkit.engine import distributed  # noqa: E402
-from warpkit.engine.meta import Leap, MetaLearner, Reptile  # noqa: E402
+from warpkit.engine.init_learners import Leap, Reptile  # noqa: E402
+from warpkit.engine.meta import MetaLearner  # noqa: E402
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining  # noqa: E402
 from warpkit.engine.tasks import SupervisedTask  # noqa: E402
 from warpkit.engine.warp import ResidualMLPWarp, task_parameters, warp_parameters  # noqa: E402
 from warpkit.experiments.train import DistributedCheckpointer  # noqa: E402
@@ -84,10 +86,11 @@ def make_model(seed: int = 0) -> nn.Module:
 def make_learner(objective: str, init: str, algorithm: str, batched_adaptation: bool, buffer_directory=None):
     init_learner = {"leap": Leap(), "leap-simplified": Leap(simplified=True), "reptile": Reptile(),
                     "none": None}[init]
-    return MetaLearner(make_model(), mse, inner_lr=0.05, inner_steps=4, warp_objective=objective,
-                       init_learner=init_learner, algorithm=algorithm, warp_lr=0.05, warp_optimizer="adam",
-                       init_lr=0.05, init_optimizer="adam", replay_chunk_size=5, batched_adaptation=batched_adaptation,
-                       buffer_directory=buffer_directory, seed=3)
+    warp = WarpTraining(objective, lr=0.05, optimizer="adam", points_per_step=5, buffer_directory=buffer_directory)
+    return MetaLearner(make_model(), mse, inner=InnerLoop(lr=0.05, steps=4, batched=batched_adaptation),
+                       warp=warp if objective is not None else None,
+                       init=InitTraining(init_learner, lr=0.05, optimizer="adam") if init_learner else None,
+                       algorithm=algorithm, seed=3)
 
 
 def train(learner: MetaLearner, iterations: int, meta_batch: int, communicator, checkpoint: str | None = None,

@@ -49,8 +49,9 @@ def synthetic_task(seed):
 def train(workdir):
     warpkit.seed_everything(0)
     model = OmniglotNet(ways=WAYS, filters=4, warp="conv3")
-    learner = warpkit.MetaLearner(model, torch.nn.functional.cross_entropy, inner_lr=0.1, inner_steps=3,
-                                  init_learner=warpkit.Leap(simplified=True), warp_lr=0.05)
+    learner = warpkit.MetaLearner(model, torch.nn.functional.cross_entropy, inner=warpkit.InnerLoop(lr=0.1, steps=3),
+                                  warp=warpkit.WarpTraining(lr=0.05),
+                                  init=warpkit.InitTraining(warpkit.Leap(simplified=True)))
     for iteration in range(3):
         stats = learner.meta_step([synthetic_task(2 * iteration), synthetic_task(2 * iteration + 1)])
         print(f"meta-iteration {stats.iteration}: task loss {stats.task_loss_first:.3f} -> {stats.task_loss_last:.3f}")

@@ -195,16 +195,19 @@ def test_architecture_names_only_modules_that_exist():
     # the tree drawing names files relative to the folder above them
     tree = re.search(r"```\nwarpkit/\n(.*?)```", text, re.S)
     assert tree, "ARCHITECTURE.md has no ```warpkit/ ...``` tree"
-    folder, listed = REPO / "warpkit", []
+    listed: list[Path] = []
+    folders: list[tuple[int, Path]] = []  # the open folders, by indentation: a name belongs to the last one above
     for line in tree.group(1).splitlines():
         name = line.split()[0] if line.strip() else ""
+        indent = len(line) - len(line.lstrip())
+        while folders and folders[-1][0] >= indent and re.fullmatch(r"[a-z_]+(/|\.py)", name):
+            folders.pop()
+        parent = folders[-1][1] if folders else REPO / "warpkit"
         if re.fullmatch(r"[a-z_]+/", name):
-            folder = REPO / "warpkit" / name.rstrip("/")
-            listed.append(folder)
-        elif re.fullmatch(r"[a-z_]+\.py", name) and line.startswith("    "):
-            listed.append(folder / name)
+            listed.append(parent / name.rstrip("/"))
+            folders.append((indent, parent / name.rstrip("/")))
         elif re.fullmatch(r"[a-z_]+\.py", name):
-            listed.append(REPO / "warpkit" / name)
+            listed.append(parent / name)
     missing += [str(p.relative_to(REPO)) for p in listed if not p.exists()]
     assert not missing, f"ARCHITECTURE.md names modules that do not exist: {missing}"
     assert len(listed) > 10

@@ -64,8 +64,9 @@ def test_2_a_non_finite_task_stops_the_step_names_it_and_leaves_the_learner_as_i
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1, 16), nn.Tanh(), warpkit.LinearWarp(16), nn.Linear(16, 1))
     init_learner = {None: None, "leap": warpkit.Leap(), "reptile": warpkit.Reptile()}[init]
-    learner = warpkit.MetaLearner(model, nn.functional.mse_loss, inner_lr=0.05, inner_steps=4, warp_lr=0.01,
-                                  warp_optimizer="adam", init_learner=init_learner, init_optimizer="adam")
+    init_training = warpkit.InitTraining(init_learner, optimizer="adam") if init_learner else None
+    learner = warpkit.MetaLearner(model, nn.functional.mse_loss, inner=warpkit.InnerLoop(lr=0.05, steps=4),
+                                  warp=warpkit.WarpTraining(lr=0.01, optimizer="adam"), init=init_training)
     learner.meta_step([_sine_task(1), _sine_task(2)])  # optimiser states exist now
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     state_before = learner.state_dict()
@@ -249,15 +250,14 @@ def test_6_supervised_task_refuses_a_batch_size_outside_1_to_n(batch_size):
 
 
 @pytest.mark.parametrize("steps", [0, -1, 2.0])
-def test_6_meta_learner_refuses_inner_steps_below_1(steps):
-    model = nn.Sequential(nn.Linear(1, 4), warpkit.LinearWarp(4), nn.Linear(4, 1))
-    with pytest.raises(ValueError, match="inner_steps must be an int >= 1"):
-        warpkit.MetaLearner(model, nn.functional.mse_loss, inner_steps=steps)
+def test_6_inner_loop_refuses_steps_below_1(steps):
+    with pytest.raises(ValueError, match="InnerLoop: steps must be an int >= 1"):
+        warpkit.InnerLoop(steps=steps)
 
 
 def test_6_a_linear_warp_of_the_wrong_width_is_named():
     model = nn.Sequential(nn.Linear(1, 30), warpkit.LinearWarp(40), nn.Linear(40, 1))
-    learner = warpkit.MetaLearner(model, nn.functional.mse_loss, inner_steps=2)
+    learner = warpkit.MetaLearner(model, nn.functional.mse_loss, inner=warpkit.InnerLoop(steps=2))
     with pytest.raises(ValueError, match=r"LinearWarp\(40\): the input's last dimension must have 40 features"):
         learner.meta_step([_sine_task(0)])
     with pytest.raises(ValueError, match="features must be an int >= 1"):

@@ -8,8 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from warpkit.engine.baselines import METHODS, MultiHeadFinetuning, make_method, meta_sgd, no_pretraining, t_net
-from warpkit.engine.meta import MAML
+from warpkit.engine.baselines import METHODS, MethodOptions, MultiHeadFinetuning, make_method, meta_sgd, no_pretraining, t_net
+from warpkit.engine.options import InnerLoop, WarpTraining
+from warpkit.engine.init_learners import MAML
 from warpkit.models.omniglot_net import omniglot_net_factory
 from warpkit.engine.warp import LinearWarp, ResidualMLPWarp, task_parameters, warp_parameters
 
@@ -84,7 +85,7 @@ def reference_multi_head(model, heads, schedule, lr):
 def test_multi_head_gives_each_task_its_own_head_and_matches_plain_sgd():
     torch.manual_seed(0)
     model = tiny_factory()
-    learner = MultiHeadFinetuning(model, mse, inner_lr=0.3, inner_steps=1, seed=4)
+    learner = MultiHeadFinetuning(model, mse, inner=InnerLoop(lr=0.3, steps=1), seed=4)
     tasks = [FixedTask(1, task_id="a"), FixedTask(2, task_id="b")]
     initial_heads = {k: {n: t.clone() for n, t in learner.head_of(k).items()} for k in ("a", "b")}
     assert not torch.equal(initial_heads["a"]["head.weight"], initial_heads["b"]["head.weight"])  # distinct draws
@@ -107,7 +108,7 @@ def test_multi_head_gives_each_task_its_own_head_and_matches_plain_sgd():
 def test_multi_head_steps_per_task_and_heads_persist_across_meta_steps():
     torch.manual_seed(0)
     model = tiny_factory()
-    learner = MultiHeadFinetuning(model, mse, inner_lr=0.1, inner_steps=4)
+    learner = MultiHeadFinetuning(model, mse, inner=InnerLoop(lr=0.1, steps=4))
     a, b, c = FixedTask(1, task_id="a"), FixedTask(2, task_id="b"), FixedTask(3, task_id="c")
     stats = learner.meta_step([a, b])
     assert (a.calls, b.calls) == (4, 4)  # inner_steps SGD steps per task, like the meta-learners' inner loops
@@ -122,7 +123,7 @@ def test_multi_head_steps_per_task_and_heads_persist_across_meta_steps():
 def test_test_head_policy_and_adaptation_budget(head_init):
     torch.manual_seed(0)
     model = tiny_factory()
-    learner = MultiHeadFinetuning(model, mse, inner_lr=0.1, inner_steps=3, head_init=head_init)
+    learner = MultiHeadFinetuning(model, mse, inner=InnerLoop(lr=0.1, steps=3), head_init=head_init)
     learner.meta_step([FixedTask(1, task_id="a"), FixedTask(2, task_id="b")])
     if head_init == "mean":
         expected = (learner.heads["a"]["head.weight"] + learner.heads["b"]["head.weight"]) / 2
@@ -134,21 +135,21 @@ def test_test_head_policy_and_adaptation_budget(head_init):
     trajectory = learner.adapt(test, keep_trajectory=True)
     assert trajectory.num_steps == 3
     assert torch.equal(trajectory.params[0]["head.weight"], model.head.weight.detach())
-    reference = no_pretraining(copy.deepcopy(model), mse, inner_lr=0.1, inner_steps=3).adapt(test)
+    reference = no_pretraining(copy.deepcopy(model), mse, InnerLoop(lr=0.1, steps=3)).adapt(test)
     assert trajectory.losses == reference.losses
 
 
 def test_multi_head_checkpoint_resumes_identically():
     def run(resume_after=None):
         torch.manual_seed(0)
-        learner = MultiHeadFinetuning(tiny_factory(), mse, inner_lr=0.1, inner_steps=2, seed=1)
+        learner = MultiHeadFinetuning(tiny_factory(), mse, inner=InnerLoop(lr=0.1, steps=2), seed=1)
         batches = [[FixedTask(1, task_id="a"), FixedTask(2, task_id="b")], [FixedTask(3, task_id="c")],
                    [FixedTask(2, task_id="b"), FixedTask(3, task_id="c")]]
         for i, tasks in enumerate(batches):
             if i == resume_after:
                 state = copy.deepcopy(learner.state_dict())
                 torch.manual_seed(123)
-                learner = MultiHeadFinetuning(tiny_factory(), mse, inner_lr=0.1, inner_steps=2, seed=1)
+                learner = MultiHeadFinetuning(tiny_factory(), mse, inner=InnerLoop(lr=0.1, steps=2), seed=1)
                 learner.load_state_dict(state)
             learner.meta_step(tasks)
         return learner
@@ -162,7 +163,7 @@ def test_multi_head_checkpoint_resumes_identically():
 
 
 def test_multi_head_refuses_unidentified_tasks_and_missing_heads():
-    learner = MultiHeadFinetuning(tiny_factory(), mse, inner_steps=1)
+    learner = MultiHeadFinetuning(tiny_factory(), mse, inner=InnerLoop(steps=1))
     with pytest.raises(ValueError, match="task_id"):
         learner.meta_step([FixedTask(1)])
     learner.meta_step([FixedTask(1)], task_keys=["x"])
@@ -196,7 +197,7 @@ def test_t_net_warp_gradient_equals_finite_differences_of_the_maml_loss():
     model = tiny_factory("linear")
     with torch.no_grad():
         model.warp.weight.add_(0.4 * torch.randn(4, 4, dtype=torch.float64))
-    learner = t_net(model, mse, steps=3, inner_lr=0.2, inner_steps=3, warp_lr=0.05, init_lr=0.07)
+    learner = t_net(model, mse, steps=3, inner=InnerLoop(lr=0.2, steps=3), init_lr=0.07)
     task = FixedTask(5)
     theta0 = {n: p.detach().clone() for n, p in task_parameters(model).items()}
     phi0 = {n: p.detach().clone() for n, p in warp_parameters(model).items()}
@@ -218,9 +219,9 @@ def test_t_net_warp_gradient_equals_finite_differences_of_the_maml_loss():
             numeric[i] = (at(1) - at(-1)) / (2 * eps)
         error = (analytic[name].flatten() - numeric).norm() / numeric.norm()
         assert error <= 1e-6, (name, float(error))
-    # one meta-step: SGD on φ with warp_lr and on θ_0 with init_lr, along exactly that gradient
+    # one meta-step: SGD on φ and θ_0 together with init_lr (one outer optimiser, as T-Nets), along that gradient
     learner.meta_step([task])
-    assert torch.allclose(model.warp.weight, phi0["warp.weight"] - 0.05 * analytic["warp.weight"], atol=1e-12)
+    assert torch.allclose(model.warp.weight, phi0["warp.weight"] - 0.07 * analytic["warp.weight"], atol=1e-12)
     assert torch.allclose(model.body.weight, theta0["body.weight"] - 0.07 * analytic["body.weight"], atol=1e-12)
     assert (model.warp.weight - phi0["warp.weight"]).abs().max() > 1e-6
 
@@ -234,7 +235,7 @@ def test_t_net_refuses_non_linear_warps():
 
 def test_meta_sgd_learns_its_step_sizes_and_adapts_with_them():
     torch.manual_seed(0)
-    learner = meta_sgd(tiny_factory(), mse, steps=2, inner_lr=0.05, inner_steps=2, init_lr=0.5)
+    learner = meta_sgd(tiny_factory(), mse, steps=2, inner=InnerLoop(lr=0.05, steps=2), init_lr=0.5)
     sizes = learner.init_learner.meta_parameters()
     assert all(torch.equal(s, torch.full_like(s, 0.05)) for s in sizes.values())
     before = {n: s.detach().clone() for n, s in sizes.items()}
@@ -248,7 +249,7 @@ def test_no_pretraining_learns_nothing():
     torch.manual_seed(0)
     model = tiny_factory()
     before = copy.deepcopy(model.state_dict())
-    learner = no_pretraining(model, mse, inner_lr=0.1, inner_steps=3)
+    learner = no_pretraining(model, mse, InnerLoop(lr=0.1, steps=3))
     learner.meta_step([FixedTask(1), FixedTask(2)])
     assert all(torch.equal(p, before[n]) for n, p in model.state_dict().items())
     assert learner.adapt(FixedTask(3)).num_steps == 3
@@ -264,8 +265,8 @@ def test_registry_builds_every_method_from_the_same_initialisation():
 
     theta_of = {}
     for name in METHODS:
-        learner = make_method(name, factory, mse, seed=7, inner_lr=0.1, inner_steps=2, maml_steps=2,
-                              replay_chunk_size=2)
+        learner = make_method(name, factory, mse, seed=7, inner=InnerLoop(lr=0.1, steps=2),
+                              warp=WarpTraining(points_per_step=2), options=MethodOptions(maml_steps=2))
         theta_of[name] = {n: p.detach().clone() for n, p in task_parameters(learner.model).items()}
         warped = bool(warp_parameters(learner.model))
         assert warped == name.startswith(("warp-", "t-net")), name
@@ -280,15 +281,17 @@ def test_registry_builds_every_method_from_the_same_initialisation():
 
 
 def test_registry_wires_the_right_learners():
-    learner = make_method("warp-leap", tiny_factory, mse, leap_simplified=True, warp_objective="first_order")
-    assert learner.warp_objective == "first_order" and learner.init_learner.name == "leap-simplified"
-    maml = make_method("maml", tiny_factory, mse, maml_steps=4)
-    assert isinstance(maml.init_learner, MAML) and maml.init_learner.steps == 4 and maml.warp_objective is None
+    learner = make_method("warp-leap", tiny_factory, mse, warp=WarpTraining("first_order"),
+                          options=MethodOptions(leap_simplified=True))
+    assert learner.warp.objective == "first_order" and learner.init_learner.name == "leap-simplified"
+    maml = make_method("maml", tiny_factory, mse, options=MethodOptions(maml_steps=4))
+    assert isinstance(maml.init_learner, MAML) and maml.init_learner.steps == 4 and maml.warp is None
     tnet = make_method("t-net", tiny_factory, mse)
-    assert tnet.init_learner.learn_warps and tnet.warp_optimizer is not None
-    assert make_method("fomaml", tiny_factory, mse, fomaml_steps=3).init_learner.steps == 3
-    assert isinstance(make_method("multi-head", tiny_factory, mse, warp_lr=0.3, batched_adaptation=True),
-                      MultiHeadFinetuning)
+    assert tnet.init_learner.learn_warps and tnet.warp is None and tnet.warp_optimizer is None
+    assert make_method("fomaml", tiny_factory, mse, options=MethodOptions(fomaml_steps=3)).init_learner.steps == 3
+    head = make_method("multi-head", tiny_factory, mse, inner=InnerLoop(steps=2, batched=True),
+                       options=MethodOptions(pretrain_lr=0.3))
+    assert isinstance(head, MultiHeadFinetuning) and head.pretrain_lr == 0.3 and head.inner.steps == 2
 
 
 def test_registry_bad_input():
@@ -313,8 +316,8 @@ def test_plain_leap_meta_trains_and_moves_theta0_with_either_adaptation():
     """Leap without warps needs the trajectory's states; batched and per-task adaptation give the same step."""
     moved = []
     for batched in (False, True):
-        learner = make_method("leap", tiny_factory, mse, inner_lr=0.1, inner_steps=3, init_lr=0.1,
-                              batched_adaptation=batched)
+        learner = make_method("leap", tiny_factory, mse, inner=InnerLoop(lr=0.1, steps=3, batched=batched),
+                              init_lr=0.1)
         before = {n: p.detach().clone() for n, p in task_parameters(learner.model).items()}
         learner.meta_step([FixedTask(1), FixedTask(2)])
         moved.append({n: p.detach() - before[n] for n, p in task_parameters(learner.model).items()})

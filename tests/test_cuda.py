@@ -19,7 +19,9 @@ import torch.nn.functional as F
 
 from warpkit.engine.adapt import adapt, adapt_tasks, fresh_buffers
 from warpkit.engine.buffer import TrajectoryPoint
-from warpkit.engine.meta import Leap, MetaLearner, Reptile
+from warpkit.engine.init_learners import Leap, Reptile
+from warpkit.engine.meta import MetaLearner
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
 from warpkit.engine.objectives import warp_meta_gradient, warp_objective
 from warpkit.engine.tasks import SupervisedTask
 from warpkit.engine.warp import task_parameters, warp_parameters
@@ -167,9 +169,9 @@ def test_a_warp_leap_meta_iteration_on_cuda_equals_the_cpu(batched_adaptation):
     results = {}
     for name, device in (("cpu", torch.device("cpu")), ("cuda", CUDA)):
         model = make_model(seed=5, device=device)
-        learner = MetaLearner(model, F.cross_entropy, inner_lr=0.1, inner_steps=3, warp_objective="exact",
-                              init_learner=Leap(), warp_lr=0.01, warp_optimizer="adam", init_lr=0.01,
-                              init_optimizer="adam", replay_chunk_size=4, batched_adaptation=batched_adaptation)
+        learner = MetaLearner(model, F.cross_entropy, inner=InnerLoop(lr=0.1, steps=3, batched=batched_adaptation),
+                              warp=WarpTraining(lr=0.01, optimizer="adam", points_per_step=4),
+                              init=InitTraining(Leap(), lr=0.01, optimizer="adam"))
         for iteration in range(2):
             learner.meta_step([image_task(10 * iteration + s, device) for s in (1, 2)])
         results[name] = {n: p.detach() for n, p in model.named_parameters()}
@@ -236,9 +238,9 @@ def test_a_meta_iteration_keeps_everything_on_the_gpu_and_its_host_syncs_do_not_
     counts = {}
     for steps in (3, 6):
         model = make_model(seed=8, device=CUDA)
-        learner = MetaLearner(model, F.cross_entropy, inner_lr=0.1, inner_steps=steps, warp_objective="exact",
-                              init_learner=Reptile(), warp_lr=0.01, warp_optimizer="adam", init_lr=0.1,
-                              replay_chunk_size=64, batched_adaptation=True)
+        learner = MetaLearner(model, F.cross_entropy, inner=InnerLoop(lr=0.1, steps=steps, batched=True),
+                              warp=WarpTraining(lr=0.01, optimizer="adam", points_per_step=64),
+                              init=InitTraining(Reptile(), lr=0.1))
         tasks = [DeviceTask(s, CUDA) for s in (1, 2, 3)]
         learner.meta_step(tasks)  # warm-up: optimiser state, cuDNN handles
         with counting_host_syncs() as syncs:

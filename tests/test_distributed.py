@@ -290,7 +290,9 @@ def test_distributed_train_command_on_two_processes_matches_one(tmp_path, experi
     # the lesson's checkpoint, written by rank 0 alone, holds the finished run
     checkpoint = torch.load(Path(two["checkpoint"]), weights_only=False)
     if experiment == "omniglot":
-        assert checkpoint["current"] is None and len(checkpoint["runs"]) == 2
+        assert checkpoint["kind"] == "warpkit Omniglot sweep"
+        assert checkpoint["state"]["current"] is None and len(checkpoint["state"]["runs"]) == 2
+        assert checkpoint["fingerprint"]["dtype"] == "torch.float64" and checkpoint["fingerprint"]["source"] == "glyphs"
     else:
         assert checkpoint["kind"] == "continual meta-training"
         state = checkpoint["state"]

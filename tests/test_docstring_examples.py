@@ -1,8 +1,5 @@
 """Every public class and function of the engine carries a short runnable example in its docstring, and the examples
-are right: doctest runs them module by module (and those of the kit's resumable-run helper and the sine family).
-
-``warpkit.engine.meta`` and ``warpkit.engine.baselines`` are left out while they are being reworked (issue 13 and the
-issue 12 follow-up); add them to ENGINE_MODULES when they land."""
+are right: doctest runs them module by module (and those of the kit's resumable-run helper and the sine family)."""
 
 from __future__ import annotations
 
@@ -14,7 +11,8 @@ import types
 import pytest
 
 ENGINE_MODULES = ["warpkit.engine." + name for name in
-                  ("warp", "tasks", "adapt", "batchnorm", "buffer", "objectives", "geometry")]
+                  ("warp", "tasks", "adapt", "batchnorm", "buffer", "objectives", "options", "init_learners", "meta",
+                   "multi_head", "baselines", "geometry", "guard", "persist", "predict", "distributed")]
 OTHER_MODULES = ["warpkit.kit.sweep", "warpkit.data.sine"]
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -8,7 +8,9 @@ import torch.nn as nn
 
 from warpkit.engine.adapt import Trajectory, adapt, forward, fresh_buffers
 from warpkit.kit.checkpoint import CheckpointError, Checkpointer, load_checkpoint, save_checkpoint
-from warpkit.engine.meta import FOMAML, MAML, Leap, MetaLearner, MetaSGD, Reptile
+from warpkit.engine.init_learners import FOMAML, MAML, Leap, MetaSGD, Reptile
+from warpkit.engine.meta import MetaLearner
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
 from warpkit.engine.objectives import warp_meta_gradient
 from warpkit.engine.buffer import TrajectoryBuffer
 from warpkit.engine.tasks import SupervisedTask
@@ -153,8 +155,8 @@ def test_warp_maml_theta0_step_is_the_second_order_gradient_through_the_warped_l
     init = {n: p.detach().clone() for n, p in task_parameters(model).items()}
     phi_before = {n: p.detach().clone() for n, p in warp_parameters(model).items()}
     beta = 0.5
-    learner = MetaLearner(model, mse, inner_lr=0.2, inner_steps=3, warp_objective="exact", init_learner=MAML(steps=3),
-                          init_lr=beta, init_optimizer="sgd", warp_lr=0.1)
+    learner = MetaLearner(model, mse, inner=InnerLoop(lr=0.2, steps=3), warp=WarpTraining(lr=0.1),
+                          init=InitTraining(MAML(steps=3), lr=beta, optimizer="sgd"))
     reference = small_model(warp=True)  # the same weights: φ as before the meta-step
     learner.meta_step([task])
     for name, i, numeric in maml_finite_differences(reference, init, task, ["0.weight", "3.bias"]):
@@ -191,11 +193,12 @@ def test_meta_step_records_how_far_phi_and_theta0_moved():
     model = small_model()
     theta = {n: p.detach().clone() for n, p in task_parameters(model).items()}
     phi = {n: p.detach().clone() for n, p in warp_parameters(model).items()}
-    stats = MetaLearner(model, mse, inner_steps=3, init_learner=Reptile(), replay_chunk_size=1).meta_step(tasks)
+    stats = MetaLearner(model, mse, inner=InnerLoop(steps=3), warp=WarpTraining(points_per_step=1),
+                        init=InitTraining(Reptile())).meta_step(tasks)
     moved = lambda before, after: math.sqrt(sum(float((after[n].detach() - b).pow(2).sum()) for n, b in before.items()))
     assert stats.warp_change == pytest.approx(moved(phi, warp_parameters(model))) and stats.warp_change > 0
     assert stats.init_change == pytest.approx(moved(theta, task_parameters(model))) and stats.init_change > 0
-    plain = MetaLearner(small_model(warp=False), mse, inner_steps=3, warp_objective=None, init_learner=None)
+    plain = MetaLearner(small_model(warp=False), mse, inner=InnerLoop(steps=3), warp=None)
     stats = plain.meta_step(tasks)
     assert math.isnan(stats.warp_change) and math.isnan(stats.init_change)
 
@@ -232,8 +235,8 @@ def test_offline_step_equals_sgd_on_the_mean_point_gradient_with_one_chunk():
     batches = [tasks[p.task_index].sample_meta_batches(p.step) for p in points]
     reference, _ = warp_meta_gradient(model, mse, warp, points, [b[0] for b in batches], [b[1] for b in batches],
                                       0.1, "exact", batched=False)
-    learner = MetaLearner(model, mse, inner_lr=0.1, inner_steps=4, warp_objective="exact", warp_lr=0.5,
-                          replay_chunk_size=len(points))
+    learner = MetaLearner(model, mse, inner=InnerLoop(lr=0.1, steps=4),
+                          warp=WarpTraining(lr=0.5, points_per_step=len(points)))
     stats = learner.meta_step(tasks)
     assert stats.warp_steps == 1
     for name, p in warp.items():
@@ -243,10 +246,10 @@ def test_offline_step_equals_sgd_on_the_mean_point_gradient_with_one_chunk():
 def test_online_step_accumulates_the_same_gradient():
     model_online, model_offline = small_model(), small_model()
     tasks = [full_batch_task(s) for s in range(3)]
-    online = MetaLearner(model_online, mse, inner_lr=0.1, inner_steps=4, algorithm="online", warp_lr=0.5,
-                         replay_chunk_size=3)
-    offline = MetaLearner(model_offline, mse, inner_lr=0.1, inner_steps=4, algorithm="offline", warp_lr=0.5,
-                          replay_chunk_size=12)
+    online = MetaLearner(model_online, mse, inner=InnerLoop(lr=0.1, steps=4),
+                         warp=WarpTraining(lr=0.5, points_per_step=3), algorithm="online")
+    offline = MetaLearner(model_offline, mse, inner=InnerLoop(lr=0.1, steps=4),
+                          warp=WarpTraining(lr=0.5, points_per_step=12), algorithm="offline")
     assert online.meta_step(tasks).warp_steps == 1
     offline.meta_step(tasks)
     for (name, a), b in zip(warp_parameters(model_online).items(), warp_parameters(model_offline).values()):
@@ -256,7 +259,7 @@ def test_online_step_accumulates_the_same_gradient():
 def test_replay_chunks_and_epochs_set_the_number_of_warp_steps():
     model = small_model()
     tasks = [full_batch_task(s) for s in range(2)]
-    learner = MetaLearner(model, mse, inner_lr=0.1, inner_steps=5, replay_chunk_size=3, replay_epochs=2)
+    learner = MetaLearner(model, mse, inner=InnerLoop(lr=0.1, steps=5), warp=WarpTraining(points_per_step=3, passes=2))
     assert learner.meta_step(tasks).warp_steps == 2 * math.ceil(10 / 3)
     assert len(learner.buffer) == 0
 
@@ -266,11 +269,11 @@ def test_init_learner_moves_theta0_and_warp_objective_moves_phi_only_when_asked(
     model = small_model()
     theta_before = {n: p.detach().clone() for n, p in task_parameters(model).items()}
     phi_before = {n: p.detach().clone() for n, p in warp_parameters(model).items()}
-    MetaLearner(model, mse, inner_steps=3, warp_objective=None, init_learner=Reptile()).meta_step(tasks)
+    MetaLearner(model, mse, inner=InnerLoop(steps=3), warp=None, init=InitTraining(Reptile())).meta_step(tasks)
     assert any(not torch.equal(p, theta_before[n]) for n, p in task_parameters(model).items())
     assert all(torch.equal(p, phi_before[n]) for n, p in warp_parameters(model).items())
     model = small_model()
-    MetaLearner(model, mse, inner_steps=3, warp_objective="first_order", init_learner=None).meta_step(tasks)
+    MetaLearner(model, mse, inner=InnerLoop(steps=3), warp=WarpTraining("first_order")).meta_step(tasks)
     assert all(torch.equal(p, theta_before[n]) for n, p in task_parameters(model).items())
     assert any(not torch.equal(p, phi_before[n]) for n, p in warp_parameters(model).items())
 
@@ -280,11 +283,12 @@ def test_tnet_style_maml_trains_linear_warps_and_meta_sgd_trains_step_sizes():
     model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), LinearWarp(3), nn.Linear(3, 1)).double()
     phi_before = {n: p.detach().clone() for n, p in warp_parameters(model).items()}
     tasks = [full_batch_task(s) for s in range(2)]
-    MetaLearner(model, mse, inner_steps=3, warp_objective=None, init_learner=MAML(3, learn_warps=True)).meta_step(tasks)
+    MetaLearner(model, mse, inner=InnerLoop(steps=3), warp=None,
+                init=InitTraining(MAML(3, learn_warps=True))).meta_step(tasks)
     assert any(not torch.equal(p, phi_before[n]) for n, p in warp_parameters(model).items())
     model = small_model(warp=False)
     meta_sgd = MetaSGD(steps=3, initial_lr=0.1)
-    learner = MetaLearner(model, mse, inner_steps=3, warp_objective=None, init_learner=meta_sgd, init_lr=0.05)
+    learner = MetaLearner(model, mse, inner=InnerLoop(steps=3), warp=None, init=InitTraining(meta_sgd, lr=0.05))
     learner.meta_step(tasks)
     step_sizes = torch.cat([p.detach().flatten() for p in meta_sgd.meta_parameters().values()])
     assert step_sizes.std() > 0 and not torch.allclose(step_sizes, torch.full_like(step_sizes, 0.1))
@@ -299,8 +303,8 @@ def test_meta_training_a_warp_speeds_up_adaptation_on_held_out_tasks():
     tasks = lambda seeds: [full_batch_task(s) for s in seeds]
     held_out = tasks(range(100, 110))
     baseline = sum(adapt(model, t, mse, 5, 0.05).final_loss for t in held_out) / 10
-    learner = MetaLearner(model, mse, inner_lr=0.05, inner_steps=5, warp_objective="exact", warp_lr=0.05,
-                          warp_optimizer="adam", replay_chunk_size=20)
+    learner = MetaLearner(model, mse, inner=InnerLoop(lr=0.05, steps=5),
+                          warp=WarpTraining(lr=0.05, optimizer="adam", points_per_step=20))
     for iteration in range(30):
         learner.meta_step(tasks(range(5 * iteration, 5 * iteration + 5)))
     warped = sum(adapt(model, t, mse, 5, 0.05).final_loss for t in held_out) / 10
@@ -312,7 +316,8 @@ def test_state_dict_round_trip_resumes_identically(tmp_path):
 
     def make():
         model = small_model()
-        return MetaLearner(model, mse, inner_steps=3, init_learner=Leap(), warp_optimizer="adam", replay_chunk_size=2)
+        return MetaLearner(model, mse, inner=InnerLoop(steps=3),
+                           warp=WarpTraining(optimizer="adam", points_per_step=2), init=InitTraining(Leap()))
 
     uninterrupted = make()
     uninterrupted.meta_step(tasks)
@@ -342,7 +347,7 @@ def test_corrupt_checkpoint_is_reported_and_never_overwritten(tmp_path):
 
 def test_bad_configuration_is_refused_clearly():
     with pytest.raises(ValueError, match="no warp layers"):
-        MetaLearner(small_model(warp=False), mse, warp_objective="exact")
+        MetaLearner(small_model(warp=False), mse, warp=WarpTraining())
     with pytest.raises(ValueError, match="algorithm"):
         MetaLearner(small_model(), mse, algorithm="sideways")
     with pytest.raises(ValueError, match="meta-batch"):
@@ -352,8 +357,9 @@ def test_bad_configuration_is_refused_clearly():
 def test_on_disk_buffer_streams_states_and_gives_the_same_meta_step(tmp_path):
     tasks = [full_batch_task(s) for s in range(2)]
     in_memory, on_disk = small_model(), small_model()
-    MetaLearner(in_memory, mse, inner_steps=4, replay_chunk_size=3).meta_step(tasks)
-    streamed = MetaLearner(on_disk, mse, inner_steps=4, replay_chunk_size=3, buffer_directory=str(tmp_path / "buf"))
+    MetaLearner(in_memory, mse, inner=InnerLoop(steps=4), warp=WarpTraining(points_per_step=3)).meta_step(tasks)
+    streamed = MetaLearner(on_disk, mse, inner=InnerLoop(steps=4),
+                           warp=WarpTraining(points_per_step=3, buffer_directory=str(tmp_path / "buf")))
     streamed.meta_step(tasks)
     for (name, a), b in zip(warp_parameters(in_memory).items(), warp_parameters(on_disk).values()):
         assert torch.allclose(a, b, atol=1e-12), name
@@ -377,6 +383,7 @@ def test_maml_without_warp_objective_skips_the_long_adaptation():
         def evaluation_batch(self):
             return self.task.evaluation_batch()
 
-    learner = MetaLearner(small_model(warp=False), mse, inner_steps=100, warp_objective=None, init_learner=MAML(2))
+    learner = MetaLearner(small_model(warp=False), mse, inner=InnerLoop(steps=100), warp=None,
+                          init=InitTraining(MAML(2)))
     learner.meta_step([CountingTask(full_batch_task(0))])
     assert max(calls) < 100  # only MAML's own 2-step loop drew batches

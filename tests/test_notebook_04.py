@@ -1,4 +1,4 @@
-"""Notebook 04 (Omniglot, Warp-Leap against the baselines), executed at the fast size. A one-seed, one-minute run
+"""Lesson 04 (Omniglot, Warp-Leap against the baselines), executed at the fast size. A one-seed, one-minute run
 cannot rank the methods (the lesson says the evidence is the committed reference run), so only what holds
 robustly is asserted: the meta-learners that adapt with their meta-learned θ₀ beat no pretraining, Warp-Leap's φ
 moved, the replay schedules were compared on the same work, the records are complete, the figures saved, the
@@ -13,9 +13,9 @@ import pytest
 from warpkit.experiments.omniglot import METHODS_COMPARED, SIZES, record_name
 
 EXPECTED_FIGURES = {
-    "03_alphabets.png", "03_task_batch.png", "03_meta_training.png", "03_warp_motion.png",
-    "03_accuracy_vs_alphabets.png", "03_run_reference_paper.png", "03_adaptation_curves.png",
-    "03_replay_schedules.png",
+    "04_alphabets.png", "04_task_batch.png", "04_meta_training.png", "04_warp_motion.png",
+    "04_accuracy_vs_alphabets.png", "04_run_reference_paper.png", "04_adaptation_curves.png",
+    "04_replay_schedules.png",
 }
 META_LEARNED = [m for m in METHODS_COMPARED if m != "no-pretraining"]
 #: CPU seconds of the kernel at the fast size (one torch thread): the wall time a quiet machine would take.
@@ -65,6 +65,8 @@ def test_records_are_complete_and_consistent(lesson):
         assert 0 <= r[name] <= 1
     assert r["theta_parameters"] > 0 and r["phi_parameters"] > 0
     assert r["identity_warp_max_difference"] < 1e-5  # identity warps: plain SGD before meta-training
+    # the lesson's hand-written Warp-Leap meta-iteration (section d) is MetaLearner.meta_step's, to rounding
+    assert r["handwritten_vs_metalearner_max_abs_diff"] < 1e-6
     assert 0 < r["seconds_per_meta_iteration"] < r["seconds"]
 
 
@@ -86,6 +88,6 @@ def test_the_data_source_is_announced(lesson):
 @pytest.mark.notebook
 def test_fast_size_fits_its_budget(lesson):
     assert lesson.records["cpu_seconds"] < FAST_BUDGET_CPU_SECONDS, (
-        f"notebook 03 used {lesson.records['cpu_seconds']} CPU seconds at the fast size "
+        f"lesson 04 used {lesson.records['cpu_seconds']} CPU seconds at the fast size "
         f"(budget {FAST_BUDGET_CPU_SECONDS} s; wall time {lesson.records['seconds']} s)"
     )

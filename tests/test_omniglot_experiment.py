@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from warpkit.kit.checkpoint import CheckpointError  # noqa: E402
+from warpkit.kit.sweep import SettingsMismatch  # noqa: E402
 from warpkit.data.omniglot import AlphabetDataset  # noqa: E402
 from warpkit.experiments.omniglot import (  # noqa: E402
     METHODS_COMPARED,
@@ -33,6 +34,7 @@ from warpkit.experiments.omniglot import (  # noqa: E402
     config_for,
     data_banner,
     describe_parameters,
+    sweep_fingerprint,
     warp_vs_plain_at_initialisation,
 )
 from warpkit.engine.warp import task_parameters, warp_parameters  # noqa: E402
@@ -146,7 +148,7 @@ def test_too_few_alphabets_is_refused(dataset):
 def test_checkpoint_setting():
     assert checkpoint_path("", "medium", 0) is None
     assert checkpoint_path("auto", "fast", 0) is None
-    assert checkpoint_path("auto", "medium", 3).endswith("checkpoints/03_omniglot_medium_seed3.pt")
+    assert checkpoint_path("auto", "medium", 3).endswith("checkpoints/04_omniglot_medium_seed3.pt")
     assert checkpoint_path("/tmp/x.pt", "fast", 0) == "/tmp/x.pt"
 
 
@@ -315,7 +317,7 @@ def test_every_method_starts_from_the_same_theta_and_adapts_alike(experiment):
     for method, learner in learners.items():
         theta = task_parameters(learner.model)
         assert all(torch.equal(theta[n], reference[n]) for n in reference), method
-        assert (learner.inner_steps, learner.inner_lr) == (TINY.inner_steps, TINY.inner_lr), method
+        assert (learner.inner.steps, learner.inner.lr) == (TINY.inner_steps, TINY.inner_lr), method
     assert warp_parameters(learners["warp-leap"].model) and not warp_parameters(learners["leap"].model)
     assert learners["maml"].init_learner.steps == TINY.maml_steps
     assert learners["maml"].init_optimizer.param_groups[0]["lr"] == TINY.maml_init_lr
@@ -392,8 +394,27 @@ def test_checkpoint_of_another_configuration_is_refused(experiment, tmp_path):
         other.run(checkpoint=str(path), show_progress=False)
     assert path.read_bytes() == saved
     torch.save({"something": "else"}, path)
-    with pytest.raises(CheckpointError, match="not an Omniglot sweep"):
+    with pytest.raises(CheckpointError, match="not a warpkit Omniglot sweep"):
         experiment.run(checkpoint=str(path), show_progress=False)
+
+
+def test_checkpoint_of_another_seed_or_data_source_is_refused_naming_the_fields(experiment, tmp_path):
+    """The fingerprint covers the seeds and the data: a sweep asked for seed 1, or run on other data, never
+    resumes (and so never reports) seed 0's or the other data's runs."""
+    path = tmp_path / "sweep.pt"
+    experiment.run(checkpoint=str(path), show_progress=False, stop_after=1)
+    saved = path.read_bytes()
+    with pytest.raises(SettingsMismatch, match=r"config\.seeds \(saved \[0\], now \[1\]\)"):
+        OmniglotExperiment(TINY.replace(seeds=(1,)), experiment.dataset).run(checkpoint=str(path),
+                                                                             show_progress=False)
+    glyphs = synthetic_dataset(source="glyphs")
+    with pytest.raises(SettingsMismatch, match=r"source \(saved 'omniglot', now 'glyphs'\)"):
+        OmniglotExperiment(TINY, glyphs).run(checkpoint=str(path), show_progress=False)
+    other_drawings = synthetic_dataset(characters=6)
+    with pytest.raises(SettingsMismatch, match=r"alphabets\.Alphabet0 \(saved 5, now 6\)"):
+        OmniglotExperiment(TINY, other_drawings).run(checkpoint=str(path), show_progress=False)
+    assert path.read_bytes() == saved
+    assert sweep_fingerprint(experiment)["config"]["data_source"] == TINY.data_source
 
 
 def test_replay_timing_compares_the_same_work(experiment):

@@ -154,7 +154,8 @@ def test_multiplicative_recurrent_warp_gates_are_one_at_init_then_not():
 
 
 def test_warp_inside_a_model_makes_the_gradient_preconditioned():
-    """Backpropagating through a linear warp W multiplies the error signal by Wᵀ (the preconditioning of §1)."""
+    """Backpropagating through a linear warp W multiplies the error signal by Wᵀ (the preconditioning of
+    Flennerhag et al., 2020, Section 2)."""
     torch.manual_seed(0)
     first, warp, last = nn.Linear(3, 4).double(), LinearWarp(4).double(), nn.Linear(4, 1).double()
     with torch.no_grad():

@@ -22,7 +22,9 @@ from warpkit.data.classification import ClassificationTask
 from warpkit.data.images import load_image
 from warpkit.engine.adapt import Trajectory, adapt, evaluate
 from warpkit.engine.guard import NonFiniteError
-from warpkit.engine.meta import FOMAML, MAML, Leap, MetaLearner, MetaSGD, Reptile
+from warpkit.engine.init_learners import FOMAML, MAML, Leap, MetaSGD, Reptile
+from warpkit.engine.meta import MetaLearner
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
 from warpkit.engine.persist import load_learner
 from warpkit.engine.tasks import SupervisedTask, Task
 from warpkit.engine.warp import (ConvWarp, LinearWarp, MultiplicativeRecurrentWarp, ResidualConvWarp,
@@ -33,7 +35,7 @@ from warpkit.kit.notebook import (RECORD_MIMETYPE, defer_records, figures_dir, p
 __version__ = "0.1.0"
 
 __all__ = [
-    "FOMAML", "MAML", "Leap", "MetaLearner", "MetaSGD", "Reptile",
+    "FOMAML", "MAML", "Leap", "MetaLearner", "MetaSGD", "Reptile", "InitTraining", "InnerLoop", "WarpTraining",
     "ClassificationTask", "SupervisedTask", "Task", "Trajectory", "adapt", "evaluate", "load_image", "load_learner",
     "NonFiniteError",
     "ConvWarp", "LinearWarp", "MultiplicativeRecurrentWarp", "ResidualConvWarp", "ResidualMLPWarp", "ScaleWarp",

@@ -208,6 +208,38 @@ check_close("hidden: agrees with warpkit.engine.objectives (exact φ-gradient)",
 # price of ignoring how φ changes the look-ahead step itself.
 # ### END SOLUTION
 
+# %% [markdown]
+# ## Lesson 04's self-check questions (written)
+#
+# 1. MAML in lesson 04 backpropagates through 5 inner steps while every task takes `inner_steps` steps; Warp-Leap
+#    meta-learns φ from all of them. Why can Warp-Leap afford every step, and what does each buffered point cost?
+# 2. With fixed training tasks and a few training alphabets, the loss at θ₀ (dashed in lesson 04, section e) can
+#    fall close to zero. What has θ₀ learnt then, and why does resampling the tasks prevent it?
+# 3. Why does lesson 04 compare Warp-Leap with the best other method by a *paired* interval over seeds, and what
+#    would an interval that contains zero tell you?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# 1. MAML's meta-gradient contains the Jacobian dθ_K/dθ₀ = Π_k (I − α∇²L(θ_k)): every step's graph is kept and
+#    backpropagated, so memory and compute grow with K, hence only 5 steps. Warp-Leap's Eq. 11 treats every
+#    buffered point θ_k as a constant and differentiates one look-ahead step from it: per point, one task
+#    gradient (kept in the graph for the exact objective) and one forward and backward pass on the meta batch,
+#    whatever K is, and the points never need to be in memory together. Leap moves θ₀ from the path's differences
+#    Δθ_k alone, without backpropagating through any step.
+# 2. With fixed tasks each training alphabet's characters always carry the same labels, so θ₀ itself can
+#    classify them before any inner step: it memorises the label assignment of the training alphabets. That is
+#    fitting, not learning to learn: a new alphabet comes with new labels, so the memorised assignment cannot
+#    transfer. Resampled tasks draw new characters, a new label order and a new drawer split every time, so there
+#    is no assignment to memorise; the loss at θ₀ stays near that of guessing, and only what makes the inner loop
+#    fast (features, the start, the warps' geometry) lowers the loss after adaptation.
+# 3. All methods of one seed share its random network, training alphabets, batches and test tasks, so their
+#    accuracies move together from seed to seed (a hard seed is hard for every method). The difference within a
+#    seed removes that shared part, so the paired interval is narrower than one built from two means and their
+#    own spreads. An interval containing zero says that these seeds cannot tell the two methods apart: the margin
+#    is within what the choice of seed produces. It does not say that they are equal, and a run of one seed has
+#    no interval at all, which is why the fast run is not evidence.
+# ### END SOLUTION
+
 # %% tags=["instructor"]
 # Grading notes (instructor only). A student who forgets .detach() in exercise 2 fails the finite-difference
 # check there; one who adds it in exercise 3 fails "exact ≠ first-order". Reference values for this seed:

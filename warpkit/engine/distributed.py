@@ -74,6 +74,12 @@ class Communicator:
     """This process's place in the job: ``rank`` of ``world_size``, its ``device``, and the collectives used.
 
     ``world_size == 1`` needs no process group and every collective is the identity.
+
+    >>> communicator = Communicator()  # a world of one
+    >>> communicator.is_main, communicator.all_reduce_sum({"g": torch.tensor([1.0, 2.0])})
+    (True, {'g': tensor([1., 2.])})
+    >>> communicator.all_gather_object("rank 0's value")
+    ["rank 0's value"]
     """
 
     rank: int = 0
@@ -138,6 +144,10 @@ def init(backend: str = "auto", timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     ``backend="auto"`` picks ``nccl`` when CUDA is available (one GPU per process: ``cuda:LOCAL_RANK``) and
     ``gloo`` otherwise. ``device`` overrides the device (``"cpu"`` forces gloo). Every collective of the job
     fails after ``timeout_seconds`` without an answer from the other ranks.
+
+    >>> communicator = init(device="cpu")  # WORLD_SIZE unset: a world of one, no process group
+    >>> communicator.rank, communicator.world_size, communicator.backend
+    (0, 1, None)
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -167,7 +177,13 @@ def init(backend: str = "auto", timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
 
 
 def shutdown(communicator: Communicator) -> None:
-    """Leave the process group (no-op for a world of one)."""
+    """Leave the process group (no-op for a world of one).
+
+    >>> communicator = init(device="cpu")
+    >>> shutdown(communicator)
+    >>> communicator.is_distributed, dist.is_initialized()  # one process never joined a group
+    (False, False)
+    """
     if communicator.is_distributed and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -177,7 +193,15 @@ def shutdown(communicator: Communicator) -> None:
 # ----------------------------------------------------------------------------------------------------------
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank ``rank``'s own random streams: ``seed`` itself on rank 0 (so one process is seeded as
-    before), otherwise 63 bits of SHA-256 of ``"seed:rank"`` (independent of the world size, distinct per rank)."""
+    before), otherwise 63 bits of SHA-256 of ``"warpkit-rank:seed:rank"`` (independent of the world size, distinct
+    per rank).
+
+    >>> rank_seed(7, 0)
+    7
+    >>> digest = hashlib.sha256(b"warpkit-rank:7:1").digest()
+    >>> rank_seed(7, 1) == int.from_bytes(digest[:8], "little") % 2**63
+    True
+    """
     if rank == 0:
         return int(seed)
     digest = hashlib.sha256(f"warpkit-rank:{int(seed)}:{int(rank)}".encode()).digest()
@@ -186,7 +210,17 @@ def rank_seed(seed: int, rank: int) -> int:
 
 def seed_process(seed: int, communicator: Communicator) -> int:
     """Seed the global torch, NumPy and ``random`` generators of this process with :func:`rank_seed`; returns it.
-    (The streams that must agree across ranks, replay order and task batches, have their own generators.)"""
+    (The streams that must agree across ranks, replay order and task batches, have their own generators.)
+
+    >>> seed_process(3, Communicator(rank=0, world_size=2))  # rank 0 keeps the seed itself
+    3
+    >>> first = torch.rand(2)
+    >>> _ = torch.manual_seed(3)
+    >>> torch.equal(first, torch.rand(2))
+    True
+    >>> seed_process(3, Communicator(rank=1, world_size=2)) == rank_seed(3, 1)
+    True
+    """
     own = rank_seed(seed, communicator.rank)
     torch.manual_seed(own)
     np.random.seed(own % (2**32))
@@ -199,7 +233,11 @@ def seed_process(seed: int, communicator: Communicator) -> int:
 # ----------------------------------------------------------------------------------------------------------
 def task_share(num_tasks: int, rank: int, world_size: int) -> range:
     """Indices of the tasks rank ``rank`` adapts: the contiguous block [⌊r·n/P⌋, ⌊(r+1)·n/P⌋) (sizes differ by at
-    most one). Every rank must own at least one task, so n ≥ P."""
+    most one). Every rank must own at least one task, so n ≥ P.
+
+    >>> [list(task_share(5, rank, 2)) for rank in range(2)]  # [⌊0·5/2⌋, ⌊1·5/2⌋) = [0, 2), then [2, 5)
+    [[0, 1], [2, 3, 4]]
+    """
     if num_tasks < world_size:
         raise ValueError(
             f"a meta-batch of {num_tasks} task(s) cannot be split over {world_size} processes (each needs at least "
@@ -209,7 +247,13 @@ def task_share(num_tasks: int, rank: int, world_size: int) -> range:
 
 
 class ShardedChunk(list):
-    """This rank's points of one replay chunk (in chunk order), and the chunk's size over all ranks."""
+    """This rank's points of one replay chunk (in chunk order), and the chunk's size over all ranks: this rank's
+    share of the chunk's φ-gradient is weighted by ``len(chunk) / chunk.total``.
+
+    >>> chunk = ShardedChunk([TrajectoryPoint(0, 3, {}, {})], total=4)  # 1 of the chunk's 4 points is here
+    >>> len(chunk), chunk.total
+    (1, 4)
+    """
 
     def __init__(self, points: Sequence[TrajectoryPoint], total: int):
         super().__init__(points)
@@ -223,6 +267,16 @@ class ShardedBuffer:
     Global numbering: the points of task i come after those of tasks 0 … i−1, in the order they were added (the
     order :meth:`MetaLearner.meta_step` adds them in one process). Per-task counts are all-reduced, so the
     numbering needs no assumption about how many points a task has.
+
+    Task 1's points added before task 0's still come after them, as in one process:
+
+    >>> reducer = MetaBatchReducer(Communicator())
+    >>> _ = reducer.own_tasks(["task 0", "task 1"])
+    >>> buffer = ShardedBuffer(TrajectoryBuffer(), reducer)
+    >>> for task, step in [(1, 0), (1, 1), (0, 0)]:
+    ...     buffer.add_point(TrajectoryPoint(task, step, {}, {}))
+    >>> [[(p.task_index, p.step) for p in chunk] for chunk in buffer.chunks(2, shuffle=False)]
+    [[(0, 0), (1, 0)], [(1, 1)]]
     """
 
     def __init__(self, local: TrajectoryBuffer, reducer: "MetaBatchReducer"):
@@ -289,7 +343,14 @@ class ShardedBuffer:
 class MetaBatchReducer:
     """What a :class:`~warpkit.engine.meta.MetaLearner` consults when it runs on several processes (its
     ``reducer`` attribute; set by :func:`distribute`): which tasks this rank adapts, and the all-reduces that
-    make every rank's θ_0- and φ-steps the single-process ones (module docstring)."""
+    make every rank's θ_0- and φ-steps the single-process ones (module docstring).
+
+    >>> reducer = MetaBatchReducer(Communicator(rank=1, world_size=2))  # the split itself needs no collective
+    >>> reducer.own_tasks(["a", "b", "c", "d", "e"])
+    ['c', 'd', 'e']
+    >>> reducer.by_task_index(["θ_c", "θ_d", "θ_e"], 5)
+    {2: 'θ_c', 3: 'θ_d', 4: 'θ_e'}
+    """
 
     def __init__(self, communicator: Communicator):
         self.communicator = communicator
@@ -358,14 +419,23 @@ class MetaBatchReducer:
 # attaching it to a learner
 # ----------------------------------------------------------------------------------------------------------
 def meta_parameters(learner) -> dict[str, torch.Tensor]:
-    """θ_0, φ and the initialisation learner's own meta-parameters (Meta-SGD's step sizes), by name."""
+    """θ_0, φ and the initialisation learner's own meta-parameters (Meta-SGD's step sizes), by name.
+
+    >>> from warpkit.engine.init_learners import MetaSGD
+    >>> from warpkit.engine.options import InitTraining
+    >>> from warpkit.engine.warp import LinearWarp
+    >>> model = torch.nn.Sequential(torch.nn.Linear(1, 1), LinearWarp(1))  # θ_0: layer 0; φ: layer 1
+    >>> learner = MetaLearner(model, torch.nn.functional.mse_loss, warp=None, init=InitTraining(MetaSGD()))
+    >>> sorted(meta_parameters(learner))
+    ['0.bias', '0.weight', '1.bias', '1.weight', 'step_size:0.bias', 'step_size:0.weight']
+    """
     tensors = {**task_parameters(learner.model), **warp_parameters(learner.model)}
     if getattr(learner, "init_learner", None) is not None:
         tensors.update(learner.init_learner.meta_parameters())
     return tensors
 
 
-def synchronise(learner, communicator: Communicator) -> None:
+def _synchronise(learner, communicator: Communicator) -> None:
     """Copy rank 0's model (parameters and buffers) and meta-parameters to every rank, so all start equal."""
     if not communicator.is_distributed:
         return
@@ -380,7 +450,13 @@ def synchronise(learner, communicator: Communicator) -> None:
 
 
 def max_difference_across_ranks(learner, communicator: Communicator) -> float:
-    """max over ranks and entries of |x_r − x_0| for every meta-parameter x (0 when every rank holds the same)."""
+    """max over ranks and entries of |x_r − x_0| for every meta-parameter x (0 when every rank holds the same);
+    ``tests/test_distributed.py`` checks it after meta-steps on two processes.
+
+    >>> learner = MetaLearner(torch.nn.Linear(1, 1), torch.nn.functional.mse_loss, warp=None)
+    >>> max_difference_across_ranks(learner, Communicator())  # one process: nothing to differ from
+    0.0
+    """
     if not communicator.is_distributed:
         return 0.0
     tensors = meta_parameters(learner)
@@ -391,8 +467,15 @@ def max_difference_across_ranks(learner, communicator: Communicator) -> float:
 
 
 def can_distribute(learner) -> bool:
-    """Whether ``learner`` runs :meth:`MetaLearner.meta_step` itself (the split is defined there). Learners that
-    override it (multi-head finetuning trains one body through the tasks in turn) are run whole on every rank."""
+    """Whether ``learner`` is a :class:`~warpkit.engine.meta.MetaLearner` that runs :meth:`MetaLearner.meta_step`
+    itself (the split is defined there). Other learners (multi-head finetuning, which trains one body through the
+    tasks in turn) are run whole on every rank.
+
+    >>> from warpkit.engine.multi_head import MultiHeadFinetuning
+    >>> model, mse = torch.nn.Sequential(torch.nn.Linear(1, 2), torch.nn.Linear(2, 1)), torch.nn.functional.mse_loss
+    >>> can_distribute(MetaLearner(model, mse, warp=None)), can_distribute(MultiHeadFinetuning(model, mse, head="1"))
+    (True, False)
+    """
     return isinstance(learner, MetaLearner) and type(learner).meta_step is MetaLearner.meta_step
 
 
@@ -402,13 +485,20 @@ def distribute(learner, communicator: Communicator, synchronise_parameters: bool
 
     A world of one leaves it untouched. Its on-disk buffer, if any, moves to a ``rank<r>`` subfolder (ranks must
     not share point files). With ``synchronise_parameters`` rank 0's parameters are copied to every rank first.
-    A learner that overrides ``meta_step`` (see :func:`can_distribute`) is left whole: every rank then does the
-    same work and holds the same result.
+    A learner that :func:`can_distribute` refuses is left whole: every rank then does the same work and holds the
+    same result.
+
+    >>> learner = MetaLearner(torch.nn.Linear(1, 1), torch.nn.functional.mse_loss, warp=None)
+    >>> distribute(learner, Communicator()) is learner, learner.reducer  # a world of one: untouched
+    (True, None)
+    >>> learner = distribute(learner, Communicator(rank=1, world_size=2), synchronise_parameters=False)
+    >>> type(learner.buffer).__name__, learner.reducer.own_tasks(["a", "b", "c"])  # rank 1 of 2 adapts b and c
+    ('ShardedBuffer', ['b', 'c'])
     """
     if not communicator.is_distributed or not can_distribute(learner):
         return learner
     if synchronise_parameters:
-        synchronise(learner, communicator)
+        _synchronise(learner, communicator)
     reducer = MetaBatchReducer(communicator)
     local = learner.buffer
     if isinstance(local, ShardedBuffer):
@@ -423,5 +513,5 @@ def distribute(learner, communicator: Communicator, synchronise_parameters: bool
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS", "Communicator", "MetaBatchReducer", "ShardedBuffer", "ShardedChunk", "can_distribute",
     "distribute", "init", "max_difference_across_ranks", "meta_parameters", "rank_seed", "seed_process", "shutdown",
-    "synchronise", "task_share",
+    "task_share",
 ]

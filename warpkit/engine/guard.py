@@ -11,10 +11,11 @@ adaptation) to name the task at fault, and :class:`NonFiniteError` is raised.
 >>> import torch
 >>> from torch import nn
 >>> from warpkit.engine.meta import MetaLearner
+>>> from warpkit.engine.options import InnerLoop
 >>> from warpkit.engine.tasks import SupervisedTask
 >>> from warpkit.engine.warp import LinearWarp
 >>> model = nn.Sequential(nn.Linear(1, 4), LinearWarp(4), nn.Linear(4, 1))
->>> learner = MetaLearner(model, nn.functional.mse_loss, inner_steps=2)
+>>> learner = MetaLearner(model, nn.functional.mse_loss, inner=InnerLoop(steps=2))
 >>> x = torch.linspace(-1, 1, 8).unsqueeze(1)
 >>> bad = SupervisedTask(x, torch.full_like(x, float("nan")))
 >>> before = [p.clone() for p in model.parameters()]
@@ -34,13 +35,17 @@ import math
 
 import torch
 
-from warpkit.engine.adapt import adapt
-
 
 class NonFiniteError(ValueError, FloatingPointError):
     """A meta-iteration met a NaN or an infinity. ``task_index`` is the position of the task at fault in the
     meta-batch (None when no single task could be named) and ``task`` the task itself; the learner was restored
-    to its state before the step."""
+    to its state before the step. It is a ``ValueError`` (bad data) and a ``FloatingPointError`` (diverging
+    arithmetic), so either ``except`` catches it.
+
+    >>> error = NonFiniteError("a task loss was non-finite", task_index=2)
+    >>> isinstance(error, ValueError), isinstance(error, FloatingPointError), error.task_index
+    (True, True, 2)
+    """
 
     def __init__(self, message: str, task_index: int | None = None, task=None):
         super().__init__(message)
@@ -48,12 +53,32 @@ class NonFiniteError(ValueError, FloatingPointError):
 
 
 def snapshot(learner) -> dict:
-    """A deep copy of everything a meta-iteration changes (:meth:`MetaLearner.state_dict`, copied)."""
+    """A deep copy of everything a meta-iteration changes (:meth:`MetaLearner.state_dict`, copied): later changes
+    to the learner do not reach it.
+
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> learner = MetaLearner(torch.nn.Linear(1, 1), torch.nn.functional.mse_loss, warp=None)
+    >>> _ = learner.model.weight.data.fill_(1.0)
+    >>> state = snapshot(learner)
+    >>> _ = learner.model.weight.data.fill_(7.0)
+    >>> state["model"]["weight"].item()
+    1.0
+    """
     return copy.deepcopy(learner.state_dict())
 
 
 def restore(learner, state: dict) -> None:
-    """Put a :func:`snapshot` back; the replay buffer is emptied."""
+    """Put a :func:`snapshot` back; the replay buffer is emptied.
+
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> learner = MetaLearner(torch.nn.Linear(1, 1), torch.nn.functional.mse_loss, warp=None)
+    >>> _ = learner.model.weight.data.fill_(1.0)
+    >>> state = snapshot(learner)
+    >>> _ = learner.model.weight.data.fill_(float("nan"))  # what a failed meta-iteration leaves behind
+    >>> restore(learner, state)
+    >>> learner.model.weight.item()
+    1.0
+    """
     learner.load_state_dict(state)
     learner.buffer.clear()
 
@@ -66,13 +91,35 @@ def _finite(value) -> bool:
 
 def adapts(learner) -> bool:
     """Whether a meta-iteration of ``learner`` adapts every task (MAML-style learners without a warp objective run
-    their own short inner loop instead, and report no task losses)."""
+    their own short inner loop instead, and report no task losses).
+
+    >>> from warpkit.engine.init_learners import MAML, Leap
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> from warpkit.engine.options import InitTraining
+    >>> model, mse = torch.nn.Linear(1, 1), torch.nn.functional.mse_loss
+    >>> adapts(MetaLearner(model, mse, warp=None, init=InitTraining(Leap())))  # Leap reads the trajectory
+    True
+    >>> adapts(MetaLearner(model, mse, warp=None, init=InitTraining(MAML())))  # MAML differentiates its own
+    False
+    """
     init = learner.init_learner
-    return learner.warp_objective is not None or init is None or init.needs_trajectory
+    return learner.warp is not None or init is None or init.needs_trajectory
 
 
 def problem(learner, stats) -> str | None:
-    """What is non-finite after a meta-iteration (parameters, task losses, warp objective), or None."""
+    """What is non-finite after a meta-iteration (parameters, task losses, warp objective), or None.
+
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> learner = MetaLearner(torch.nn.Linear(1, 1), torch.nn.functional.mse_loss, warp=None)
+    >>> x = torch.linspace(-1, 1, 8).unsqueeze(1)
+    >>> stats = learner.meta_step([SupervisedTask(x, 2 * x)])
+    >>> problem(learner, stats) is None
+    True
+    >>> _ = learner.model.weight.data.fill_(float("inf"))
+    >>> problem(learner, stats)
+    "the meta-parameters ['weight'] became non-finite"
+    """
     bad = [name for name, p in learner.model.named_parameters() if not _finite(p.detach())]
     if learner.init_learner is not None:
         bad += [name for name, p in learner.init_learner.meta_parameters().items() if not _finite(p.detach())]
@@ -102,7 +149,17 @@ def _batch_problem(batch) -> bool:
 
 def find_culprit(learner, tasks) -> tuple[int, str] | None:
     """``(index, what)`` of the first task of the meta-batch whose batches hold a NaN or infinity, or whose fresh
-    adaptation from θ_0 gives a non-finite loss or parameters; None when every task looks finite on its own."""
+    adaptation from θ_0 gives a non-finite loss or parameters; None when every task looks finite on its own.
+
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> learner = MetaLearner(torch.nn.Linear(1, 1), torch.nn.functional.mse_loss, warp=None)
+    >>> x = torch.linspace(-1, 1, 8).unsqueeze(1)
+    >>> find_culprit(learner, [SupervisedTask(x, x), SupervisedTask(x, torch.full_like(x, float("nan")))])
+    (1, 'its inner-loop batch holds NaN or infinite values')
+    >>> find_culprit(learner, [SupervisedTask(x, x), SupervisedTask(x, -x)]) is None
+    True
+    """
     for index, task in enumerate(tasks):
         if _batch_problem(task.sample_batch(0)):
             return index, "its inner-loop batch holds NaN or infinite values"
@@ -111,8 +168,7 @@ def find_culprit(learner, tasks) -> tuple[int, str] | None:
     if not adapts(learner):
         return None
     for index, task in enumerate(tasks):
-        trajectory = adapt(learner.model, task, learner.loss_fn, learner.inner_steps, learner.current_inner_lr(),
-                           momentum=learner.inner_momentum, keep_trajectory=False)
+        trajectory = learner.adapt(task)
         losses = trajectory.losses + [trajectory.final_loss]
         for step, loss in enumerate(losses):
             if not math.isfinite(loss):
@@ -123,13 +179,26 @@ def find_culprit(learner, tasks) -> tuple[int, str] | None:
 
 
 def raise_non_finite(learner, tasks, what: str) -> None:
-    """Raise :class:`NonFiniteError` for a meta-iteration whose ``what`` went non-finite (already restored)."""
+    """Raise :class:`NonFiniteError` for a meta-iteration whose ``what`` went non-finite (already restored), naming
+    the task :func:`find_culprit` finds.
+
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> from warpkit.engine.tasks import SupervisedTask
+    >>> learner = MetaLearner(torch.nn.Linear(1, 1), torch.nn.functional.mse_loss, warp=None)
+    >>> x = torch.linspace(-1, 1, 8).unsqueeze(1)
+    >>> tasks = [SupervisedTask(x, x), SupervisedTask(x * float("inf"), x)]
+    >>> raise_non_finite(learner, tasks, "a task loss was non-finite")
+    Traceback (most recent call last):
+    ...
+    warpkit.engine.guard.NonFiniteError: meta_step(): a task loss was non-finite: task 1 of the meta-batch (...) is
+    at fault: its inner-loop batch holds NaN or infinite values. ...
+    """
     culprit = find_culprit(learner, tasks)
     restored = "The learner's parameters and optimiser states are as they were before this step."
     if culprit is None:
         raise NonFiniteError(
             f"meta_step(): {what}, and no single task of the meta-batch of {len(tasks)} explains it (every task "
-            f"adapts finitely on its own: lower warp_lr or init_lr). {restored}")
+            f"adapts finitely on its own: lower WarpTraining's or InitTraining's lr). {restored}")
     index, why = culprit
     raise NonFiniteError(
         f"meta_step(): {what}: task {index} of the meta-batch ({tasks[index]!r}) is at fault: {why}. "

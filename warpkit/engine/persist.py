@@ -5,8 +5,8 @@ interrupted save never leaves a half-written file):
 
 * the model itself, architecture and weights (the module, pickled);
 * the loss function (a reference to a module-level function, or a loss module) and the initialisation learner;
-* the learner's configuration (inner loop, warp objective, algorithm, optimisers and their learning rates, replay
-  options) and :meth:`~warpkit.engine.meta.MetaLearner.state_dict` (weights, optimiser states, iteration, the
+* the learner's settings (its option groups: inner loop, warp training with its replay schedule, initialisation
+  training; and the algorithm) and :meth:`~warpkit.engine.meta.MetaLearner.state_dict` (weights, optimiser states, iteration, the
   replay generator);
 * a format name and version, and the warpkit and torch versions that wrote it.
 
@@ -21,18 +21,20 @@ unknown format, of a newer format version, or naming classes this installation d
 >>> import os, tempfile, torch
 >>> from torch import nn
 >>> from warpkit.engine.meta import MetaLearner
+>>> from warpkit.engine.options import InnerLoop
 >>> from warpkit.engine.warp import LinearWarp
 >>> model = nn.Sequential(nn.Linear(1, 8), nn.ReLU(), LinearWarp(8), nn.Linear(8, 1))
->>> learner = MetaLearner(model, nn.functional.mse_loss, inner_steps=5)
+>>> learner = MetaLearner(model, nn.functional.mse_loss, inner=InnerLoop(steps=5))
 >>> path = learner.save(os.path.join(tempfile.mkdtemp(), "learner.pt"))
 >>> again = load_learner(path)
->>> again.inner_steps, torch.equal(again.model[2].weight, model[2].weight)
+>>> again.inner.steps, torch.equal(again.model[2].weight, model[2].weight)
 (5, True)
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import asdict
 import io
 import os
 import tempfile
@@ -40,8 +42,11 @@ from pathlib import Path
 
 import torch
 
+from warpkit.engine.init_learners import InitLearner
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
+
 FORMAT = "warpkit-learner"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: settings stored as the option groups of warpkit.engine.options
 #: modules whose classes and functions a learner file may name without ``trusted=True``
 TRUSTED_PREFIXES = ("torch.nn.", "warpkit.")
 LEARNER_CLASS = "warpkit.engine.meta.MetaLearner"
@@ -61,36 +66,38 @@ def _qualified_name(obj) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def learner_config(learner) -> dict:
-    """The constructor arguments of a :class:`~warpkit.engine.meta.MetaLearner` that ``state_dict`` does not hold."""
-
-    def optimizer(opt, default_name: str, default_lr: float) -> tuple[str, float]:
-        if opt is None:
-            return default_name, default_lr
-        name = {"SGD": "sgd", "Adam": "adam"}.get(type(opt).__name__)
-        if name is None:
-            raise ValueError(f"save(): unknown optimiser {type(opt).__name__}; a saved learner uses 'sgd' or 'adam'")
-        return name, float(opt.param_groups[0]["lr"])
-
-    warp_name, warp_lr = optimizer(learner.warp_optimizer, "sgd", 0.1)
-    init_name, init_lr = optimizer(learner.init_optimizer, "sgd", 0.1)
-    inner_lr = learner.inner_lr
-    if not isinstance(inner_lr, (int, float)):
-        raise ValueError("save(): inner_lr must be a number to be saved (per-parameter step sizes belong to MetaSGD)")
+def _learner_config(learner) -> dict:
+    """The settings of a :class:`~warpkit.engine.meta.MetaLearner` that ``state_dict`` does not hold: its three
+    option groups (:mod:`warpkit.engine.options`) as plain dicts, and the algorithm."""
+    if not isinstance(learner.inner.lr, (int, float)):
+        raise ValueError("save(): the inner loop's lr must be a number to be saved (per-parameter step sizes "
+                         "belong to MetaSGD)")
+    init = learner.init
     return {
-        "inner_lr": float(inner_lr), "inner_steps": int(learner.inner_steps),
-        "inner_momentum": float(learner.inner_momentum), "warp_objective": learner.warp_objective,
-        "algorithm": learner.algorithm, "warp_lr": warp_lr, "warp_optimizer": warp_name, "init_lr": init_lr,
-        "init_optimizer": init_name, "replay_chunk_size": int(learner.replay_chunk_size),
-        "replay_epochs": int(learner.replay_epochs), "batched_replay": bool(learner.batched_replay),
-        "batched_adaptation": bool(learner.batched_adaptation),
+        "inner": asdict(learner.inner),
+        "warp": asdict(learner.warp) if learner.warp is not None else None,
+        "init": {"lr": init.lr, "optimizer": init.optimizer} if init is not None else None,
+        "algorithm": learner.algorithm,
     }
 
 
 def save_learner(learner, path: str | os.PathLike) -> Path:
     """Write ``learner`` (a :class:`~warpkit.engine.meta.MetaLearner`) to ``path`` (module docstring); returns
     the path. A loss function that cannot be stored (a lambda, a function defined inside another) is left out:
-    pass it to :func:`load_learner` then."""
+    pass it to :func:`load_learner` then.
+
+    >>> import tempfile
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> learner = MetaLearner(torch.nn.Linear(1, 1), lambda output, y: (output - y).abs().mean(), warp=None)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = save_learner(learner, Path(folder.name) / "learner.pt")
+    >>> load_learner(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: load_learner(): ... holds no loss function (it was <lambda>, which cannot be stored); pass loss_fn=
+    >>> load_learner(path, loss_fn=learner.loss_fn).model.weight.equal(learner.model.weight)
+    True
+    """
     if _qualified_name(learner) != LEARNER_CLASS:
         raise ValueError(f"save(): saving supports MetaLearner itself, not {type(learner).__name__}, which keeps "
                          "state of its own; save its state_dict() with torch.save instead")
@@ -112,7 +119,7 @@ def save_learner(learner, path: str | os.PathLike) -> Path:
         "format": FORMAT, "format_version": FORMAT_VERSION, "warpkit_version": _warpkit_version(),
         "torch_version": str(torch.__version__), "learner_class": LEARNER_CLASS,
         "model": learner.model, "loss_fn": loss_fn, "loss_fn_name": loss_name, "loss_fn_missing": loss_missing,
-        "init_learner": learner.init_learner, "config": learner_config(learner), "state": learner.state_dict(),
+        "init_learner": learner.init_learner, "config": _learner_config(learner), "state": learner.state_dict(),
     }
     data = io.BytesIO()
     try:
@@ -150,8 +157,7 @@ def _safe_class(obj) -> bool:
     """A class the unpickler may rebuild without ``trusted``: an ``nn.Module`` or an initialisation learner."""
     if not isinstance(obj, type):
         return False
-    init_learner = _resolve("warpkit.engine.meta.InitLearner")  # by name: meta imports this module
-    return issubclass(obj, (torch.nn.Module, init_learner))
+    return issubclass(obj, (torch.nn.Module, InitLearner))
 
 
 def load_learner(path: str | os.PathLike, loss_fn=None, trusted: bool = False, map_location="cpu"):
@@ -161,6 +167,19 @@ def load_learner(path: str | os.PathLike, loss_fn=None, trusted: bool = False, m
     ``loss_fn`` replaces the stored loss function (needed when it could not be stored). ``trusted=True`` allows a
     file that names classes or functions outside ``torch.nn`` and ``warpkit`` (your own network): only for files
     you trust, since unpickling them imports and runs their modules' code.
+
+    The three option groups come back as they were saved:
+
+    >>> import tempfile
+    >>> from warpkit.engine.meta import MetaLearner
+    >>> from warpkit.engine.warp import LinearWarp
+    >>> model = torch.nn.Sequential(torch.nn.Linear(1, 2), LinearWarp(2), torch.nn.Linear(2, 1))
+    >>> learner = MetaLearner(model, torch.nn.functional.mse_loss, inner=InnerLoop(lr=0.05, steps=3),
+    ...                       warp=WarpTraining(objective="first_order", points_per_step=4))
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> again = load_learner(learner.save(Path(folder.name) / "learner.pt"))
+    >>> again.inner, again.warp.objective, again.warp.points_per_step, again.init
+    (InnerLoop(lr=0.05, steps=3, momentum=0.0, batched=False), 'first_order', 4, None)
     """
     path = Path(path)
     allowed = _allowed_globals(path, trusted)
@@ -251,7 +270,11 @@ def _rebuild(path: Path, payload: dict, loss):
                          f"{payload.get('learner_class')!r}, and this warpkit loads {LEARNER_CLASS} only")
     try:
         learner_class = _resolve(LEARNER_CLASS)
-        learner = learner_class(payload["model"], loss, init_learner=payload["init_learner"], **payload["config"])
+        config = payload["config"]
+        init = InitTraining(payload["init_learner"], **config["init"]) if config["init"] is not None else None
+        warp = WarpTraining(**config["warp"]) if config["warp"] is not None else None
+        learner = learner_class(payload["model"], loss, inner=InnerLoop(**config["inner"]), warp=warp, init=init,
+                                algorithm=config["algorithm"])
         learner.load_state_dict(payload["state"])
     except (TypeError, KeyError, RuntimeError, ImportError, AttributeError) as error:
         raise ValueError(f"load_learner(): {path} does not fit this warpkit ({_warpkit_version()}; written by "

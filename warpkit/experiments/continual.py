@@ -43,7 +43,9 @@ from warpkit.engine.adapt import Params, adapt, adapt_tasks, forward, train_mode
 from warpkit.kit.checkpoint import Checkpointer
 from warpkit.kit.sweep import ResumableRun, fingerprint
 from warpkit.data.sine import ContinualSineSampler, ContinualSineTask, SineFamily, weighted_mse
-from warpkit.engine.meta import InitLearner, Leap, MetaLearner, MetaStepStats, Reptile
+from warpkit.engine.init_learners import InitLearner, Leap, Reptile
+from warpkit.engine.meta import MetaLearner, MetaStepStats
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
 from warpkit.models.mlp import plain_mlp, warp_mlp
 from warpkit.kit.notebook import progress
 
@@ -122,24 +124,22 @@ def build_learners(config: ContinualConfig, seed: int = 0, device: torch.device 
     initialisation). All three start from the same random task-layer values (``seed``)."""
     shape = dict(hidden=config.hidden, num_hidden_layers=config.num_hidden_layers, activation=config.activation,
                  seed=seed)
-    # batched_adaptation: the meta-batch's sequences run in one vmapped inner loop (same numbers, much faster)
-    common = dict(inner_lr=config.inner_lr, inner_steps=config.inner_steps, seed=seed, batched_adaptation=True)
-    meta = dict(init_lr=config.init_lr, init_optimizer=config.init_optimizer)
+    # batched=True: the meta-batch's sequences run in one vmapped inner loop (same numbers, much faster)
+    inner = InnerLoop(lr=config.inner_lr, steps=config.inner_steps, batched=True)
+    warp = WarpTraining(config.warp_objective, lr=config.warp_lr, optimizer=config.warp_optimizer,
+                        points_per_step=config.replay_chunk_size, passes=config.replay_epochs)
     warp_model = warp_mlp(warp_hidden=config.warp_hidden, warp_layers=config.warp_layers,
                           warp_activation=config.warp_activation, **shape).to(device)
     return {
-        "warp": MetaLearner(
-            warp_model, weighted_mse, warp_objective=config.warp_objective,
-            init_learner=make_init_learner(config.init_learner), algorithm="offline", warp_lr=config.warp_lr,
-            warp_optimizer=config.warp_optimizer, replay_chunk_size=config.replay_chunk_size,
-            replay_epochs=config.replay_epochs, **meta, **common,
-        ),
-        "sgd_meta_init": MetaLearner(
-            plain_mlp(**shape).to(device), weighted_mse, warp_objective=None,
-            init_learner=make_init_learner(config.init_learner), **meta, **common,
-        ),
-        "sgd": MetaLearner(plain_mlp(**shape).to(device), weighted_mse, warp_objective=None, **common),
+        "warp": MetaLearner(warp_model, weighted_mse, inner=inner, warp=warp, init=_init_training(config), seed=seed),
+        "sgd_meta_init": MetaLearner(plain_mlp(**shape).to(device), weighted_mse, inner=inner, warp=None,
+                                     init=_init_training(config), seed=seed),
+        "sgd": MetaLearner(plain_mlp(**shape).to(device), weighted_mse, inner=inner, warp=None, seed=seed),
     }
+
+
+def _init_training(config: ContinualConfig) -> InitTraining:
+    return InitTraining(make_init_learner(config.init_learner), lr=config.init_lr, optimizer=config.init_optimizer)
 
 
 @dataclass

@@ -21,7 +21,9 @@ from torch import Tensor, nn
 from torch.func import grad, vmap
 
 from warpkit.engine.geometry import Warp, check_path_args, regular_grid, rotation_matrix, warp_points
-from warpkit.engine.meta import MetaLearner, Reptile
+from warpkit.engine.init_learners import Reptile
+from warpkit.engine.meta import MetaLearner
+from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
 from warpkit.engine.warp import ResidualMLPWarp
 from warpkit.kit.notebook import progress
 
@@ -264,12 +266,13 @@ class MountainMetaTraining:
         torch.manual_seed(seed)
         self.model = WarpedPoint(warp=True)
         self.baseline = WarpedPoint(warp=False)
-        self.warpgrad = MetaLearner(self.model, surface_loss, inner_lr=lr, inner_steps=steps,
-                                    warp_objective=objective, init_learner=Reptile(), warp_lr=warp_lr,
-                                    warp_optimizer="adam", init_lr=init_lr, replay_chunk_size=replay_chunk_size,
-                                    replay_epochs=replay_epochs, batched_adaptation=True, seed=seed)
-        self.sgd = MetaLearner(self.baseline, surface_loss, inner_lr=lr, inner_steps=steps, warp_objective=None,
-                               init_learner=Reptile(), init_lr=init_lr, batched_adaptation=True, seed=seed)
+        inner = InnerLoop(lr=lr, steps=steps, batched=True)
+        warp = WarpTraining(objective, lr=warp_lr, optimizer="adam", points_per_step=replay_chunk_size,
+                            passes=replay_epochs)
+        self.warpgrad = MetaLearner(self.model, surface_loss, inner=inner, warp=warp,
+                                    init=InitTraining(Reptile(), lr=init_lr), seed=seed)
+        self.sgd = MetaLearner(self.baseline, surface_loss, inner=inner, warp=None,
+                               init=InitTraining(Reptile(), lr=init_lr), seed=seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict] = []
         self.snapshots: list[MountainSnapshotState] = [self.snapshot()]
@@ -383,9 +386,9 @@ class RandomStartTraining:
         self.extent = self.train_surfaces[0].extent
         torch.manual_seed(seed)
         self.model = PinnedStartPoint()
-        self.learner = MetaLearner(self.model, surface_loss, inner_lr=lr, inner_steps=steps, warp_objective="exact",
-                                   init_learner=None, warp_lr=warp_lr, warp_optimizer="adam",
-                                   replay_chunk_size=replay_chunk_size, batched_adaptation=True, seed=seed)
+        self.learner = MetaLearner(self.model, surface_loss, inner=InnerLoop(lr=lr, steps=steps, batched=True),
+                                   warp=WarpTraining(lr=warp_lr, optimizer="adam", points_per_step=replay_chunk_size),
+                                   seed=seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
 

@@ -12,11 +12,11 @@ run gives, to rounding, the numbers of one process. Only rank 0 writes.
 
 What it writes in ``--out``
 ---------------------------
-* ``omniglot``: ``03_omniglot_<size>_seed<seed>.pt``, the sweep checkpoint of
+* ``omniglot``: ``04_omniglot_<size>_seed<seed>.pt``, the sweep checkpoint of
   :meth:`warpkit.experiments.omniglot.OmniglotExperiment.run` (saved as it goes; running the command again
   resumes it, on any number of processes), and ``omniglot_<size>_seed<seed>.json``, the results (every run's
   accuracies and meta-training history). The lesson reads the finished checkpoint instead of re-running:
-  ``python -m warpkit run 04 --size full -p CHECKPOINT <out>/03_omniglot_full_seed0.pt``.
+  ``python -m warpkit run 04 --size full -p CHECKPOINT <out>/04_omniglot_full_seed0.pt``.
 * ``continual``: ``05_continual_<size>_seed<seed>.pt`` (the :func:`warpkit.experiments.continual.meta_train`
   checkpoint; lesson 06's ``CHECKPOINT`` parameter) and ``continual_<size>_seed<seed>.json`` (histories,
   validation, kept iterations, held-out summaries).
@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import dataclasses
-import functools
 import json
 import math
 import sys
@@ -97,21 +95,6 @@ class DistributedCheckpointer(Checkpointer):
         return super().maybe_save(iteration, make_state, final)
 
 
-@contextlib.contextmanager
-def _module_checkpointer(module, communicator: Communicator):
-    """Inside the block, ``module.Checkpointer`` is a :class:`DistributedCheckpointer` for ``communicator`` (for
-    experiments that build their own checkpointer; nothing changes in a world of one)."""
-    if not communicator.is_distributed:
-        yield
-        return
-    original = module.Checkpointer
-    module.Checkpointer = functools.partial(DistributedCheckpointer, communicator=communicator)
-    try:
-        yield
-    finally:
-        module.Checkpointer = original
-
-
 def _write_json(path: Path, payload: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
@@ -147,7 +130,7 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------
 def train_omniglot(size: str, out: Path, communicator: Communicator, seed: int = 0, data: str | None = None,
                    overrides: dict | None = None, show_progress: bool = True) -> dict:
-    """Lesson 03's sweep at ``size`` (its ``config_for(size, seed, data)``, with ``overrides``), every learner's
+    """Lesson 04's sweep at ``size`` (its ``config_for(size, seed, data)``, with ``overrides``), every learner's
     meta-batches split over the processes. Returns the results dict (rank 0 also writes it)."""
     from warpkit.experiments import omniglot  # lazy: only the experiment that runs is imported
 
@@ -166,10 +149,10 @@ def train_omniglot(size: str, out: Path, communicator: Communicator, seed: int =
             return images
 
     experiment = Experiment(config, device=communicator.device)
-    checkpoint = out / f"03_omniglot_{size}_seed{seed}.pt"
+    checkpoint = out / f"04_omniglot_{size}_seed{seed}.pt"
+    checkpointer = DistributedCheckpointer(checkpoint, communicator, every=config.checkpoint_every)
     started = time.perf_counter()
-    with _module_checkpointer(omniglot, communicator):
-        results = experiment.run(checkpoint=str(checkpoint), show_progress=show_progress and communicator.is_main)
+    results = experiment.run(checkpoint=checkpointer, show_progress=show_progress and communicator.is_main)
     payload = {"experiment": "omniglot", "size": size, "seed": seed, "config": config.as_dict(),
                "source": results.source, "test_alphabets": list(experiment.test_alphabets),
                "runs": results.state(), "table": results.format_table(), "checkpoint": str(checkpoint),

@@ -15,7 +15,8 @@ loop (None on a fresh start), and ``run.maybe_save(progress, make_state)`` after
 dicts, random generators, histories, finished results); ``maybe_save`` calls it only when it saves. A sweep over
 methods and seeds passes everything that defines it, for instance ``fingerprint(config=config.as_dict(),
 source=dataset.source, test_alphabets=test_alphabets)``, and keeps its finished runs in the state.
-``experiments/maze.py`` (``train_agent``) and ``experiments/continual.py`` (``meta_train``) are the two users.
+``experiments/maze.py`` (``train_agent``), ``experiments/continual.py`` (``meta_train``) and
+``experiments/omniglot/sweep.py`` (``run_sweep``) are its users.
 
 >>> import tempfile
 >>> from pathlib import Path

@@ -1,4 +1,4 @@
-"""Figures of notebook 03's results (:mod:`warpkit.experiments.omniglot`): held-out accuracy against the number of
+"""Figures of lesson 04's results (:mod:`warpkit.experiments.omniglot`): held-out accuracy against the number of
 training alphabets (mean ± std over seeds, like the paper's figure), the adaptation loss curves with and without
 warps, meta-training curves, the replay-speed comparison and the paper's reported numbers side by side.
 
@@ -18,8 +18,9 @@ from warpkit.experiments.omniglot import (
     PAPER_WARP_LEAP_BY_ALPHABETS,
     SweepResults,
 )
+from warpkit.viz.style import plain_log_ticks
 
-#: one colour per method, in every figure of notebook 03 (Warp-Leap red as the warped paths elsewhere)
+#: one colour per method, in every figure of lesson 04 (Warp-Leap red as the warped paths elsewhere)
 METHOD_COLORS = {
     "warp-leap": "#d62728", "leap": "#1f5fbf", "reptile": "#2ca02c", "fomaml": "#9467bd", "maml": "#8c564b",
     "multi-head": "#ff7f0e", "no-pretraining": "#555555",
@@ -52,8 +53,9 @@ def plot_accuracy_vs_alphabets(results: SweepResults, methods: Sequence[str] | N
 
 def _draw_accuracy_of_this_run(ax, results: SweepResults, methods: list[str]) -> None:
     counts = results.alphabet_counts
-    jitter = np.linspace(-0.06, 0.06, len(methods)) * (max(counts) - min(counts) + 1) / 4 if len(counts) > 1 else \
-        np.zeros(len(methods))
+    # methods side by side at each n, so that equal accuracies do not hide each other's markers
+    width = (max(counts) - min(counts) + 1) / 4 if len(counts) > 1 else 2.5
+    jitter = np.linspace(-0.06, 0.06, len(methods)) * width
     for offset, method in zip(jitter, methods):
         stats = [results.mean_std(method, n) for n in counts]
         means = np.array([100 * m for m, _ in stats])
@@ -66,32 +68,39 @@ def _draw_accuracy_of_this_run(ax, results: SweepResults, methods: list[str]) ->
     ax.axhline(chance, color="0.5", linestyle=":", linewidth=1)
     ax.text(min(counts), chance, f" chance ({chance:.0f} %)", va="bottom", fontsize=7, color="0.4")
     ax.set_xticks(counts)
+    if len(counts) == 1:
+        ax.set_xlim(counts[0] - 0.5, counts[0] + 0.5)
     ax.set_xlabel("number of training alphabets n")
     ax.set_ylabel("held-out accuracy on the test alphabets (%)")
     seeds = len(results.config.seeds)
     ax.set_title(f"this run: {_source_title(results)}, {results.config.ways}-way, {results.config.inner_steps} steps\n"
-                 + (f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed: no spread to show"), fontsize=9)
+                 + (f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed: no spread to show")
+                 + "; methods side by side at each n", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
 
 
 def _draw_accuracy_of_the_paper(ax) -> None:
+    """The paper's figure (Warp-Leap against n) and, right of it, its table at n = 25 (one column per method,
+    so that no marker hides another)."""
     ns = sorted(PAPER_WARP_LEAP_BY_ALPHABETS)
     ax.plot(ns, [PAPER_WARP_LEAP_BY_ALPHABETS[n] for n in ns], color=METHOD_COLORS["warp-leap"], marker="o",
-            markersize=4, label="Warp-Leap (reported)")
-    for method, (mean, std) in PAPER_ACCURACY_25.items():
-        if method == "warp-leap":
-            ax.errorbar([25.6], [mean], yerr=[std] if std else None, color=METHOD_COLORS[method], marker="o",
-                        capsize=3, markersize=5)
-        else:
-            ax.plot([25.6], [mean], color=METHOD_COLORS[method], marker=METHOD_MARKERS[method],
-                    linestyle="none", markersize=6, label=f"{METHOD_LABELS[method]} (n = 25)")
+            markersize=4, label="Warp-Leap, the paper's figure (by n)")
+    ax.axvline(27.0, color="0.6", linewidth=0.8)
+    ax.text(30.0, 97, "the table\n(n = 25)", ha="center", va="top", fontsize=7, color="0.3")
+    for column, (method, (mean, std)) in enumerate(PAPER_ACCURACY_25.items()):
+        x = 28.0 + column
+        label = f"{METHOD_LABELS[method]}, the paper's table" + (" (± std)" if std else "")
+        ax.errorbar([x], [mean], yerr=[std] if std else None, color=METHOD_COLORS[method],
+                    marker=METHOD_MARKERS[method], linestyle="none", capsize=3, markersize=6, label=label)
     ax.axhline(5.0, color="0.5", linestyle=":", linewidth=1)
+    ax.text(1, 5.0, " chance (5 %)", va="bottom", fontsize=7, color="0.4")
     ax.set_xticks([1, 5, 10, 15, 20, 25])
+    ax.set_xlim(-0.5, 33)
     ax.set_xlabel("number of training alphabets n")
     ax.set_title("paper (full Omniglot, 20-way, 100 steps, 64 filters)\nreported in Flennerhag et al., 2020, Section 4.2",
                  fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=6.5, loc="lower center")
     ax.grid(alpha=0.3)
     ax.tick_params(labelleft=True)
 
@@ -119,6 +128,7 @@ def plot_adaptation_curves(results: SweepResults, alphabets: int | None = None,
         if emphasis and len(curves) > 1:
             ax.fill_between(steps, np.maximum(mean - std, 1e-3), mean + std, color=METHOD_COLORS[method], alpha=0.15)
     ax.set_yscale("log")
+    plain_log_ticks(ax)
     ax.set_xlabel("adaptation step k on a test alphabet")
     ax.set_ylabel("training-batch loss (cross-entropy)")
     ax.set_title(f"adapting to the held-out alphabets (n = {n} training alphabets, {_source_title(results)})",
@@ -299,12 +309,13 @@ def plot_warp_motion(histories: dict[str, list[list[float | None]]], title: str 
         iterations = np.arange(1, length + 1)
         for row in values:
             ax.plot(iterations, row, color=color, alpha=0.25, linewidth=0.8)
-        ax.plot(iterations, np.nanmean(values, axis=0), color=color, linewidth=1.8,
-                label=f"{label} (mean of {len(values)})")
+        seeds = f"mean over {len(values)} seeds, each seed faint" if len(values) > 1 else "one seed"
+        ax.plot(iterations, np.nanmean(values, axis=0), color=color, linewidth=1.8, label=f"{label} ({seeds})")
     ax.set_xlabel("meta-iteration")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("Euclidean norm of the change")
     ax.set_yscale("log")
+    plain_log_ticks(ax)
     ax.set_title(title or "how far each meta-iteration moves the meta-parameters", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
@@ -328,6 +339,7 @@ def plot_replay_schedules(comparison: dict):
     left.xaxis.get_major_locator().set_params(integer=True)
     left.set_ylabel("|Δφ| in the meta-iteration")
     left.set_yscale("log")
+    plain_log_ticks(left)
     left.set_title(f"Warp-Leap, seed {comparison['seed']}, n = {comparison['alphabets']}: same start, same tasks",
                    fontsize=9)
     left.legend(fontsize=7)
@@ -341,7 +353,8 @@ def plot_replay_schedules(comparison: dict):
     right.set_yticks(np.arange(len(names)), [n.replace(", ", ",\n") for n in names], fontsize=7)
     right.invert_yaxis()
     right.set_xlim(0, 100)
-    right.set_xlabel("held-out accuracy after meta-training (%)")
+    right.set_xlabel("held-out accuracy on the test alphabets (%)")
+    right.set_title(f"after {comparison['iterations']} meta-iterations (final meta-parameters)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -3,6 +3,7 @@ ellipses and loss contours, and a figure factory that does not depend on pyplot 
 
 from __future__ import annotations
 
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 #: one colour per optimiser, used in every figure of notebook 03 (and wherever paths are compared)
@@ -41,4 +42,20 @@ def tidy_axes(ax, extent=None, title: str | None = None, xlabel: str | None = No
         ax.set_xlabel(xlabel, fontsize=8, labelpad=1)
     if ylabel:
         ax.set_ylabel(ylabel, fontsize=8, labelpad=1)
+    return ax
+
+
+class PlainLogFormatter(ticker.LogFormatter):
+    """Log-axis tick labels as plain numbers (0.2, 1, 30 rather than 2×10⁻¹); minor ticks labelled only where
+    the axis spans few decades (matplotlib's own rule)."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def plain_log_ticks(ax, axis: str = "y"):
+    """Label a log-scaled ``axis`` ("x" or "y") of ``ax`` with plain numbers (see :class:`PlainLogFormatter`)."""
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    target.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     return ax
