@@ -366,8 +366,16 @@ print(f"maze steps per second: gymnasium {speed_single:,};  batched, {settings['
 # A run is deterministic for a seed on one machine with one torch thread (a test checks it, bit for bit). Change
 # the thread count or the machine and the floating-point sums are added in another order; the difference, in the
 # last digit at first, is amplified by training (a different action sampled once changes everything after it), so
-# the same seed can end far from where it ended elsewhere. Across seeds, the reference's per-seed scores
-# (section e) show how large that spread is: it is the only honest yardstick for a difference between agents.
+# the same seed can end far from where it ended elsewhere. A measurement of that amplification, made once on this
+# repository's machine:
+
+# %%
+display(Markdown(rl.describe_sensitivity()))
+
+# %% [markdown]
+# **Notice.** Compare the size of these moves with the spread of the reference's per-seed scores (section e): a
+# single seed's ranking of two agents can turn over on another machine. Across seeds, the paired interval is the
+# only honest yardstick for a difference between agents.
 
 # %%
 warpkit.record("seconds", round(time.perf_counter() - started, 1))

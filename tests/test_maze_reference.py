@@ -103,3 +103,10 @@ def test_the_committed_lesson_05_reference_matches_the_current_medium_size():
         assert sorted(per_seed) == list(range(settings["seeds"])), agent
     assert all(len(run["curve"]) == settings["num_episodes"] for run in reference.runs)
     assert reference.data["command"].startswith("python -m warpkit reference 05")
+
+
+def test_the_sensitivity_sentence_reads_its_file_or_says_it_is_missing(tmp_path):
+    path = tmp_path / "maze_sensitivity.json"
+    assert "No sensitivity measurement found" in maze.describe_sensitivity(path)
+    path.write_text('{"runs": {"warp_rnn": {"as_is": 31.13, "nudged": 18.82}}}')
+    assert "Warp-RNN (HyperNetwork warp) 31.1 → 18.8" in maze.describe_sensitivity(path)

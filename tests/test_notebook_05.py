@@ -36,12 +36,12 @@ def test_trained_warp_rnn_beats_the_random_policy_by_a_clear_margin(lesson):
 
 
 @pytest.mark.notebook
-def test_trained_warp_rnn_beats_learning_to_rl_on_the_recorded_seed(lesson):
-    """What holds robustly at the fast size (one seed, SEED 0): the Warp-RNN ahead of the LSTM baseline. The
-    comparison with the Hebbian agent is left to the reference run's seeds (tests/test_maze_reference.py)."""
-    r = lesson.records
-    assert r["reward_warp_rnn"] > r["reward_l2rl"], f"Warp-RNN {r['reward_warp_rnn']} vs L2RL {r['reward_l2rl']}"
-    assert r["reference_present"] is True
+def test_the_lesson_draws_the_reference_and_leaves_rankings_to_it(lesson):
+    """Warp-RNN above learning-to-RL holds for SEED 0 on this machine (31.1 against 16.8), but not robustly: with
+    every initial weight changed in its last binary digit, as another machine's arithmetic would, the same seed
+    gives 18.8 against 20.8 (benchmarks/results/maze_sensitivity.json). So the fast test asserts only the margin
+    over the random policy (above); comparisons between agents are the reference run's, over its seeds."""
+    assert lesson.records["reference_present"] is True
 
 
 @pytest.mark.notebook

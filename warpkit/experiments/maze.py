@@ -41,6 +41,7 @@ Training runs are seeded, vectorised over the ``B`` mazes, show a tqdm bar, and 
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -666,3 +667,19 @@ def typical_maze(reached: torch.Tensor) -> tuple[int, int]:
     hits = reached.sum(0).cpu().numpy()
     maze = int(np.argsort(hits, kind="stable")[(len(hits) - 1) // 2])
     return maze, int(hits[maze])
+
+
+#: where ``benchmarks/maze_sensitivity.py`` writes its measurement (seed 0, fast size, weights nudged by one ulp)
+SENSITIVITY_PATH = REPO_ROOT / "benchmarks" / "results" / "maze_sensitivity.json"
+
+
+def describe_sensitivity(path: str | Path = SENSITIVITY_PATH) -> str:
+    """Markdown: each agent's fast-size score for seed 0 as it is and with every initial weight nudged by one
+    float32 ulp, from ``benchmarks/maze_sensitivity.py``'s file (or a sentence saying it is missing)."""
+    source = Path(path)
+    if not source.exists():
+        return f"(No sensitivity measurement found: run `python benchmarks/maze_sensitivity.py` to make {source.name}.)"
+    runs = json.loads(source.read_text(encoding="utf-8"))["runs"]
+    parts = [f"{AGENT_LABELS.get(name, name)} {r['as_is']:.1f} → {r['nudged']:.1f}" for name, r in runs.items()]
+    return ("Seed 0 at the fast size, as it is → with every initial weight changed in its last binary digit "
+            "(`benchmarks/maze_sensitivity.py`): " + "; ".join(parts) + ".")
