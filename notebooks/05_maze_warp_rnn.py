@@ -19,55 +19,59 @@
 #
 # An agent in Miconi's grid maze must find an invisible goal, and after each reward (and teleport) find it again:
 # the goal location is the task, and it changes every episode. WarpGrad's Warp-RNN lets a HyperNetwork LSTM gate
-# a small task RNN; we train it with advantage actor-critic against learning-to-RL, Hebbian plasticity and ablations.
+# a small task RNN (Flennerhag et al., 2020, Section 4.3); we train it with advantage actor-critic against
+# learning-to-RL, neuromodulated Hebbian plasticity, an LSTM as large as the Warp-RNN, and two ablations, and we
+# compare with a reference run over several seeds, made once and kept in the repository.
 #
 # The maths lives in the docstrings of `warpkit.envs.maze`, `warpkit.models.maze_agents` and `warpkit.experiments.maze`.
 
 # %% tags=["parameters"]
 SEED = 0
 DEVICE = "auto"
-SIZE = "fast"  # one of "fast" (CI, about 2 min), "medium" (under 1 h on 2 CPU cores, 3 seeds), "full" (paper length, GPU), "gpu" (a few minutes on one GPU)
+SIZE = "fast"  # "fast" (about 2 min on a CPU), "medium" (the reference run's size), "full" (the authors' script), "gpu"
 INTERACTIVE = False
 SHOW_PROGRESS = True
 SAVE_FIGS = True
 CHECKPOINT_DIR = "checkpoints/05_maze"  # relative to the repository; "" disables checkpoints
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import HTML, Markdown, display
 
 import warpkit
-from warpkit.experiments import maze as rl
-from warpkit.envs.maze import BatchedMaze, MazeConfig, MazeEnv, maze_seeds
-from warpkit.models.maze_agents import AGENT_LABELS, make_agent
-from warpkit.kit.notebook import REPO_ROOT, check_size
-from warpkit.viz import maze as draw
 from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
-
-check_size(SIZE, ("fast", "medium", "full", "gpu"))
-ALL_AGENTS = rl.ALL_AGENTS
-SIZES = rl.SIZES  # maze side, steps per episode, wall penalty, parallel mazes, episodes per run, seeds, scored episodes
-settings = SIZES[SIZE]
+from warpkit.envs.maze import BatchedMaze, MazeEnv, maze_seeds
+from warpkit.experiments import maze as rl
+from warpkit.kit.notebook import REPO_ROOT, check_size
+from warpkit.models.maze_agents import AGENT_LABELS, make_agent
+from warpkit.viz import maze as draw
+started, cpu_started = time.perf_counter(), time.process_time()  # the lesson's wall and processor time
+# %%
+settings = rl.SIZES[check_size(SIZE, tuple(rl.SIZES))]
 device = warpkit.pick_device(DEVICE)
 if device.type == "cpu":
-    torch.set_num_threads(1)  # every op is small: one thread avoids synchronisation overhead
+    torch.set_num_threads(1)  # small ops: one thread is faster, and a run's numbers depend on the thread count
 torch.set_flush_denormal(True)  # decaying Hebbian traces would otherwise crawl through denormal floats
+warpkit.defer_records()  # recorded values are shown once, as a table, at the end of the lesson
 warpkit.record("seed", warpkit.seed_everything(SEED))
-maze = MazeConfig(size=settings["maze_size"], episode_length=settings["episode_length"],
-                  wall_penalty=settings["wall_penalty"])
+maze = rl.maze_of(settings)
 SEEDS = [SEED + i for i in range(settings["seeds"])]
-AGENT_NAMES = settings["agents"]  # the fast size leaves out the two ablations to stay within a minute or two
 checkpoints = (REPO_ROOT / CHECKPOINT_DIR / SIZE) if CHECKPOINT_DIR else None
-print(f"SIZE={SIZE}: {maze}, {settings['num_mazes']} mazes in parallel, {settings['num_episodes']} episodes, "
-      f"seeds {SEEDS}, device {device}, checkpoints in {checkpoints}")
+reference = rl.read_reference("medium")  # results/05_maze_medium.json: python -m warpkit reference 05
+print(f"SIZE={SIZE}: {maze.size}×{maze.size} maze, {maze.episode_length} steps, {settings['num_mazes']} mazes, "
+      f"{settings['num_episodes']} episodes, seeds {SEEDS}, device {device}")
 
 # %% [markdown]
-# **Sizes.** `full` is the paper's setting: a 13×13 maze, 200-step episodes, 30 mazes per episode, no wall penalty,
-# 10 seeds as in the authors' script, 100,000 episodes each (a GPU and patience). `medium` keeps the paper's episodes (200 steps, 30 mazes, no
-# penalty) in Miconi's 9×9 maze, 3 seeds × 350 episodes: under an hour on two CPU cores. `fast` (for CI) plays
-# 100-step episodes in a 7×7 maze with a wall penalty of 0.1 (Backpropamine's maze charges 0.05): the dense signal
-# lets 150 episodes teach something; it leaves out the two ablations.
+# **Sizes.** `fast` trains Warp-RNN and the two baselines for one seed, in a couple of minutes; `medium` is the
+# reference run's size (every agent, five seeds); `full` is the authors' script. Where each `full` setting comes
+# from (run.py is the authors' maze script, github.com/flennerhag/warpgrad, `src/maze_navigation/run.py`):
+
+# %%
+display(Markdown(rl.size_table()))
 
 # %% [markdown]
 # ## a. The maze
@@ -75,8 +79,9 @@ print(f"SIZE={SIZE}: {maze}, {settings['num_mazes']} mazes in parallel, {setting
 # A $n\times n$ grid ($n$ odd) with border walls and a pillar on every interior cell whose row and column are both
 # even; the centre is always open and the agent starts there. Each episode an **invisible goal** is drawn uniformly
 # among the open cells other than the centre. Four actions (up, down, left, right); walking into a wall leaves the
-# agent in place. Stepping on the goal gives $+10$ and **teleports** the agent to a random open cell that is not the
-# goal, so in a 200-step episode a good agent collects the reward many times — if it remembers where the goal is.
+# agent in place (and costs the wall penalty of the size table). Stepping on the goal gives $+10$ and **teleports**
+# the agent to a random open cell that is not the goal, so in one episode a good agent collects the reward many
+# times — if it remembers where the goal is.
 #
 # The agent sees 17 numbers: its 3×3 wall neighbourhood, a constant 0 and a bias 1, the time $t/T$, the previous
 # reward and the previous action (one-hot). Nothing in the observation says where the goal is: it has to be found
@@ -88,47 +93,17 @@ observation, info = env.reset(seed=SEED)
 observation, reward, *_ = env.step(0)  # one step up
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 2.8]})
 draw.draw_maze(axes[0], env.layout.walls, goal=info["goal"], agent=env.position,
-               title=f"{maze.size}×{maze.size} maze: agent (red), goal (green)")
-draw.draw_observation(axes[1], observation, title="what the agent sees after stepping up")
+               title=f"{maze.size}×{maze.size} maze: agent (red dot), goal (green square)")
+draw.draw_observation(axes[1], observation, title="what the agent sees after stepping up "
+                      "(red lines separate the walls, the scalars and the previous action)")
 fig.tight_layout()
-warpkit.save_figure(fig, "05_maze", SAVE_FIGS)
-plt.show()
+warpkit.show_figure(fig, "05_maze", SAVE_FIGS)
 
 # %% [markdown]
 # **Notice.** The goal is green only for us. From the agent's point of view the maze is a lattice of identical
 # corridors; only the walls at the border (and the missing pillar at the centre) break the symmetry.
 #
-# ## b. One set of rules, two implementations
-#
-# `MazeEnv` is a `gymnasium.Env` (id `warpkit/Maze-v0`, it passes gymnasium's environment checker) for inspection;
-# `BatchedMaze` steps many mazes at once on torch tensors for training. Each maze owns a random generator and
-# draws its goals and teleports in the same order in both forms, so with the same seed and actions they produce
-# the same episode. We check that on a few mazes, then time both. A torch step costs about the same for 16 mazes
-# as for 1024 (it is a handful of tensor operations), so the batched form pays off as the number of mazes grows;
-# at a few dozen mazes on a CPU the plain Python loop of the gymnasium form is about as fast.
-
-# %%
-num_check = 4
-batched = BatchedMaze(num_check, maze)
-singles = [MazeEnv(**maze.as_dict()) for _ in range(num_check)]
-obs_batched = batched.reset(seed=SEED)
-obs_single = np.stack([single.reset(seed=s)[0] for single, s in zip(singles, maze_seeds(SEED, num_check))])
-mismatch = np.abs(obs_batched.numpy() - obs_single).max()
-for action in torch.randint(0, 4, (maze.episode_length, num_check), generator=torch.Generator().manual_seed(SEED)):
-    obs_batched, _, _ = batched.step(action)
-    obs_single = np.stack([single.step(int(a))[0] for single, a in zip(singles, action)])
-    mismatch = max(mismatch, np.abs(obs_batched.numpy() - obs_single).max())
-print(f"largest difference between the two forms over one episode: {mismatch}")
-speed_single = warpkit.record("env_steps_per_second_gymnasium", round(rl.gymnasium_steps_per_second(maze)))
-speed_training = warpkit.record("env_steps_per_second_batched_training_size",
-                                round(rl.env_steps_per_second(settings["num_mazes"], maze, device=device)))
-speed_batched = warpkit.record("env_steps_per_second_batched",
-                               round(rl.env_steps_per_second(1024, maze, num_steps=500, device=device)))
-print(f"maze steps per second: gymnasium {speed_single:,};  batched, {settings['num_mazes']} mazes "
-      f"{speed_training:,};  batched, 1024 mazes {speed_batched:,}")
-
-# %% [markdown]
-# ## c. What a random agent does
+# ## b. What a random agent does
 #
 # A uniformly random policy is the floor every agent must beat. Below, one of its episodes at six points in time:
 # where the agent is, and its last few moves.
@@ -139,12 +114,16 @@ random_episode = rl.rollout(make_agent("random").to(device), BatchedMaze(1, maze
 cells, reached, goal = random_episode.cells[:, 0], random_episode.reached[:, 0], random_episode.goals[0]
 steps = np.linspace(0, maze.episode_length, 6).astype(int)
 fig = draw.frame_strip(env.layout.walls, cells, goal, reached, steps,
-                       title=f"random policy: {int(reached.sum())} goal hits in {maze.episode_length} steps")
-warpkit.save_figure(fig, "05_random_episode", SAVE_FIGS)
-plt.show()
+                       title=f"random policy: {int(reached.sum())} goal hits in {maze.episode_length} steps "
+                             "(agent: red dot; its last 8 moves: red line; goal: green)")
+warpkit.show_figure(fig, "05_random_episode", SAVE_FIGS)
 
 # %% [markdown]
-# ## d. The Warp-RNN and its rivals
+# **Notice.** The title counts the random walk's hits in this one episode; whatever the count, each hit is luck,
+# and after a teleport the walk has no reason to head back. Everything an agent scores above this floor comes from
+# finding the goal faster and from *returning* to it.
+#
+# ## c. The Warp-RNN and its rivals
 #
 # The **task network** is a plain RNN with policy and value heads (θ: $W_x, W_h, b$, heads). A **HyperNetwork
 # warp** (φ), an LSTM over $[x_t, h_{t-1}]$, emits five gate vectors $g_t = 1 + \tanh(W u_t + c)$ that multiply the
@@ -153,23 +132,27 @@ plt.show()
 # $$h_t = \tanh\big(g^i_t \odot W_x (g^x_t \odot x_t) + g^r_t \odot W_h (g^h_t \odot h_{t-1}) + g^b_t \odot b\big).$$
 #
 # The gates start at exactly 1 (the warp is the identity), and every gradient that reaches θ passes through them:
-# the warp *preconditions* θ's learning, in a way that depends on the state (Flennerhag et al., 2020, Appendix A and Section 4.3). The rivals:
+# the warp *preconditions* θ's learning, in a way that depends on the state (Flennerhag et al., 2020, Appendix A and
+# Section 4.3). The rivals:
 #
-# * **learning to reinforcement learn** (L2RL): an LSTM trained across episodes that adapts within an episode only
-#   through its state;
-# * **Hebbian / differentiable plasticity** (Miconi): an RNN whose recurrent weights have a plastic part
-#   $\alpha \odot \mathrm{Hebb}$ that follows a Hebbian rule during the episode;
+# * **learning to reinforcement learn** (L2RL, Wang et al., 2016): an LSTM trained across episodes that adapts
+#   within an episode only through its state;
+# * **Hebbian plasticity, neuromodulated** (Backpropamine, Miconi et al., 2019): an RNN whose recurrent weights
+#   have a plastic part $\alpha \odot \mathrm{Hebb}$ that follows a Hebbian rule during the episode, each update
+#   scaled by a modulation signal $M_t = \tanh(w_M \cdot h_t + b_M)$ the network computes itself;
+# * a **capacity control**: the same LSTM with 179 units, as many trainable parameters as Warp-RNN's θ and φ
+#   together, so that a win of the warp cannot be put down to size alone;
 # * ablations: **no warp** (the task RNN alone) and **linear warp** (fixed identity-initialised linear maps in the
 #   same places, a T-Net-style preconditioner that cannot depend on the state).
 
 # %%
-for name in ALL_AGENTS:
+for name in rl.ALL_AGENTS:
     agent = make_agent(name)
     theta, phi = count_parameters(task_parameters(agent)), count_parameters(warp_parameters(agent))
     print(f"{AGENT_LABELS[name]:32s} θ (every episode): {theta:7,}   φ (every 30 episodes): {phi:7,}")
 
 # %% [markdown]
-# ## e. Training: advantage actor-critic in WarpGrad's continual form
+# ## d. Training: advantage actor-critic in WarpGrad's continual form
 #
 # With returns $R_t = \sum_{k\ge t}\gamma^{k-t} r_k$ ($\gamma = 0.9$) and advantages $A_t = R_t - V(s_t)$, one episode
 # in $B$ mazes gives
@@ -177,64 +160,102 @@ for name in ALL_AGENTS:
 # $$L_{AC} = \frac{1}{TB}\sum_{t,b}\Big[-\log\pi(a_t|s_t)\,\mathrm{sg}(A_t) + 0.1\,A_t^2 + 0.03\sum_a \pi(a|s_t)^2\Big],$$
 #
 # the last term a concentration penalty that keeps the policy exploratory. WarpGrad's RL form (Algorithm 3 of the
-# paper; Flennerhag et al., 2020, Section 3) never resets θ: **θ takes an Adam step after every episode** (each with new goals), and
-# **φ takes an Adam step every 30 episodes** on the mean of $\nabla_\phi L_{AC}(\theta_k;\phi)$ over those episodes,
-# each gradient taken at the point $\theta_k$ where its episode was played. The baselines have no φ: all their
-# weights take the every-episode step, which *is* their meta-training. Runs checkpoint as they go: interrupt this
-# cell and run it again to resume.
+# paper; Flennerhag et al., 2020, Section 3) never resets θ: **θ takes an Adam step after every episode** (each
+# with new goals), and **φ takes an Adam step every 30 episodes** on the mean of $\nabla_\phi L_{AC}(\theta_k;\phi)$
+# over those episodes, each gradient taken at the point $\theta_k$ where its episode was played. The baselines have
+# no φ: all their weights take the every-episode step, which *is* their meta-training.
+#
+# **Each agent at its best.** Every agent is trained with the optimiser its own papers' code uses, at the learning
+# rate that a short sweep (`benchmarks/maze_tuning.py`: two seeds, the medium maze, a few rates each; the
+# Warp-RNN got the same sweep) found best; the table says where each setting comes from.
 
 # %%
-runs = rl.train_agents(AGENT_NAMES + ["random"], SEEDS, settings["num_episodes"], maze=maze,
-                       num_mazes=settings["num_mazes"], device=device, checkpoint_dir=checkpoints,
-                       checkpoint_every=max(1, min(100, settings["num_episodes"] // 5)), show_progress=SHOW_PROGRESS)
-curves = rl.learning_curves(runs, settings["num_episodes"])
-warpkit.record("train_seconds", {name: round(sum(run.seconds for run in rs), 1) for name, rs in runs.items()})
-
-# %%
-fig, ax = plt.subplots(figsize=(8, 4.5))
-draw.plot_learning_curves(ax, curves, AGENT_LABELS, window=max(5, settings["num_episodes"] // 15))
-ax.set_title(f"{maze.size}×{maze.size} maze, {settings['num_mazes']} mazes per episode, "
-             f"mean over {len(SEEDS)} seed(s) (band: min–max)")
-warpkit.save_figure(fig, "05_learning_curves", SAVE_FIGS)
-plt.show()
+display(Markdown(rl.training_table(rl.ALL_AGENTS)))
 
 # %% [markdown]
-# ## f. Scoring
+# Runs checkpoint as they go: interrupt the next cell and run it again to resume.
+
+# %%
+runs = rl.train_agents(settings["agents"] + ["random"], SEEDS, settings["num_episodes"], maze=maze,
+                       num_mazes=settings["num_mazes"], device=device, checkpoint_dir=checkpoints,
+                       checkpoint_every=max(1, min(100, settings["num_episodes"] // 5)), show_progress=SHOW_PROGRESS)
+warpkit.record("train_seconds", {name: round(sum(run.seconds for run in rs), 1) for name, rs in runs.items()})
+one_seed = len(SEEDS) == 1  # then the band shows the spread over the mazes of the one seed
+curves = {name: rs[0].maze_rewards.T if one_seed else rl.learning_curves({name: rs})[name]
+          for name, rs in runs.items()}
+reference_curves = rl.reference_curves(reference) if reference is not None else {}
+
+# %% [markdown]
+# Left, this run; right, the reference run (the `medium` size, made once with
+# `python -m warpkit reference 05 --size medium` and committed as `results/05_maze_medium.json`). Lines are means,
+# bands the spread that the legend names.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=False)
+window = max(5, settings["num_episodes"] // 15)
+draw.plot_learning_curves(axes[0], curves, AGENT_LABELS, window, band_over="mazes" if one_seed else "seeds",
+                          title=f"this run: {SIZE} size, {maze.size}×{maze.size} maze, {len(SEEDS)} seed(s)")
+medium = reference.config if reference is not None else rl.SIZES["medium"]
+draw.plot_learning_curves(axes[1], reference_curves, AGENT_LABELS, max(5, medium["num_episodes"] // 15),
+                          title=f"reference: medium size, {medium['maze_size']}×{medium['maze_size']} maze, "
+                                f"{medium['seeds']} seeds")
+fig.tight_layout()
+warpkit.show_figure(fig, "05_learning_curves", SAVE_FIGS)
+
+# %%
+if reference is not None:
+    display(Markdown("**Notice.** " + rl.describe_progress(reference_curves)))
+
+# %% [markdown]
+# **Notice.** Every episode is played in new mazes' goals, so a curve that rises means the agent learnt to
+# *find and return*, not to memorise a goal. The band says how much of the mean one would trust: a single seed's
+# curve (left, at the fast size) is one draw, and its band is the spread over the mazes of that one run, not over
+# training runs; the reference's bands (right) are over seeds. The sentence above, computed from the reference,
+# says which agents were still improving when training stopped.
+#
+# ## e. Scoring
 #
 # Every training episode is already a test: its goals are new, and the agent plays the whole episode with the
 # weights it had *before* learning from it. So, as in the paper's curves, an agent's score is its mean reward per
-# episode over the last episodes of its run (`scored_episodes` in the size table), averaged over seeds. The random
-# policy is scored the same way, on its own run of episodes.
+# episode over the last episodes of its run (`scored_episodes` in the size table); the random policy is scored
+# the same way on its own run of episodes. A difference between two agents counts only when the **paired 95 %
+# interval** over seeds (the same seeds, the same mazes' random streams) excludes zero.
 
 # %%
-scored = settings["scored_episodes"]
-per_seed = {name: [float(run.rewards[-scored:].mean()) for run in runs_of_agent] for name, runs_of_agent in runs.items()}
-for name, values in per_seed.items():
-    warpkit.record(f"reward_{name}", round(float(np.mean(values)), 2))
-warpkit.record("reward_per_seed", {name: [round(v, 2) for v in values] for name, values in per_seed.items()})
-fig, ax = plt.subplots(figsize=(8, 3.2))
-for i, (name, values) in enumerate(per_seed.items()):
-    ax.bar(i, np.mean(values), color=draw.AGENT_COLOURS[name], alpha=0.75)
-    ax.plot([i] * len(values), values, "k.", markersize=6)
-ax.set_xticks(range(len(per_seed)), [AGENT_LABELS[n] for n in per_seed], rotation=20, fontsize=8)
-ax.set_ylabel("reward per episode")
-ax.set_title(f"mean over the last {scored} episodes of each run (dots: seeds)", fontsize=9)
-warpkit.save_figure(fig, "05_scores", SAVE_FIGS)
-plt.show()
+run_scores = rl.scores(runs, settings["scored_episodes"])
+for name, per_seed in run_scores.items():
+    warpkit.record(f"reward_{name}", round(float(np.mean(list(per_seed.values()))), 2))
+warpkit.record("reward_per_seed", {name: [round(v, 2) for v in per_seed.values()] for name, per_seed in run_scores.items()})
+reference_scores = rl.reference_scores(reference) if reference is not None else {}
+groups = {f"this run ({SIZE})": run_scores, **({"reference (medium)": reference_scores} if reference else {})}
+fig, ax = plt.subplots(figsize=(10, 3.8))
+draw.plot_scores(ax, groups, AGENT_LABELS, rl.ALL_AGENTS + ["random"])
+ax.set_title("score: mean reward per episode over the last scored episodes of each run", fontsize=9)
+fig.tight_layout()
+warpkit.show_figure(fig, "05_scores", SAVE_FIGS)
+
+# %%
+display(Markdown(rl.describe_ranking(run_scores, f"this run at the {SIZE} size")))
+if warpkit.record("reference_present", reference is not None):
+    display(Markdown(rl.describe_ranking(reference_scores, "the reference run at the medium size")))
+    display(Markdown(rl.score_table(reference_scores)))
+    display(Markdown(rl.difference_table(reference_scores)))
 
 # %% [markdown]
-# **Notice.** Compare with the paper (read off its figure, 13×13 maze, long training): Warp-RNN ≈ 160,
-# learning-to-RL ≈ 125, Hebbian lower, and linear warps hurting. At the fast and medium sizes here the runs are
-# short and the maze smaller, so the ranking is what *this* much training gives: read the numbers above, not the
-# paper's.
+# **Notice.** Hatched bars are this run, solid bars the reference; each black dot is one seed. The sentences
+# above are computed from the scores: read the ranking and, above all, whether the interval of Warp-RNN against
+# the best other agent excludes zero. The capacity control answers "is it just size?", the two ablations "what do
+# the state-dependent gates add?": compare Warp-RNN with the no-warp and linear-warp bars of the reference.
+# The paper (13×13 maze, long training) reports the Warp-RNN ahead of learning-to-RL and of the Hebbian RNN; the
+# runs here are far shorter, so they say what *this much* training gives.
 #
-# ## g. Does the trained Warp-RNN remember the goal?
+# ## f. Does the trained Warp-RNN remember the goal?
 #
-# The first hit of an episode needs a search. After that, each teleport drops the agent somewhere else, and an agent
-# that *remembers* where the goal is can walk straight back: the steps it takes approach the shortest path from the
-# landing cell (found by breadth-first search). Below, left: one episode of the trained Warp-RNN, its path coloured by
-# the stretch between teleports. Right: every return in every maze, steps taken against the shortest path, for the
-# Warp-RNN and the random policy (the dashed diagonal is perfect memory).
+# The first hit of an episode needs a search. After that, each teleport drops the agent somewhere else, and an
+# agent that *remembers* where the goal is can walk straight back: the steps it takes approach the shortest path
+# from the landing cell (found by breadth-first search). Below, left: one episode of the trained Warp-RNN in a
+# *typical* maze (the one with the median number of hits), its path coloured by the stretch between teleports.
+# Right: every return in every maze, steps taken against the shortest path, for the Warp-RNN and the random policy.
 
 # %%
 def play(agent, seed):
@@ -245,39 +266,118 @@ def play(agent, seed):
 
 episode = play(runs["warp_rnn"][0].agent, SEED + 1)
 random_rollout = play(make_agent("random").to(device), SEED + 1)
-best = int(episode.reached.sum(0).argmax())  # the maze where the Warp-RNN collected most
+typical, typical_hits = rl.typical_maze(episode.reached)
 returns = {name: draw.returns_after_teleports(env.layout.walls, played.cells, played.goals, played.reached)
            for name, played in [("warp_rnn", episode), ("random", random_rollout)]}
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-draw.draw_path(axes[0], env.layout.walls, episode.cells[:, best], episode.goals[best], episode.reached[:, best],
-               title=f"trained Warp-RNN: {int(episode.reached[:, best].sum())} hits in one episode")
+draw.draw_path(axes[0], env.layout.walls, episode.cells[:, typical], episode.goals[typical],
+               episode.reached[:, typical], title=f"trained Warp-RNN in a typical maze: {typical_hits} hits\n"
+                                                  f"(the median over the episode's {settings['num_mazes']} mazes)")
 for name, (shortest, taken) in returns.items():
     draw.plot_returns(axes[1], shortest, taken, AGENT_LABELS[name], draw.AGENT_COLOURS[name])
     if len(taken):
         warpkit.record(f"return_excess_steps_{name}", round(float(np.median(taken - shortest)), 1))
 axes[1].legend(fontsize=8)
-warpkit.save_figure(fig, "05_warp_rnn_rollout", SAVE_FIGS)
-plt.show()
+axes[1].set_title("returns after a teleport, all mazes of the episode", fontsize=9)
+warpkit.show_figure(fig, "05_warp_rnn_rollout", SAVE_FIGS)
+
+# %% [markdown]
+# **Notice.** Left: the goal is the green square; each colour is one stretch between two teleports, so a short
+# stretch ending on the goal is a quick return. Right: each dot is one return (jittered sideways so equal ones
+# stay visible); points near the dashed diagonal are returns where the agent walked (almost) straight back: it
+# carried the goal's location in its state across the teleport. The random policy's returns lie far above it (and
+# it completes few of them). Only returns that finished before the episode ended are plotted, which favours short
+# ones equally for both agents.
 
 # %%
 steps = np.linspace(0, maze.episode_length, 6).astype(int)
-fig = draw.frame_strip(env.layout.walls, episode.cells[:, best], episode.goals[best], episode.reached[:, best],
-                       steps, title="the same episode, frame by frame (last 8 moves in red)")
-warpkit.save_figure(fig, "05_warp_rnn_frames", SAVE_FIGS)
-plt.show()
+fig = draw.frame_strip(env.layout.walls, episode.cells[:, typical], episode.goals[typical],
+                       episode.reached[:, typical], steps,
+                       title=f"the same typical maze, frame by frame: {typical_hits} hits "
+                             "(agent: red dot; its last 8 moves: red line; goal: green)")
+warpkit.show_figure(fig, "05_warp_rnn_frames", SAVE_FIGS)
 if INTERACTIVE:
-    from IPython.display import HTML, display
-
-    display(HTML(draw.maze_animation(env.layout.walls, episode.cells[:, best], episode.goals[best],
-                                     episode.reached[:, best]).to_jshtml()))
+    display(HTML(draw.maze_animation(env.layout.walls, episode.cells[:, typical], episode.goals[typical],
+                                     episode.reached[:, typical]).to_jshtml()))
 
 # %% [markdown]
-# **Notice.** Points near the diagonal are returns where the agent walked (almost) straight back: it carried the
-# goal's location in its state across the teleport. The random policy's returns lie far above it (and it completes
-# few of them). How close the Warp-RNN gets depends on how long it trained: try `SIZE = "medium"`. (Only returns
-# that finished before the episode ended are plotted, which favours short ones equally for both agents.)
+# **Notice.** Compare with the random policy's strip in section b: the counters above each frame say when the
+# trained agent reached the goal in this typical maze; after each hit, follow its recent moves (red line) and ask
+# whether they head back towards the goal or wander. Set `INTERACTIVE = True` for an animation of the episode.
 #
-# **Things to try.** Change `maze_size` to 13 (the paper's maze); compare the `linear_warp` and `no_warp` curves to
-# see what the state-dependent gates add; set `INTERACTIVE = True` for an animation of the episode.
+# **Things to try.** `SIZE = "medium"` trains every agent for five seeds (the reference run, about an hour on two
+# CPU cores); change `maze_size` in `rl.SIZES` to 13 (the paper's maze); compare the `linear_warp` and `no_warp`
+# curves to see what the state-dependent gates add.
+#
+# ## Summary
+#
+# * In the maze the task is the goal's location; an agent that adapts within an episode finds the goal and then
+#   walks back to it after every teleport, which is what the score counts.
+# * WarpGrad's RL form trains θ every episode and the warp φ every 30 episodes on the gradients gathered along θ's
+#   own path (Algorithm 3), so the warp learns to precondition θ's updates, not to solve one maze.
+# * A claim that one agent beats another needs several seeds and a paired interval, baselines trained at their own
+#   best settings, a control of the same size and ablations; the reference run provides them, and the sentences in
+#   section e say what it shows.
+#
+# ## Check yourself
+#
+# 1. Why is every training episode a fair test of the agent, although the agent trains on it?
+# 2. The capacity control has as many parameters as Warp-RNN's θ and φ together. What would it mean if it scored
+#    as well as the Warp-RNN, and what if the no-warp ablation did?
+# 3. Why does the lesson compare agents by the paired interval over seeds rather than by their mean scores alone?
+
+# %% [markdown]
+# ## Appendix: one set of rules, two implementations
+#
+# `MazeEnv` is a `gymnasium.Env` (id `warpkit/Maze-v0`, it passes gymnasium's environment checker) for inspection;
+# `BatchedMaze` steps many mazes at once on torch tensors for training. Each maze owns a random generator and draws
+# its goals and teleports in the same order in both forms, so with the same seed and actions they produce the same
+# episode. We check that on a few mazes, then time both. A torch step costs about the same for 16 mazes as for
+# 1024 (it is a handful of tensor operations), so the batched form pays off as the number of mazes grows.
+
+# %%
+batched, singles = BatchedMaze(4, maze), [MazeEnv(**maze.as_dict()) for _ in range(4)]
+obs_batched = batched.reset(seed=SEED)
+obs_single = np.stack([single.reset(seed=s)[0] for single, s in zip(singles, maze_seeds(SEED, 4))])
+mismatch = np.abs(obs_batched.numpy() - obs_single).max()
+for action in torch.randint(0, 4, (maze.episode_length, 4), generator=torch.Generator().manual_seed(SEED)):
+    obs_batched, _, _ = batched.step(action)
+    obs_single = np.stack([single.step(int(a))[0] for single, a in zip(singles, action)])
+    mismatch = max(mismatch, np.abs(obs_batched.numpy() - obs_single).max())
+print(f"largest difference between the two forms over one episode: {mismatch}")
+
+# %%
+speed_single = warpkit.record("env_steps_per_second_gymnasium", round(rl.gymnasium_steps_per_second(maze)))
+speed_training = warpkit.record("env_steps_per_second_batched_training_size",
+                                round(rl.env_steps_per_second(settings["num_mazes"], maze, device=device)))
+speed_batched = warpkit.record("env_steps_per_second_batched",
+                               round(rl.env_steps_per_second(1024, maze, num_steps=500, device=device)))
+print(f"maze steps per second: gymnasium {speed_single:,};  batched, {settings['num_mazes']} mazes "
+      f"{speed_training:,};  batched, 1024 mazes {speed_batched:,}")
+
+# %% [markdown]
+# **Notice.** The difference is exactly 0: the two forms agree step for step. The speeds depend on the machine
+# and its load; compare them only with each other.
+#
+# ## Appendix: how much runs vary
+#
+# A run is deterministic for a seed on one machine with one torch thread (a test checks it, bit for bit). Change
+# the thread count or the machine and the floating-point sums are added in another order; the difference, in the
+# last digit at first, is amplified by training (a different action sampled once changes everything after it), so
+# the same seed can end far from where it ended elsewhere. A measurement of that amplification, made once on this
+# repository's machine:
+
+# %%
+display(Markdown(rl.describe_sensitivity()))
+
+# %% [markdown]
+# **Notice.** Compare the size of these moves with the spread of the reference's per-seed scores (section e): a
+# single seed's ranking of two agents can turn over on another machine. Across seeds, the paired interval is the
+# only honest yardstick for a difference between agents.
+
+# %%
+warpkit.record("seconds", round(time.perf_counter() - started, 1))
+warpkit.record("cpu_seconds", round(time.process_time() - cpu_started, 1))  # unaffected by other processes
+warpkit.show_records()

@@ -10,6 +10,8 @@ from warpkit.kit.checkpoint import CheckpointError
 from warpkit.envs.maze import BatchedMaze, MazeConfig
 from warpkit.models.maze_agents import AGENTS, HebbianAgent, LSTMAgent, WarpRNNAgent, make_agent
 from warpkit.experiments.maze import (
+    ALL_AGENTS,
+    TRAINING,
     ActorCriticConfig,
     ActorCriticTrainer,
     actor_critic_loss,
@@ -19,6 +21,7 @@ from warpkit.experiments.maze import (
     rollout,
     train_agent,
     train_agents,
+    training_config,
 )
 from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
@@ -56,6 +59,14 @@ def test_parameter_split_matches_hand_counts():
     for name in ("l2rl", "hebbian"):
         assert warp_parameters(make_agent(name)) == {}  # everything is meta-trained every episode
     assert list(make_agent("random").parameters()) == []
+
+
+def test_the_capacity_control_has_as_many_parameters_as_warp_rnn_theta_and_phi():
+    warp_rnn, control = make_agent("warp_rnn"), make_agent("l2rl_large")
+    both = count_parameters(task_parameters(warp_rnn)) + count_parameters(warp_parameters(warp_rnn))
+    hidden = control.hidden_size
+    assert count_parameters(task_parameters(control)) == 4 * hidden * hidden + 81 * hidden + 5  # LSTM(17, h) + heads
+    assert abs(count_parameters(task_parameters(control)) / both - 1) < 0.01 and warp_parameters(control) == {}
 
 
 def test_every_warp_starts_at_the_identity_and_then_changes_the_function():
@@ -279,6 +290,32 @@ def test_random_agent_trains_nothing_and_evaluation_is_seeded():
     a = evaluate_agent(run.agent, 2, maze=TINY_MAZE, num_mazes=4, seed=1)
     b = evaluate_agent(run.agent, 2, maze=TINY_MAZE, num_mazes=4, seed=1)
     assert a.shape == (2, 4) and np.array_equal(a, b)
+
+
+def test_every_agent_has_training_settings_and_unknown_names_are_refused():
+    assert set(ALL_AGENTS) | {"random"} <= set(TRAINING)
+    assert training_config("warp_rnn") == ActorCriticConfig()  # the WarpGrad maze script's defaults
+    with pytest.raises(ValueError, match="no training settings for agent 'warp-rnn'"):
+        training_config("warp-rnn")
+
+
+@pytest.mark.parametrize("name", ["warp_rnn", "hebbian", "l2rl"])
+def test_a_run_is_deterministic_for_a_seed_whatever_the_global_random_state(name):
+    """Same seed, same process, same thread count: the same rewards and weights, bit for bit, even when the
+    global generators (torch, numpy) were moved in between; another seed gives another run."""
+    kwargs = dict(maze=TINY_MAZE, num_mazes=3, show_progress=False,
+                  agent_kwargs={"hidden_size": 8, **({"warp_hidden_size": 6} if name == "warp_rnn" else {})})
+    first = train_agent(name, 4, seed=5, **kwargs)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    torch.rand(10), np.random.rand(10)
+    second = train_agent(name, 4, seed=5, **kwargs)
+    np.testing.assert_array_equal(first.rewards, second.rewards)
+    np.testing.assert_array_equal(first.maze_rewards, second.maze_rewards)
+    for a, b in zip(first.agent.state_dict().values(), second.agent.state_dict().values()):
+        assert torch.equal(a, b)
+    other = train_agent(name, 4, seed=6, **kwargs)
+    assert not np.array_equal(other.maze_rewards, first.maze_rewards)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ EXPECTED_FIGURES = {
     "05_maze.png", "05_random_episode.png", "05_learning_curves.png", "05_scores.png",
     "05_warp_rnn_rollout.png", "05_warp_rnn_frames.png",
 }
-AGENTS = ("warp_rnn", "l2rl", "hebbian", "random")  # the fast size leaves out the two ablations
+AGENTS = ("warp_rnn", "l2rl", "hebbian", "random")  # the fast size's agents (the reference run has them all)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,15 @@ def test_trained_warp_rnn_beats_the_random_policy_by_a_clear_margin(lesson):
 
 
 @pytest.mark.notebook
+def test_the_lesson_draws_the_reference_and_leaves_rankings_to_it(lesson):
+    """Warp-RNN above learning-to-RL holds for SEED 0 on this machine (31.1 against 16.8), but not robustly: with
+    every initial weight changed in its last binary digit, as another machine's arithmetic would, the same seed
+    gives 18.8 against 20.8 (benchmarks/results/maze_sensitivity.json). So the fast test asserts only the margin
+    over the random policy (above); comparisons between agents are the reference run's, over its seeds."""
+    assert lesson.records["reference_present"] is True
+
+
+@pytest.mark.notebook
 def test_environment_speeds_are_measured(lesson):
     r = lesson.records
     assert r["env_steps_per_second_batched"] > 1_000 and r["env_steps_per_second_gymnasium"] > 1_000
@@ -48,4 +57,6 @@ def test_figures_are_saved_and_the_fast_size_is_fast(lesson):
     assert all(path.stat().st_size > 8_000 for path in lesson.figures())
     assert lesson.records["seed"] == 0
     assert set(lesson.records["train_seconds"]) == set(AGENTS)
-    assert lesson.seconds < 180, f"the fast size took {lesson.seconds:.0f} s (target: under 2 minutes)"
+    cpu = lesson.records["cpu_seconds"]  # the kernel's processor time: what the lesson costs, whatever the load
+    assert cpu < 180, f"the fast size took {cpu:.0f} s of processor time (target: under 3 minutes)"
+    assert lesson.seconds < 600, f"the fast size took {lesson.seconds:.0f} s of wall time"

@@ -167,6 +167,29 @@ check_true("hidden: the random walker reaches the goal", hits_h > 0, "no goal re
 # impossible neighbourhood and can be stuck or walk through walls, which corrupts both the task and the measure.
 # ### END SOLUTION
 
+# %% [markdown]
+# ## The lesson's self-check questions (written)
+#
+# 1. Why is every training episode a fair test of the agent, although the agent trains on it?
+# 2. The capacity control has as many parameters as Warp-RNN's θ and φ together. What would it mean if it scored
+#    as well as the Warp-RNN, and what if the no-warp ablation did?
+# 3. Why does the lesson compare agents by the paired interval over seeds rather than by their mean scores alone?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# 1. Each episode draws new goals, and the agent plays the whole episode with the weights it had *before* the
+#    update that uses this episode; so its reward measures how well it finds and returns to a goal it has never
+#    seen, with nothing learnt from that goal except within the episode (its state, or its Hebbian traces).
+# 2. If the capacity control matched it, the Warp-RNN's advantage over the small LSTM could be explained by its
+#    number of parameters alone, not by what the warp does with them. If the no-warp ablation matched it, the
+#    warp (φ, and its state-dependent gates) would add nothing to the task RNN it preconditions; comparing with
+#    the linear warp then says whether any gain needs the gates to depend on the state.
+# 3. RL runs differ a lot from seed to seed (a collapsed or a lucky run moves a mean of five by several points),
+#    so two means can differ by chance. Pairing by seed removes what the two agents share (the same goals and
+#    teleports), and the 95 % interval of the paired differences says whether the difference is larger than its
+#    spread: only an interval that excludes zero supports "better".
+# ### END SOLUTION
+
 # %% tags=["instructor"]
 # Grading notes (instructor only). The uniformity check is seeded, so it is deterministic; a solution that
 # draws from all cells and redraws on walls passes (it is uniform), one that moves to a neighbour of the goal

@@ -41,8 +41,11 @@ Training runs are seeded, vectorised over the ``B`` mazes, show a tqdm bar, and 
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,27 +57,43 @@ import torch.nn.functional as F
 from warpkit.kit.sweep import ResumableRun, fingerprint
 from warpkit.envs.maze import BatchedMaze, MazeConfig
 from warpkit.envs import MAZE_ENV_ID
-from warpkit.models.maze_agents import make_agent
-from warpkit.kit.notebook import progress
+from warpkit.models.maze_agents import AGENT_LABELS, make_agent
+from warpkit.kit.notebook import REPO_ROOT, progress
+from warpkit.kit.results import compare_methods, paired_interval
+from warpkit.kit.results import read_reference as read_reference_file
 from warpkit.engine.warp import task_parameters, warp_parameters
 
 #: what a training checkpoint holds (:class:`warpkit.kit.sweep.ResumableRun` refuses any other kind)
 CHECKPOINT_KIND = "maze actor-critic run"
 #: mazes played in parallel (Flennerhag et al., 2020, Section 4.3: a batch of 30), the default of every run here
 NUM_MAZES = 30
-#: every agent of lesson 04 (:func:`warpkit.models.maze_agents.make_agent` names)
-ALL_AGENTS = ["warp_rnn", "l2rl", "hebbian", "no_warp", "linear_warp"]
-#: lesson 04's sizes (also ``python -m warpkit train maze``): maze side, steps per episode, wall penalty, parallel
-#: mazes, episodes per run, seeds, scored episodes, agents
+#: every agent of lesson 05 (:func:`warpkit.models.maze_agents.make_agent` names): Warp-RNN, the two baselines, the
+#: capacity control (an LSTM with as many parameters as Warp-RNN's θ and φ together) and the two ablations
+ALL_AGENTS = ["warp_rnn", "l2rl", "hebbian", "l2rl_large", "no_warp", "linear_warp"]
+#: lesson 05's sizes (also ``python -m warpkit train maze`` and ``python -m warpkit reference 05``): maze side,
+#: steps per episode, wall penalty, parallel mazes, episodes per run, seeds, scored episodes, agents
 SIZES = {
     "fast": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=150, seeds=1,
                  scored_episodes=30, agents=ALL_AGENTS[:3]),
-    "medium": dict(maze_size=9, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=350,
-                   seeds=3, scored_episodes=50, agents=ALL_AGENTS),
-    "full": dict(maze_size=13, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=100_000,
+    "medium": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=200, seeds=5,
+                   scored_episodes=50, agents=ALL_AGENTS),
+    "full": dict(maze_size=13, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=1_000_000,
                  seeds=10, scored_episodes=5_000, agents=ALL_AGENTS),
     "gpu": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=200, seeds=1,
                 scored_episodes=50, agents=ALL_AGENTS[:3]),
+}
+#: where each setting of the ``full`` size comes from. "run.py" is the authors' maze script
+#: (github.com/flennerhag/warpgrad, src/maze_navigation/run.py), "maze.py" Backpropamine's (Miconi et al., 2019)
+FULL_SOURCES = {
+    "maze_size": "13: run.py, --msize default (Flennerhag et al., 2020, Section 4.3: Miconi's grid maze)",
+    "episode_length": "200 steps: run.py, --eplen default; Miconi et al. (2019), Section 4.2",
+    "wall_penalty": "0: run.py, --wp default",
+    "num_mazes": "30 mazes per episode: run.py, --bs default",
+    "num_episodes": "1,000,000: run.py, --nbiter default (the paper does not state a number of episodes)",
+    "seeds": "10: our choice (run.py trains one seed per call, --rngseed)",
+    "scored_episodes": "5,000: our choice (the last 0.5 % of the run)",
+    "agents": "Warp-RNN and the two baselines of the paper's Section 4.3; the capacity control and the ablations "
+              "are ours",
 }
 #: evaluation episodes use the maze seed ``seed + EVALUATION_SEED_OFFSET`` so they never replay training goals
 EVALUATION_SEED_OFFSET = 1_000_003
@@ -99,6 +118,45 @@ class ActorCriticConfig:
             raise ValueError(f"ActorCriticConfig: warp_interval must be >= 1 episode, got {self.warp_interval}")
         if self.lr <= 0 or self.warp_lr <= 0 or self.grad_clip <= 0:
             raise ValueError("ActorCriticConfig: lr, warp_lr and grad_clip must be positive")
+
+
+#: how each agent's weights are trained: the task optimiser (Adam, ``lr``, gradients clipped to ``grad_clip``);
+#: every other setting is :class:`ActorCriticConfig`'s default (γ 0.9, value weight 0.1, concentration 0.03: the
+#: WarpGrad maze script's, which Backpropamine's maze script also uses). The rates were chosen by the tuning sweep
+#: ``benchmarks/maze_tuning.py`` (2 seeds, 120 episodes of the medium size's maze; the highest mean score over the
+#: last 30 episodes wins; table in ``benchmarks/results/maze_tuning.json``); :data:`TRAINING_SOURCES` says where
+#: each setting comes from.
+TRAINING = {
+    "warp_rnn": ActorCriticConfig(lr=1e-3, warp_lr=1e-3, grad_clip=4.0),
+    "linear_warp": ActorCriticConfig(lr=1e-3, warp_lr=1e-3, grad_clip=4.0),
+    "no_warp": ActorCriticConfig(lr=1e-3, grad_clip=4.0),
+    "l2rl": ActorCriticConfig(lr=1e-2, grad_clip=4.0),
+    "l2rl_large": ActorCriticConfig(lr=1e-2, grad_clip=4.0),
+    "hebbian": ActorCriticConfig(lr=1e-3, grad_clip=1.0),
+    "hebbian_plain": ActorCriticConfig(lr=1e-3, grad_clip=1.0),
+    "random": ActorCriticConfig(),
+}
+TRAINING_SOURCES = {
+    "warp_rnn": "Adam 1e-3 for θ and φ, clip 4: the WarpGrad maze script's defaults; the sweep kept 1e-3 "
+                "(3e-3 and 1e-2 collapsed)",
+    "linear_warp": "as Warp-RNN (an ablation changes one thing)",
+    "no_warp": "as Warp-RNN (an ablation changes one thing)",
+    "l2rl": "Adam, clip 4 (as the WarpGrad script); rate 1e-2, the best of 1e-4 … 1e-2 in the sweep (Wang et al., "
+            "2016 tuned their rate per task and give none for this maze)",
+    "l2rl_large": "as learning to RL; the sweep found the same best rate, 1e-2",
+    "hebbian": "Adam, clip 1, rate 1e-3: the best in the sweep (Backpropamine's maze script uses 1e-4 and clip 4 "
+               "for runs of up to 10⁶ episodes; here 1e-4 and 3e-4 learnt nothing, and clip 4 at 1e-3 peaked "
+               "and fell back)",
+    "hebbian_plain": "as the Backpropamine agent",
+    "random": "no training",
+}
+
+
+def training_config(name: str) -> ActorCriticConfig:
+    """The optimiser settings agent ``name`` is trained with (:data:`TRAINING`)."""
+    if name not in TRAINING:
+        raise ValueError(f"no training settings for agent {name!r}; choose one of {sorted(TRAINING)}")
+    return TRAINING[name]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -209,6 +267,7 @@ class ActorCriticTrainer:
         self.generator = torch.Generator(device=env.device).manual_seed(seed)
         self.episodes_done = 0
         self.rewards: list[float] = []  # mean total reward per maze, per episode
+        self.maze_rewards: list[list[float]] = []  # total reward of every maze, per episode
         self.losses: list[float] = []
 
     def train_episode(self) -> float:
@@ -216,6 +275,7 @@ class ActorCriticTrainer:
         first = self.episodes_done == 0 and self.env.rngs is None
         episode = rollout(self.agent, self.env, self.generator, seed=self.seed if first else None)
         reward = float(episode.episode_rewards.mean())
+        self.maze_rewards.append(episode.episode_rewards.tolist())
         if self.task_params or self.warp_params:
             loss, _ = actor_critic_loss(episode.logits, episode.values, episode.actions, episode.rewards, self.config)
             loss.backward()  # θ's gradient is this episode's; φ's keeps accumulating over the window
@@ -247,6 +307,7 @@ class ActorCriticTrainer:
             "generator": self.generator.get_state(),
             "env_generators": self.env.generator_states(),
             "rewards": list(self.rewards),
+            "maze_rewards": [list(r) for r in self.maze_rewards],
             "losses": list(self.losses),
         }
 
@@ -263,6 +324,7 @@ class ActorCriticTrainer:
             self.env.set_generator_states(state["env_generators"])
         self.episodes_done = int(state["episodes_done"])
         self.rewards = list(state["rewards"])
+        self.maze_rewards = [list(r) for r in state["maze_rewards"]]
         self.losses = list(state["losses"])
 
 
@@ -278,6 +340,7 @@ class TrainingRun:
     agent: nn.Module
     rewards: np.ndarray  # [episodes] mean total reward per maze
     losses: np.ndarray
+    maze_rewards: np.ndarray  # [episodes, mazes] total reward of every maze
     seconds: float  # wall time spent in this call (0 when a finished checkpoint was loaded)
     resumed_from: int  # episodes already done when this call started
     maze: MazeConfig = field(default_factory=MazeConfig)
@@ -300,12 +363,13 @@ def _train_episodes(trainer: ActorCriticTrainer, run: ResumableRun, num_episodes
 
 
 def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig(),
-                num_mazes: int = NUM_MAZES, seed: int = 0, config: ActorCriticConfig = ActorCriticConfig(),
+                num_mazes: int = NUM_MAZES, seed: int = 0, config: ActorCriticConfig | None = None,
                 agent_kwargs: dict[str, Any] | None = None, device: str | torch.device = "cpu",
                 checkpoint_path: str | Path | None = None, checkpoint_every: int = 25,
                 show_progress: bool = True) -> TrainingRun:
     """Train the agent called ``name`` (see :func:`warpkit.models.maze_agents.make_agent`) for ``num_episodes``
-    episodes of ``num_mazes`` parallel mazes, continually (θ never reset), with the updates of the module docstring.
+    episodes of ``num_mazes`` parallel mazes, continually (θ never reset), with the updates of the module docstring
+    and the agent's own optimiser settings (:func:`training_config`) unless ``config`` is given.
 
     With ``checkpoint_path`` the run saves every ``checkpoint_every`` episodes and at the end; calling again with the
     same arguments resumes where it stopped (or returns at once when it had finished; a larger ``num_episodes``
@@ -316,6 +380,7 @@ def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig()
     if not isinstance(num_episodes, int) or num_episodes < 0:
         raise ValueError(f"train_agent: num_episodes must be a non-negative integer, got {num_episodes!r}")
     device = torch.device(device)
+    config = training_config(name) if config is None else config
     torch.manual_seed(seed)
     agent = make_agent(name, **(agent_kwargs or {})).to(device)
     trainer = ActorCriticTrainer(agent, BatchedMaze(num_mazes, maze, device=device), config, seed=seed)
@@ -329,7 +394,8 @@ def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig()
     start = time.perf_counter()
     _train_episodes(trainer, run, num_episodes, f"{name} seed {seed}", show_progress)
     return TrainingRun(name, seed, agent, np.asarray(trainer.rewards), np.asarray(trainer.losses),
-                       time.perf_counter() - start, resumed_from, maze, num_mazes)
+                       np.asarray(trainer.maze_rewards).reshape(-1, num_mazes), time.perf_counter() - start,
+                       resumed_from, maze, num_mazes)
 
 
 @torch.no_grad()
@@ -406,3 +472,214 @@ def learning_curves(runs: dict[str, list[TrainingRun]], num_episodes: int | None
         length = num_episodes or min(len(run.rewards) for run in per_seed)
         curves[name] = np.stack([run.rewards[:length] for run in per_seed])
     return curves
+
+
+def maze_of(settings: dict) -> MazeConfig:
+    """The :class:`~warpkit.envs.maze.MazeConfig` of a size's settings (an entry of :data:`SIZES`)."""
+    return MazeConfig(size=settings["maze_size"], episode_length=settings["episode_length"],
+                      wall_penalty=settings["wall_penalty"])
+
+
+def scores(runs: dict[str, list[TrainingRun]], scored_episodes: int) -> dict[str, dict[int, float]]:
+    """``{agent: {seed: score}}``: a run's score is its mean reward per episode over its last ``scored_episodes``
+    episodes (each played with the weights it had before learning from it, on goals it had not seen)."""
+    return {name: {run.seed: float(run.rewards[-scored_episodes:].mean()) for run in per_seed}
+            for name, per_seed in runs.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the reference run: ``python -m warpkit reference 05 --size medium`` (warpkit.kit.results)
+# ----------------------------------------------------------------------------------------------------------
+REFERENCE_LESSON = "05_maze"
+#: the order in which a pool should start runs so that the slow ones do not come last (seconds per episode,
+#: relative, measured on one core at the medium size)
+RELATIVE_COST = {"hebbian": 6.0, "hebbian_plain": 6.0, "warp_rnn": 2.0, "linear_warp": 1.8, "l2rl_large": 1.5, "no_warp": 1.3,
+                 "l2rl": 1.0, "random": 0.3}
+
+
+def reference_config(size: str) -> dict:
+    """Everything that makes a reference at ``size`` what it is: the size's settings and every agent's optimiser
+    settings (a change to either makes a committed reference stale)."""
+    if size not in SIZES:
+        raise ValueError(f"unknown maze size {size!r}; choose one of {list(SIZES)}")
+    settings = SIZES[size]
+    names = list(settings["agents"]) + ["random"]
+    return {**settings, "agents": list(settings["agents"]),
+            "training": {name: asdict(training_config(name)) for name in names}}
+
+
+def _reference_run(size: str, name: str, seed: int, path: str | None) -> dict:
+    """One (agent, seed) run of the reference, in its own process with one torch thread."""
+    torch.set_num_threads(1)  # one thread: the numbers depend on it (reduction order), and so does the speed
+    torch.set_flush_denormal(True)  # as the lesson: decaying Hebbian traces would crawl through denormal floats
+    settings = SIZES[size]
+    run = train_agent(name, settings["num_episodes"], maze=maze_of(settings), num_mazes=settings["num_mazes"],
+                      seed=seed, checkpoint_path=path, checkpoint_every=25, show_progress=False)
+    return {"agent": name, "seed": seed, "reward": round(float(run.rewards[-settings["scored_episodes"]:].mean()), 4),
+            "curve": [round(float(r), 3) for r in run.rewards], "seconds": round(run.seconds, 1)}
+
+
+def reference_runs(size: str = "medium", workers: int = 1, checkpoints: bool = True) -> tuple[dict, list[dict]]:
+    """Every agent of ``size`` (and the random policy) for every seed 0 … seeds − 1, over ``workers`` processes
+    (one torch thread each); ``(config, runs)`` for :func:`warpkit.kit.results.write_reference`, each run
+    ``{"agent", "seed", "reward", "curve", "seconds"}``. A run depends on its seed alone, so the split over
+    processes changes nothing but the wall time. With ``checkpoints`` every run resumes from
+    ``checkpoints/05_maze_reference/<size>/`` if interrupted."""
+    config = reference_config(size)
+    folder = REPO_ROOT / "checkpoints" / "05_maze_reference" / size
+    jobs = [(name, seed) for name in config["agents"] + ["random"] for seed in range(config["seeds"])]
+    jobs.sort(key=lambda job: -RELATIVE_COST.get(job[0], 1.0))
+    paths = [str(folder / f"{name}_seed{seed}.pt") if checkpoints else None for name, seed in jobs]
+    arguments = ([size] * len(jobs), [n for n, _ in jobs], [s for _, s in jobs], paths)
+    if workers <= 1:
+        runs = list(map(_reference_run, *arguments))
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            runs = list(pool.map(_reference_run, *arguments))
+    order = config["agents"] + ["random"]
+    return config, sorted(runs, key=lambda run: (order.index(run["agent"]), run["seed"]))
+
+
+def read_reference(size: str = "medium"):
+    """The committed reference run of lesson 05 at ``size`` (a :class:`warpkit.kit.results.Reference`), or None."""
+    return read_reference_file(REFERENCE_LESSON, size)
+
+
+def reference_scores(reference) -> dict[str, dict[int, float]]:
+    """``{agent: {seed: score}}`` of a reference (see :func:`scores`)."""
+    table: dict[str, dict[int, float]] = {}
+    for run in reference.runs:
+        table.setdefault(run["agent"], {})[run["seed"]] = run["reward"]
+    return table
+
+
+def reference_curves(reference) -> dict[str, np.ndarray]:
+    """``{agent: rewards [seeds, episodes]}`` of a reference, seeds in increasing order."""
+    curves: dict[str, list] = {}
+    for run in sorted(reference.runs, key=lambda r: r["seed"]):
+        curves.setdefault(run["agent"], []).append(run["curve"])
+    return {name: np.asarray(rows) for name, rows in curves.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sentences generated from recorded numbers (the lesson states nothing about results that is not computed here)
+# ----------------------------------------------------------------------------------------------------------
+def describe_ranking(by_agent: dict[str, dict[int, float]], what: str, focus: str = "warp_rnn") -> str:
+    """Markdown: which agent of ``by_agent`` (``{agent: {seed: score}}``) has the highest mean score in ``what``,
+    where ``focus`` ranks, and ``focus`` minus the best other agent with its paired 95 % interval over seeds."""
+    summary = compare_methods({k: v for k, v in by_agent.items() if k != "random"}, focus)
+    stats, ranking, best = summary["stats"], summary["ranking"], summary["best_other"]
+    if focus not in stats or best is None:
+        return f"In {what} there is nothing to compare."
+    label, seeds = AGENT_LABELS, stats[focus]["seeds"]
+    text = (f"In {what} ({seeds} seed{'s' if seeds != 1 else ''}), **{label[ranking[0]]}** scores highest "
+            f"({stats[ranking[0]]['mean']:.1f} reward per episode); {label[focus]} ranks "
+            f"{ranking.index(focus) + 1} of {len(ranking)} ({stats[focus]['mean']:.1f}). {label[focus]} minus "
+            f"{label[best]}, the best of the others: {stats[focus]['mean'] - stats[best]['mean']:+.1f}")
+    interval = summary["interval"]
+    if interval is None:
+        return text + " (one seed: no interval)."
+    verdict = ("above zero: a difference beyond seed noise" if interval["low"] > 0 else "below zero" if
+               interval["high"] < 0 else "containing zero: these seeds cannot tell the two apart")
+    return text + (f", paired 95 % interval over {interval['n']} seeds [{interval['low']:+.1f}, "
+                   f"{interval['high']:+.1f}], {verdict}.")
+
+
+def score_table(by_agent: dict[str, dict[int, float]]) -> str:
+    """A Markdown table of ``{agent: {seed: score}}``: mean, sample standard deviation and every seed's score."""
+    seeds = sorted({seed for per_seed in by_agent.values() for seed in per_seed})
+    rows = ["| agent | mean | std | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+            "|---|---|---|" + "---|" * len(seeds)]
+    for name, per_seed in by_agent.items():
+        values = np.array(list(per_seed.values()))
+        spread = f"{values.std(ddof=1):.1f}" if len(values) > 1 else "–"
+        cells = " | ".join(f"{per_seed[s]:.1f}" if s in per_seed else "–" for s in seeds)
+        rows.append(f"| {AGENT_LABELS.get(name, name)} | {values.mean():.1f} | {spread} | {cells} |")
+    return "\n".join(rows)
+
+
+def difference_table(by_agent: dict[str, dict[int, float]], focus: str = "warp_rnn") -> str:
+    """A Markdown table of ``focus`` minus every other agent of ``by_agent`` (``{agent: {seed: score}}``): the mean
+    paired difference over their shared seeds and its 95 % interval (:func:`warpkit.kit.results.paired_interval`),
+    and whether the interval lies above zero, below it, or contains it."""
+    rows = [f"| {AGENT_LABELS[focus]} minus | mean difference | paired 95 % interval | reading |", "|---|---|---|---|"]
+    for name, per_seed in by_agent.items():
+        if name == focus or len(set(per_seed) & set(by_agent[focus])) < 2:
+            continue
+        interval = paired_interval(by_agent[focus], per_seed)
+        reading = ("ahead" if interval["low"] > 0 else "behind" if interval["high"] < 0
+                   else "cannot tell apart")
+        rows.append(f"| {AGENT_LABELS.get(name, name)} | {interval['mean']:+.1f} | [{interval['low']:+.1f}, "
+                    f"{interval['high']:+.1f}] | {reading} |")
+    return "\n".join(rows)
+
+
+def describe_progress(curves: dict[str, np.ndarray], window: int = 50) -> str:
+    """Markdown: for each agent, its mean reward over the last ``window`` episodes minus the ``window`` before
+    (paired over seeds), and whether that gain says it was still improving when training stopped."""
+    parts = []
+    for name, rewards in curves.items():
+        if name == "random" or rewards.shape[1] < 2 * window:
+            continue
+        last, before = rewards[:, -window:].mean(1), rewards[:, -2 * window:-window].mean(1)
+        gain = float((last - before).mean())
+        if len(last) > 1:
+            interval = paired_interval(list(last), list(before))
+            still = interval["low"] > 0
+            spread = f" [{interval['low']:+.1f}, {interval['high']:+.1f}]"
+        else:
+            still, spread = gain > 0, ""
+        parts.append(f"{AGENT_LABELS.get(name, name)} {gain:+.1f}{spread}{' (still improving)' if still else ''}")
+    text = (f"Change of the mean reward from the {window} episodes before the last {window} to the last {window} "
+            f"(paired 95 % interval over seeds): " + "; ".join(parts) + ".")
+    if any("(still improving)" in part for part in parts):
+        text += " The agents marked as improving had not finished learning: the scores compare them mid-course."
+    return text
+
+
+def size_table() -> str:
+    """A Markdown table of the sizes (fast, medium, full) with, for every ``full`` setting, where it comes from
+    (:data:`FULL_SOURCES`)."""
+    fields = ["maze_size", "episode_length", "wall_penalty", "num_mazes", "num_episodes", "seeds",
+              "scored_episodes", "agents"]
+    rows = ["| setting | fast | medium | full | where `full` comes from |", "|---|---|---|---|---|"]
+    for key in fields:
+        cells = [len(SIZES[s][key]) if key == "agents" else SIZES[s][key] for s in ("fast", "medium", "full")]
+        text = [f"{c:,}" if isinstance(c, int) else f"{c:g}" for c in cells]
+        rows.append(f"| {key.replace('_', ' ')} | " + " | ".join(text) + f" | {FULL_SOURCES[key]} |")
+    return "\n".join(rows)
+
+
+def training_table(names: Sequence[str]) -> str:
+    """A Markdown table of how each agent in ``names`` is trained: Adam's rate for θ (and φ), the gradient
+    clipping, and where the setting comes from (:data:`TRAINING`, :data:`TRAINING_SOURCES`)."""
+    rows = ["| agent | θ rate | φ rate | clip | source |", "|---|---|---|---|---|"]
+    for name in names:
+        config, has_warp = training_config(name), name in ("warp_rnn", "linear_warp")
+        rows.append(f"| {AGENT_LABELS[name]} | {config.lr:g} | {f'{config.warp_lr:g}' if has_warp else '–'} | "
+                    f"{config.grad_clip:g} | {TRAINING_SOURCES[name]} |")
+    return "\n".join(rows)
+
+
+def typical_maze(reached: torch.Tensor) -> tuple[int, int]:
+    """The maze of an episode (``reached`` [T, B]) whose number of goal hits is the median over the mazes (the
+    lower median for an even count), and that number: a typical maze, not the best."""
+    hits = reached.sum(0).cpu().numpy()
+    maze = int(np.argsort(hits, kind="stable")[(len(hits) - 1) // 2])
+    return maze, int(hits[maze])
+
+
+#: where ``benchmarks/maze_sensitivity.py`` writes its measurement (seed 0, fast size, weights nudged by one ulp)
+SENSITIVITY_PATH = REPO_ROOT / "benchmarks" / "results" / "maze_sensitivity.json"
+
+
+def describe_sensitivity(path: str | Path = SENSITIVITY_PATH) -> str:
+    """Markdown: each agent's fast-size score for seed 0 as it is and with every initial weight nudged by one
+    float32 ulp, from ``benchmarks/maze_sensitivity.py``'s file (or a sentence saying it is missing)."""
+    source = Path(path)
+    if not source.exists():
+        return f"(No sensitivity measurement found: run `python benchmarks/maze_sensitivity.py` to make {source.name}.)"
+    runs = json.loads(source.read_text(encoding="utf-8"))["runs"]
+    parts = [f"{AGENT_LABELS.get(name, name)} {r['as_is']:.1f} → {r['nudged']:.1f}" for name, r in runs.items()]
+    return ("Seed 0 at the fast size, as it is → with every initial weight changed in its last binary digit "
+            "(`benchmarks/maze_sensitivity.py`): " + "; ".join(parts) + ".")

@@ -48,6 +48,7 @@ RESULTS_DIR = REPO_ROOT / "results"
 PRODUCERS: dict[str, tuple[str, str]] = {
     "03": ("03_omniglot", "warpkit.experiments.omniglot:reference_runs"),
     "04": ("03_omniglot", "warpkit.experiments.omniglot:reference_runs"),
+    "05": ("05_maze", "warpkit.experiments.maze:reference_runs"),
 }
 
 #: two-sided 97.5 % quantiles of Student's t for 1 … 30 degrees of freedom (a 95 % interval)
@@ -92,12 +93,15 @@ def git_commit(root: str | os.PathLike = REPO_ROOT) -> str:
 
 
 def machine() -> dict:
-    """Where a run was made: platform, processor, CPU count, Python and torch versions, torch threads."""
+    """Where a run was made: platform, processor, CPU count, Python and torch versions, torch threads, and the
+    load average (1, 5, 15 minutes) when the file was written: on a shared machine it says how much the wall time
+    was inflated."""
     import torch
 
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(),
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
 @dataclass
@@ -203,6 +207,23 @@ def paired_interval(a: dict[int, float] | Sequence[float], b: dict[int, float] |
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": n, "differences": differences.tolist()}
 
 
+def compare_methods(by_method: dict[str, dict[int, float]], focus: str) -> dict:
+    """Summary of one comparison (a run's or a reference's), from ``{method: {seed: value}}`` (higher is better):
+    per method the mean, sample std and number of seeds; the methods ranked by mean; the best method other than
+    ``focus`` and the paired 95 % interval of ``focus`` minus it over their shared seeds (None with fewer than two
+    shared seeds). Returns ``{"stats", "ranking", "best_other", "interval", "focus"}``."""
+    stats = {m: {"mean": float(np.mean(list(v.values()))),
+                 "std": float(np.std(list(v.values()), ddof=1)) if len(v) > 1 else None, "seeds": len(v)}
+             for m, v in by_method.items() if v}
+    ranking = sorted(stats, key=lambda m: -stats[m]["mean"])
+    others = [m for m in ranking if m != focus]
+    best = others[0] if others else None
+    interval = None
+    if focus in by_method and best is not None and len(set(by_method[focus]) & set(by_method[best])) >= 2:
+        interval = paired_interval(by_method[focus], by_method[best])
+    return {"stats": stats, "ranking": ranking, "best_other": best, "interval": interval, "focus": focus}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m warpkit reference LESSON --size SIZE [--workers N] [--out PATH]``."""
     parser = argparse.ArgumentParser(prog="python -m warpkit reference",
@@ -213,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="file to write (default results/<lesson>_<size>.json)")
     args = parser.parse_args(argv)
     commit = git_commit()  # the code that makes the numbers, whatever happens to the checkout meanwhile
+    load_at_start = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     name, producer = PRODUCERS[args.lesson]
     module, function = producer.split(":")
     produce = getattr(importlib.import_module(module), function)
@@ -221,11 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m warpkit reference " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                  else sys.argv[2:]))
     path = write_reference(name, args.size, config, runs, command, time.perf_counter() - started,
-                           extra={"commit": commit}, path=args.out)
+                           extra={"commit": commit, "load_average_at_start": load_at_start}, path=args.out)
     print(f"wrote {path} ({len(runs)} runs, {time.perf_counter() - started:.0f} s)")
     return 0
 
 
-__all__ = ["PRODUCERS", "RESULTS_DIR", "Reference", "canonical", "fingerprint", "git_commit", "machine", "main",
+__all__ = ["PRODUCERS", "RESULTS_DIR", "Reference", "canonical", "compare_methods", "fingerprint", "git_commit", "machine", "main",
            "paired_interval", "read_reference", "reference_path", "stale_fields", "t_quantile_975",
            "write_reference"]

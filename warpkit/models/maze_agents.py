@@ -22,8 +22,13 @@ agent                what it is
 ``l2rl``             :class:`LSTMAgent`, learning to reinforcement learn (Wang et al. 2016; Duan et al. 2016):
                      an LSTM whose weights are trained across episodes and that adapts *within* an episode only
                      through its state
-``hebbian``          :class:`HebbianAgent`, a differentiable-plasticity RNN (Miconi et al. 2018): fixed weights
-                     plus Hebbian traces that change within the episode; optionally neuromodulated (Backpropamine)
+``hebbian``          :class:`HebbianAgent` with neuromodulated plasticity (Backpropamine, Miconi et al. 2019, the
+                     paper's Hebbian baseline): fixed weights plus Hebbian traces that change within the episode,
+                     their update gated by a learned modulation signal
+``hebbian_plain``    :class:`HebbianAgent` with the plain Hebbian rule (differentiable plasticity, Miconi et al.
+                     2018), kept for the tuning sweep that chose between the two
+``l2rl_large``       the capacity control: :class:`LSTMAgent` with :data:`CAPACITY_HIDDEN_SIZE` units, as many
+                     trainable parameters as Warp-RNN's θ and φ together (≈142k), all of them task parameters
 ``random``           :class:`RandomAgent`, a uniform policy with no parameters
 ===================  ===========================================================================================
 """
@@ -267,13 +272,19 @@ class RandomAgent(MazeAgent):
         return x.new_zeros(x.shape[0], 0), state
 
 
+#: hidden units of the capacity control: an LSTMCell(17, h) with both heads has 4h² + 81h + 5 parameters, which
+#: for h = 179 is 142,668, within 0.5 % of Warp-RNN's θ + φ (12,305 + 129,717 = 142,022; a test checks it)
+CAPACITY_HIDDEN_SIZE = 179
+
 #: agent name -> (class, fixed keyword arguments)
 AGENTS: dict[str, tuple[type, dict[str, Any]]] = {
     "warp_rnn": (WarpRNNAgent, {"warp": "hyper"}),
     "linear_warp": (WarpRNNAgent, {"warp": "linear"}),
     "no_warp": (WarpRNNAgent, {"warp": "none"}),
     "l2rl": (LSTMAgent, {}),
-    "hebbian": (HebbianAgent, {}),
+    "l2rl_large": (LSTMAgent, {"hidden_size": CAPACITY_HIDDEN_SIZE}),
+    "hebbian": (HebbianAgent, {"neuromodulated": True}),
+    "hebbian_plain": (HebbianAgent, {}),
     "random": (RandomAgent, {}),
 }
 
@@ -282,7 +293,9 @@ AGENT_LABELS = {
     "linear_warp": "linear warp (ablation)",
     "no_warp": "no warp (ablation)",
     "l2rl": "learning to RL (LSTM)",
-    "hebbian": "Hebbian plasticity",
+    "l2rl_large": "learning to RL, θ+φ-sized",
+    "hebbian": "Hebbian (Backpropamine)",
+    "hebbian_plain": "Hebbian, plain rule",
     "random": "random policy",
 }
 

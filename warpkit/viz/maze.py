@@ -10,6 +10,8 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from warpkit.envs.maze import shortest_distances
 
@@ -17,7 +19,7 @@ WALL_COLOUR, FLOOR_COLOUR = "#3c3c46", "#ebebe1"
 GOAL_COLOUR, AGENT_COLOUR = "#2e9e4f", "#d7322a"
 AGENT_COLOURS = {
     "warp_rnn": "#1f5fbf", "linear_warp": "#7aa6e0", "no_warp": "#8c8c8c",
-    "l2rl": "#e07b1f", "hebbian": "#9b4fb8", "random": "#222222",
+    "l2rl": "#e07b1f", "l2rl_large": "#b5540c", "hebbian": "#9b4fb8", "hebbian_plain": "#c39bd3", "random": "#222222",
 }
 
 
@@ -99,6 +101,11 @@ def draw_path(ax, walls, cells, goal, reached, title: str | None = None, cmap: s
                 alpha=0.9, zorder=2)
         if i > 0:
             ax.plot(segment[0, 1], segment[0, 0], "x", color=colours[i], markersize=5, zorder=4)
+    handles = [Line2D([], [], color=colours[0], linewidth=1.4), Line2D([], [], color=colours[-1], linewidth=1.4),
+               Line2D([], [], color="k", marker="x", linestyle="none"),
+               Patch(color=GOAL_COLOUR)]
+    ax.legend(handles, ["first stretch (from the centre)", "last stretch", "landing after a teleport", "goal"],
+              fontsize=6, loc="lower center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return ax
 
 
@@ -144,22 +151,66 @@ def smooth(values, window: int) -> np.ndarray:
 
 
 def plot_learning_curves(ax, curves: Mapping[str, np.ndarray], labels: Mapping[str, str] | None = None,
-                         window: int = 20, colours: Mapping[str, str] | None = None):
-    """Reward per episode against episode for each agent: the mean over seeds (line) and its spread (band:
-    the smallest and largest seed), after a moving average over ``window`` episodes. ``curves[name]`` has shape
-    [seeds, episodes]."""
-    labels, colours = labels or {}, {**AGENT_COLOURS, **(colours or {})}
+                         window: int = 20, band_over: str = "seeds", title: str | None = None):
+    """Reward per episode against episode for each agent, after a moving average over ``window`` episodes.
+    ``curves[name]`` has shape [rows, episodes]: with ``band_over="seeds"`` the rows are seeds, the line is their
+    mean and the band their smallest to largest value; with ``band_over="mazes"`` the rows are the mazes of one
+    seed, the line is their mean and the band their middle half (25th to 75th percentile). A grey legend entry
+    says which band is drawn."""
+    if band_over not in ("seeds", "mazes"):
+        raise ValueError(f"plot_learning_curves: band_over must be 'seeds' or 'mazes', got {band_over!r}")
+    labels = labels or {}
+    if not curves:
+        ax.text(0.5, 0.5, "no curves to draw\n(no reference run found)", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return ax
+    rows = 0
     for name, rewards in curves.items():
         rewards = smooth(np.atleast_2d(rewards), window)
+        rows = max(rows, rewards.shape[0])
         episodes = np.arange(1, rewards.shape[1] + 1)
-        colour = colours.get(name)
-        ax.plot(episodes, rewards.mean(0), color=colour, label=f"{labels.get(name, name)}", linewidth=1.6)
+        colour = AGENT_COLOURS.get(name)
+        ax.plot(episodes, rewards.mean(0), color=colour, label=labels.get(name, name), linewidth=1.6)
+        low, high = ((rewards.min(0), rewards.max(0)) if band_over == "seeds"
+                     else np.percentile(rewards, [25, 75], axis=0))
         if rewards.shape[0] > 1:
-            ax.fill_between(episodes, rewards.min(0), rewards.max(0), color=colour, alpha=0.18, linewidth=0)
+            ax.fill_between(episodes, low, high, color=colour, alpha=0.18, linewidth=0)
+    band = (f"band: lowest to highest of {rows} seeds" if band_over == "seeds"
+            else f"band: middle half of the {rows} mazes")
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles + [Patch(color="0.6", alpha=0.4)], names + [band if rows > 1 else "one row: no band"],
+              fontsize=7, loc="upper left")
     ax.set_xlabel("episode")
-    ax.set_ylabel(f"reward per episode ({window}-episode mean)")
+    ax.set_ylabel(f"reward per episode\n(mean of {window} episodes)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_scores(ax, groups: Mapping[str, Mapping[str, Mapping[int, float]]], labels: Mapping[str, str],
+                order: Sequence[str]):
+    """Scores per agent, one bar per group side by side (for example ``{"this run": ..., "reference": ...}``,
+    each ``{agent: {seed: score}}``): a bar is the mean over seeds, a black dot one seed. Agents in ``order``
+    that a group lacks leave a gap."""
+    width = 0.8 / max(1, len(groups))
+    for g, (group, scores) in enumerate(groups.items()):
+        for i, name in enumerate(order):
+            values = list(scores.get(name, {}).values())
+            if not values:
+                continue
+            x = i - 0.4 + width * (g + 0.5)
+            ax.bar(x, np.mean(values), width * 0.9, color=AGENT_COLOURS.get(name), alpha=0.45 + 0.4 * g,
+                   hatch="//" if g == 0 and len(groups) > 1 else None, edgecolor="white")
+            ax.plot([x] * len(values), values, "k.", markersize=5)
+    handles = [Patch(facecolor="0.5", alpha=0.45 + 0.4 * g, edgecolor="white",
+                     hatch="//" if g == 0 and len(groups) > 1 else None) for g in range(len(groups))]
+    handles.append(Line2D([], [], color="k", marker=".", linestyle="none"))
+    ax.legend(handles, [f"{group}: bar = mean over seeds" for group in groups] + ["one seed"], fontsize=8)
+    ax.set_xticks(range(len(order)), [labels.get(n, n) for n in order], rotation=18, ha="right", fontsize=8)
+    ax.set_ylabel("score: reward per episode")
+    ax.grid(axis="y", alpha=0.3)
     return ax
 
 
@@ -188,8 +239,9 @@ def plot_returns(ax, shortest, taken, label: str, colour: str | None = None):
     ax.plot(shortest + rng.uniform(-0.2, 0.2, len(shortest)), taken, ".", color=colour, alpha=0.45,
             label=f"{label} ({len(taken)} returns)")
     top = max([1] + list(shortest))
-    ax.plot([0, top], [0, top], "k--", linewidth=1)
-    ax.set_xlabel("shortest path from the landing cell to the goal")
+    first = not any(line.get_linestyle() == "--" for line in ax.get_lines())
+    ax.plot([0, top], [0, top], "k--", linewidth=1, label="perfect memory: steps = shortest path" if first else None)
+    ax.set_xlabel("shortest path from the landing cell to the goal (steps)")
     ax.set_ylabel("steps the agent took")
     ax.grid(alpha=0.3)
     return ax

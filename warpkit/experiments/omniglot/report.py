@@ -10,7 +10,7 @@ from warpkit.engine.warp import count_parameters, task_parameters, warp_paramete
 from warpkit.experiments.omniglot.config import SIZES, OmniglotConfig, differences_from_paper
 from warpkit.experiments.omniglot.paper import FULL_DEPARTURES, METHOD_LABELS, READABLE
 from warpkit.experiments.omniglot.results import SweepResults
-from warpkit.kit.results import paired_interval
+from warpkit.kit.results import compare_methods as compare_any
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -69,19 +69,8 @@ def evidence_note(size: str, reference) -> str:
 # a comparison of methods (this run's or the reference's)
 # ----------------------------------------------------------------------------------------------------------
 def compare_methods(by_method: dict[str, dict[int, float]], focus: str = "warp-leap") -> dict:
-    """Summary of one comparison (this run's or a reference's): per method mean, sample std and seeds; the
-    methods ranked by mean; the best method other than ``focus`` and the paired 95 % interval of ``focus`` minus
-    it over their shared seeds (None with fewer than two shared seeds)."""
-    stats = {m: {"mean": float(np.mean(list(v.values()))),
-                 "std": float(np.std(list(v.values()), ddof=1)) if len(v) > 1 else None, "seeds": len(v)}
-             for m, v in by_method.items() if v}
-    ranking = sorted(stats, key=lambda m: -stats[m]["mean"])
-    others = [m for m in ranking if m != focus]
-    best = others[0] if others else None
-    interval = None
-    if focus in by_method and best is not None and len(set(by_method[focus]) & set(by_method[best])) >= 2:
-        interval = paired_interval(by_method[focus], by_method[best])
-    return {"stats": stats, "ranking": ranking, "best_other": best, "interval": interval, "focus": focus}
+    """:func:`warpkit.kit.results.compare_methods` of ``{method: {seed: accuracy}}``, Warp-Leap in focus."""
+    return compare_any(by_method, focus)
 
 
 def describe_comparison(summary: dict, what: str) -> str:

@@ -1,0 +1,112 @@
+"""Lesson 05's reference run and the sentences generated from it (warpkit.experiments.maze): scores and curves
+read back from a reference file, the ranking and its paired interval against a hand computation, the typical maze,
+the size and training tables, and the committed reference kept current."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+
+from warpkit.experiments import maze
+from warpkit.kit import results
+
+
+def _reference(tmp_path, scores: dict[str, list[float]]):
+    runs = [{"agent": agent, "seed": seed, "reward": value, "curve": [value - 1.0, value + 1.0], "seconds": 1.0}
+            for agent, values in scores.items() for seed, value in enumerate(values)]
+    path = results.write_reference("05_maze", "medium", {"seeds": 3}, runs, "python -m warpkit reference 05", 1.0,
+                                   path=tmp_path / "05_maze_medium.json")
+    return results.read_reference("05_maze", "medium", path=path)
+
+
+def test_scores_and_curves_come_back_from_a_reference_file(tmp_path):
+    reference = _reference(tmp_path, {"warp_rnn": [10.0, 12.0, 11.0], "l2rl": [9.0, 8.0, 10.5]})
+    assert maze.reference_scores(reference) == {"warp_rnn": {0: 10.0, 1: 12.0, 2: 11.0},
+                                                "l2rl": {0: 9.0, 1: 8.0, 2: 10.5}}
+    curves = maze.reference_curves(reference)
+    np.testing.assert_array_equal(curves["l2rl"], [[8.0, 10.0], [7.0, 9.0], [9.5, 11.5]])
+
+
+def test_the_ranking_sentence_carries_the_hand_computed_paired_interval():
+    scores = {"warp_rnn": {0: 10.0, 1: 12.0, 2: 11.0}, "l2rl": {0: 9.0, 1: 8.0, 2: 10.5},
+              "hebbian": {0: 5.0, 1: 6.0, 2: 4.0}, "random": {0: 30.0, 1: 30.0, 2: 30.0}}
+    differences = np.array([1.0, 4.0, 0.5])
+    half = 4.303 * differences.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    text = maze.describe_ranking(scores, "this test")
+    assert "**Warp-RNN (HyperNetwork warp)** scores highest (11.0" in text  # random is left out of the ranking
+    assert f"[{differences.mean() - half:+.1f}, {differences.mean() + half:+.1f}]" in text
+    assert "containing zero" in text and "learning to RL (LSTM), the best of the others: +1.8" in text
+    assert "one seed: no interval" in maze.describe_ranking({"warp_rnn": {0: 1.0}, "l2rl": {0: 2.0}}, "x")
+
+
+def test_the_difference_table_reads_each_paired_interval():
+    scores = {"warp_rnn": {0: 10.0, 1: 12.0, 2: 11.0}, "l2rl": {0: 9.0, 1: 8.0, 2: 10.5},
+              "hebbian": {0: 20.0, 1: 21.0, 2: 19.0}, "no_warp": {0: 10.0}}
+    table = maze.difference_table(scores)
+    ahead = 4.303 * np.std([-10.0, -9.0, -8.0], ddof=1) / np.sqrt(3)
+    assert f"| Hebbian (Backpropamine) | -9.0 | [{-9.0 - ahead:+.1f}, {-9.0 + ahead:+.1f}] | behind |" in table
+    assert "| learning to RL (LSTM) | +1.8 |" in table and "cannot tell apart" in table
+    assert "no warp" not in table  # one shared seed: no interval
+
+
+def test_the_score_table_and_the_progress_sentence():
+    table = maze.score_table({"warp_rnn": {0: 10.0, 1: 12.0}, "l2rl": {0: 9.0}})
+    assert "| Warp-RNN (HyperNetwork warp) | 11.0 | 1.4 | 10.0 | 12.0 |" in table
+    assert "| learning to RL (LSTM) | 9.0 | – | 9.0 | – |" in table
+    rising = np.array([[0.0] * 50 + [10.0] * 50, [0.0] * 50 + [12.0] * 50, [1.0] * 50 + [12.0] * 50])
+    flat = np.full((3, 100), 5.0) + np.array([[0.1], [-0.1], [0.0]]) * np.r_[np.ones(50), -np.ones(50)]
+    text = maze.describe_progress({"warp_rnn": rising, "l2rl": flat, "random": flat})
+    assert "Warp-RNN (HyperNetwork warp) +11.0" in text and "+11.0 [" in text and "(still improving)" in text
+    assert text.count("(still improving)") == 1 and "random" not in text and "mid-course" in text
+    assert "mid-course" not in maze.describe_progress({"l2rl": flat})
+
+
+def test_the_typical_maze_is_the_median_not_the_best():
+    reached = torch.zeros(10, 5, dtype=torch.bool)
+    for maze_index, hits in enumerate([3, 9, 0, 5, 4]):
+        reached[:hits, maze_index] = True
+    assert maze.typical_maze(reached) == (4, 4)  # hits sorted 0, 3, 4, 5, 9: the median is maze 4's 4
+
+
+def test_every_full_setting_names_its_source_and_every_agent_its_training():
+    table = maze.size_table()
+    for key, source in maze.FULL_SOURCES.items():
+        assert key in maze.SIZES["full"] and source in table
+    training = maze.training_table(maze.ALL_AGENTS)
+    assert all(maze.TRAINING_SOURCES[name] in training for name in maze.ALL_AGENTS)
+    config = maze.reference_config("medium")
+    assert config["training"]["l2rl"]["lr"] == maze.training_config("l2rl").lr
+    with pytest.raises(ValueError, match="unknown maze size 'huge'"):
+        maze.reference_config("huge")
+
+
+def test_the_reference_producer_is_registered():
+    name, producer = results.PRODUCERS["05"]
+    module, function = producer.split(":")
+    assert name == maze.REFERENCE_LESSON and getattr(importlib.import_module(module), function) is maze.reference_runs
+
+
+def test_the_committed_lesson_05_reference_matches_the_current_medium_size():
+    """Fails when the medium size or an agent's training settings changed but results/05_maze_medium.json was
+    not re-made (``python -m warpkit reference 05 --size medium --workers 2``)."""
+    reference = maze.read_reference("medium")
+    assert reference is not None, "results/05_maze_medium.json is missing"
+    assert reference.data["lesson"] == maze.REFERENCE_LESSON and reference.data["size"] == "medium"
+    stale = reference.stale_fields(maze.reference_config("medium"))
+    assert stale == [], f"the reference was made with another medium configuration (differs in {stale}); re-make it"
+    settings, scores = maze.SIZES["medium"], maze.reference_scores(reference)
+    assert settings["seeds"] >= 5 and set(scores) == set(settings["agents"]) | {"random"}
+    for agent, per_seed in scores.items():
+        assert sorted(per_seed) == list(range(settings["seeds"])), agent
+    assert all(len(run["curve"]) == settings["num_episodes"] for run in reference.runs)
+    assert reference.data["command"].startswith("python -m warpkit reference 05")
+
+
+def test_the_sensitivity_sentence_reads_its_file_or_says_it_is_missing(tmp_path):
+    path = tmp_path / "maze_sensitivity.json"
+    assert "No sensitivity measurement found" in maze.describe_sensitivity(path)
+    path.write_text('{"runs": {"warp_rnn": {"as_is": 31.13, "nudged": 18.82}}}')
+    assert "Warp-RNN (HyperNetwork warp) 31.1 → 18.8" in maze.describe_sensitivity(path)
