@@ -32,7 +32,7 @@ BASE = omniglot.SIZES["medium"].replace(
 #: ``base`` has two seeds, the other settings one (the machine is shared: this is a study, not the evidence).
 SETTINGS: dict[str, tuple[str, dict]] = {
     "base": ("base", {}),
-    "chunk25": ("points per φ-step", {"replay_chunk_size": 25, "batched_replay": True}),
+    "chunk25": ("points per φ-step", {"replay_chunk_size": 25, "replay": "batched"}),
     "fixed": ("task resampling", {"fixed_training_tasks": True}),
     "residual": ("warp family", {"warp": "residual_conv"}),
     "iters15": ("meta-iterations", {"meta_iterations": 15}),

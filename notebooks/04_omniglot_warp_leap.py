@@ -45,6 +45,7 @@ import torch
 from IPython.display import Markdown, display
 
 import warpkit
+from warpkit.engine.replay import last_replay
 from warpkit.experiments import omniglot
 from warpkit.kit.notebook import check_size
 from warpkit.viz import omniglot as draw_data
@@ -176,6 +177,7 @@ fig = draw.plot_meta_training(results)
 warpkit.save_figure(fig, "03_meta_training", SAVE_FIGS)
 plt.show()
 warpkit.record("seconds_per_meta_iteration", round(results.seconds_per_meta_iteration("warp-leap"), 3))
+warpkit.record("replay", last_replay())
 
 # %% [markdown]
 # **What to look for.** The dashed lines are the meta-batch's loss at θ₀, the solid ones after the inner loop

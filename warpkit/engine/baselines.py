@@ -309,7 +309,7 @@ _FOMAML = lambda o: FOMAML(steps=o["fomaml_steps"], meta_split=o["maml_meta_spli
 # keyword arguments of MetaLearner that multi-head finetuning has no use for (dropped, so that one set of
 # experiment settings can be passed to every method)
 _NOT_FOR_MULTI_HEAD = {"warp_lr", "warp_optimizer", "init_lr", "init_optimizer", "replay_chunk_size", "replay_epochs",
-                       "batched_replay", "batched_adaptation", "buffer_directory", "algorithm"}
+                       "replay", "lookahead", "batched_adaptation", "buffer_directory", "algorithm"}
 
 
 def _build_multi_head(model, loss_fn, options, learner_kwargs):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -39,9 +40,10 @@ from warpkit.engine.adapt import (LossFn, Params, Trajectory, adapt, adapt_tasks
                            train_mode)
 from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint
 from warpkit.engine.guard import problem, raise_non_finite, restore, snapshot
-from warpkit.engine.objectives import check_mode, replay_batches, warp_meta_gradient
+from warpkit.engine.objectives import check_mode
 from warpkit.engine.persist import save_learner
 from warpkit.engine.predict import fit, predict
+from warpkit.engine.replay import check_replay, chosen_replay, model_device, replay_meta_gradient, resolve_replay
 from warpkit.engine.tasks import Task
 from warpkit.engine.warp import task_parameters, warp_parameters
 
@@ -307,17 +309,19 @@ class MetaLearner:
     one φ-step per point, T·K steps per meta-iteration. A chunk of P points takes P times fewer steps on an
     averaged gradient: at the same learning rate φ moves roughly P times less per meta-iteration (measured in
     :func:`warpkit.experiments.omniglot.compare_replay_schedules`).
-    ``batched_replay`` only decides *how* a chunk is computed: one vmapped call (True) or a Python loop over its
-    points (False); both give the same φ-gradient. Every :meth:`meta_step` records |Δφ| and |Δθ₀|
-    (``MetaStepStats.warp_change``, ``init_change``) so that one can see how far the warp actually moved.
+    ``replay`` only decides *how* a chunk is computed: ``"looped"`` (one point at a time), ``"batched"`` (one
+    vmapped call per chunk) or ``"auto"`` (batched on an accelerator and, on a CPU, for small networks; looped
+    for a wide conv net on a CPU, which is compute-bound and where the loop measured faster:
+    :func:`warpkit.engine.replay.resolve_replay`; :attr:`replay_path` says what ran); all give the same
+    φ-gradient. ``lookahead="buffered"`` takes the next buffered point θ_{k+1} (with the inner loop's own batch)
+    as the lookahead point wherever that is exact for the inner step (plain SGD), saving a forward and backward
+    pass per point; ``"fresh"`` recomputes it from a fresh task batch and the current φ, as the authors' code
+    does (:mod:`warpkit.engine.replay` says exactly when the two agree). Every :meth:`meta_step` records |Δφ| and
+    |Δθ₀| (``MetaStepStats.warp_change``, ``init_change``) so that one can see how far the warp actually moved.
 
     ``batched_adaptation=True`` adapts the meta-batch's tasks together (:func:`warpkit.engine.adapt.adapt_tasks`, one
     vmapped inner loop): the same updates up to floating-point rounding, much faster for small networks; it
-    needs equal batch shapes across tasks. ``batched_replay`` does the same for replaying buffered points.
-    Batching pays where per-call overhead dominates (small networks, GPUs: 2× for an 8-filter conv net on one
-    CPU core); a wide conv net on a CPU is compute-bound already, and there vmap's grouped convolutions can be
-    slower than a loop over points (0.65× for 64 filters, ``benchmarks/engine.py``): pass
-    ``batched_replay=False`` there. Both give the same φ-gradient.
+    needs equal batch shapes across tasks.
 
     ``reducer`` (None: one process) is set by :func:`warpkit.engine.distributed.distribute` to meta-train over
     several processes: each adapts its share of the meta-batch and the θ_0- and φ-gradients are all-reduced.
@@ -345,10 +349,11 @@ class MetaLearner:
         init_optimizer: str = "sgd",
         replay_chunk_size: int = 32,
         replay_epochs: int = 1,
-        batched_replay: bool = True,
+        replay: str = "auto",
         batched_adaptation: bool = False,
         buffer_directory: str | None = None,
         seed: int = 0,
+        lookahead: str = "buffered",
     ):
         if algorithm not in ("offline", "online"):
             raise ValueError(f"algorithm must be 'offline' or 'online', got {algorithm!r}")
@@ -365,7 +370,8 @@ class MetaLearner:
         self.inner_lr, self.inner_steps, self.inner_momentum = inner_lr, inner_steps, inner_momentum
         self.warp_objective, self.init_learner, self.algorithm = warp_objective, init_learner, algorithm
         self.replay_chunk_size, self.replay_epochs = replay_chunk_size, replay_epochs
-        self.batched_replay, self.batched_adaptation = batched_replay, batched_adaptation
+        self.replay, self.lookahead = check_replay(replay, lookahead), lookahead
+        self.batched_adaptation = batched_adaptation
         self.buffer = TrajectoryBuffer(buffer_directory)
         self.generator = torch.Generator().manual_seed(seed)
         self.iteration = 0
@@ -484,8 +490,7 @@ class MetaLearner:
                 trajectory = adapt(
                     self.model, task, self.loss_fn, self.inner_steps, self.current_inner_lr(),
                     momentum=self.inner_momentum, keep_trajectory=False, keep_gradients=keep_gradients,
-                    on_state=lambda step, params, buffers, index=index: self.buffer.add_point(
-                        TrajectoryPoint(index, step, params, buffers)),
+                    on_state=partial(self._stream_point, index),
                 )
             else:
                 trajectory = self.adapt(task, keep_trajectory=keep_trajectory, keep_gradients=keep_gradients)
@@ -548,17 +553,24 @@ class MetaLearner:
             else float("nan"),
         )
 
+    def _stream_point(self, index, step, params, buffers, next_params=None, batch=None):
+        """``adapt``'s ``on_state``: the point, with its lookahead state and batch when given, to the buffer."""
+        self.buffer.add_point(TrajectoryPoint(index, step, params, buffers, next_params, batch))
+
     def _objective_gradient(self, tasks, points):
         if self.reducer is not None:  # this process's share of a chunk formed alike on every process: all-reduced
             return self.reducer.chunk_gradient(self, tasks, points, self._local_objective_gradient)
         return self._local_objective_gradient(tasks, points)
 
     def _local_objective_gradient(self, tasks, points):
-        task_batches, meta_batches = replay_batches(tasks, points)
-        return warp_meta_gradient(
-            self.model, self.loss_fn, warp_parameters(self.model), points, task_batches, meta_batches,
-            self.current_inner_lr(), self.warp_objective, self.batched_replay,
-        )
+        return replay_meta_gradient(self.model, self.loss_fn, warp_parameters(self.model), points, tasks,
+                                    self.current_inner_lr(), self.warp_objective, self.replay, self.lookahead)
+
+    @property
+    def replay_path(self) -> str:
+        """What the last replay ran, ``"batched"`` or ``"looped"`` (for the record; before any replay: what
+        ``replay`` means on the model's device without a cost estimate)."""
+        return chosen_replay(self.model) or resolve_replay(self.replay, model_device(self.model))
 
     def _warp_step(self, gradient: Params) -> None:
         warp = warp_parameters(self.model)

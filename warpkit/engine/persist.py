@@ -82,7 +82,7 @@ def learner_config(learner) -> dict:
         "inner_momentum": float(learner.inner_momentum), "warp_objective": learner.warp_objective,
         "algorithm": learner.algorithm, "warp_lr": warp_lr, "warp_optimizer": warp_name, "init_lr": init_lr,
         "init_optimizer": init_name, "replay_chunk_size": int(learner.replay_chunk_size),
-        "replay_epochs": int(learner.replay_epochs), "batched_replay": bool(learner.batched_replay),
+        "replay_epochs": int(learner.replay_epochs), "replay": learner.replay, "lookahead": learner.lookahead,
         "batched_adaptation": bool(learner.batched_adaptation),
     }
 
@@ -251,7 +251,10 @@ def _rebuild(path: Path, payload: dict, loss):
                          f"{payload.get('learner_class')!r}, and this warpkit loads {LEARNER_CLASS} only")
     try:
         learner_class = _resolve(LEARNER_CLASS)
-        learner = learner_class(payload["model"], loss, init_learner=payload["init_learner"], **payload["config"])
+        config = dict(payload["config"])
+        if "batched_replay" in config:  # files written before the replay mode replaced the flag
+            config["replay"] = "batched" if config.pop("batched_replay") else "looped"
+        learner = learner_class(payload["model"], loss, init_learner=payload["init_learner"], **config)
         learner.load_state_dict(payload["state"])
     except (TypeError, KeyError, RuntimeError, ImportError, AttributeError) as error:
         raise ValueError(f"load_learner(): {path} does not fit this warpkit ({_warpkit_version()}; written by "

@@ -82,6 +82,7 @@ class ContinualConfig(SineFamily):
     init_optimizer: str = "sgd"
     replay_chunk_size: int = 25
     replay_epochs: int = 1
+    replay: str = "auto"  # how a chunk is replayed: "batched", "looped" or "auto" (warpkit.engine.replay)
     # model selection on validation sequences (0 = off: keep the last iterate)
     validate_every: int = 5
     num_validation: int = 20
@@ -132,7 +133,7 @@ def build_learners(config: ContinualConfig, seed: int = 0, device: torch.device 
             warp_model, weighted_mse, warp_objective=config.warp_objective,
             init_learner=make_init_learner(config.init_learner), algorithm="offline", warp_lr=config.warp_lr,
             warp_optimizer=config.warp_optimizer, replay_chunk_size=config.replay_chunk_size,
-            replay_epochs=config.replay_epochs, **meta, **common,
+            replay_epochs=config.replay_epochs, replay=config.replay, **meta, **common,
         ),
         "sgd_meta_init": MetaLearner(
             plain_mlp(**shape).to(device), weighted_mse, warp_objective=None,

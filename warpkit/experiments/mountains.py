@@ -256,7 +256,8 @@ class MountainMetaTraining:
 
     def __init__(self, train_surfaces: Sequence[MountainSurface], meta_batch: int = 20, lr: float = 0.1,
                  steps: int = 100, objective: str = "exact", warp_lr: float = 3e-3, init_lr: float = 0.1,
-                 replay_chunk_size: int = 25, replay_epochs: int = 1, snapshot_every: int = 5, seed: int = 0):
+                 replay_chunk_size: int = 25, replay_epochs: int = 1, snapshot_every: int = 5, seed: int = 0,
+                 replay: str = "auto"):
         if meta_batch > len(train_surfaces):
             raise ValueError(f"meta_batch={meta_batch} exceeds the {len(train_surfaces)} training surfaces")
         self.train_surfaces, self.meta_batch = list(train_surfaces), meta_batch
@@ -267,7 +268,7 @@ class MountainMetaTraining:
         self.warpgrad = MetaLearner(self.model, surface_loss, inner_lr=lr, inner_steps=steps,
                                     warp_objective=objective, init_learner=Reptile(), warp_lr=warp_lr,
                                     warp_optimizer="adam", init_lr=init_lr, replay_chunk_size=replay_chunk_size,
-                                    replay_epochs=replay_epochs, batched_adaptation=True, seed=seed)
+                                    replay_epochs=replay_epochs, batched_adaptation=True, seed=seed, replay=replay)
         self.sgd = MetaLearner(self.baseline, surface_loss, inner_lr=lr, inner_steps=steps, warp_objective=None,
                                init_learner=Reptile(), init_lr=init_lr, batched_adaptation=True, seed=seed)
         self.generator = torch.Generator().manual_seed(seed)
@@ -378,14 +379,16 @@ class RandomStartTraining:
     cannot move (:class:`PinnedStartPoint`); :meth:`evaluate` compares it with plain SGD from the same starts."""
 
     def __init__(self, train_surfaces: Sequence[MountainSurface], meta_batch: int = 10, lr: float = 0.1,
-                 steps: int = 100, warp_lr: float = 0.03, replay_chunk_size: int = 50, seed: int = 0):
+                 steps: int = 100, warp_lr: float = 0.03, replay_chunk_size: int = 50, seed: int = 0,
+                 replay: str = "auto"):
         self.train_surfaces, self.meta_batch, self.lr, self.steps = list(train_surfaces), meta_batch, lr, steps
         self.extent = self.train_surfaces[0].extent
         torch.manual_seed(seed)
         self.model = PinnedStartPoint()
         self.learner = MetaLearner(self.model, surface_loss, inner_lr=lr, inner_steps=steps, warp_objective="exact",
                                    init_learner=None, warp_lr=warp_lr, warp_optimizer="adam",
-                                   replay_chunk_size=replay_chunk_size, batched_adaptation=True, seed=seed)
+                                   replay_chunk_size=replay_chunk_size, batched_adaptation=True, seed=seed,
+                                   replay=replay)
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
 
@@ -413,6 +416,7 @@ class MountainConfig:
     warp_lr: float = 3e-3
     replay_chunk_size: int = 25
     replay_epochs: int = 1
+    replay: str = "auto"  # how a chunk is replayed: "batched", "looped" or "auto" (warpkit.engine.replay)
     snapshot_every: int = 5
     held_out: int = 20
     random_start_iterations: int = 20

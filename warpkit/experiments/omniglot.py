@@ -27,7 +27,7 @@ configuration departs from the protocol table.
 * **Meta-training.** ``meta_iterations`` iterations over meta-batches of ``meta_batch_size`` tasks (the n
   training alphabets in a seeded shuffle, cycled when n < meta-batch). Warp-Leap replays the buffered points
   with the schedule ``replay_chunk_size`` (points per φ-step; 1 = the paper's one step per point),
-  ``replay_epochs`` and ``batched_replay`` (see :class:`warpkit.engine.meta.MetaLearner`). MAML is the one
+  ``replay_epochs`` and ``replay`` (see :class:`warpkit.engine.meta.MetaLearner`). MAML is the one
   exception to "the same inner loop everywhere" *during meta-training*: it backpropagates through only
   ``maml_steps`` (5) inner steps; FOMAML follows the authors' code: the gradient at the end of the full
   trajectory; both take their meta loss on the task's held-out split (``maml_meta_split``).
@@ -174,10 +174,11 @@ class OmniglotConfig:
     maml_meta_split: str = "held-out"  # where FOMAML/MAML take their meta loss: "held-out" or "train"
     # the replay schedule of the warp objective (Algorithm 2): every replay_chunk_size buffered points give one
     # φ-step (1 = the paper's one step per point), each point is replayed replay_epochs times, and a chunk is
-    # computed in one vmapped call (batched_replay) or by a loop over its points (the same φ-gradient)
+    # computed in one vmapped call or by a loop over its points (the same φ-gradient): replay = "batched",
+    # "looped" or "auto" (by device: warpkit.engine.replay.resolve_replay)
     replay_chunk_size: int = 1
     replay_epochs: int = 1
-    batched_replay: bool = False
+    replay: str = "auto"
     maml_steps: int = 5
     leap_simplified: bool = False  # the Leap baseline: full Leap (loss term) as in the Leap code
     warp_leap_simplified: bool = True  # Warp-Leap's θ_0 learner: the WarpGrad code's simplified Leap
@@ -314,7 +315,7 @@ PAPER_PROTOCOL: dict[str, ProtocolSetting] = {
 
 #: settings of OmniglotConfig that are not part of the protocol: where data lives, how a run is computed
 #: (replay batching gives the same gradient), checkpointing, and which fixed alphabets are chosen
-NOT_PROTOCOL = ("split_seed", "data_source", "batched_replay", "checkpoint_every")
+NOT_PROTOCOL = ("split_seed", "data_source", "replay", "checkpoint_every")
 
 #: deliberate departures of the ``full`` size from :data:`PAPER_PROTOCOL`, each with its reason
 FULL_DEPARTURES: dict[str, str] = {
@@ -339,14 +340,14 @@ SIZES: dict[str, OmniglotConfig] = {
         validation_alphabets=1, validation_repeats=1, validation_every=4, alphabet_counts=(3,), seeds=(0,),
         data_source="auto", data_sets="auto", filters=16, inner_steps=30, meta_iterations=8, meta_batch_size=3,
         warp_lr=0.003, warp_optimizer="adam", init_lr=0.03, init_optimizer="adam", maml_init_lr=0.03,
-        replay_chunk_size=1, batched_replay=False, checkpoint_every=2,
+        replay_chunk_size=1, checkpoint_every=2,
     ),
     "medium": OmniglotConfig(
         ways=20, batch_size=20, augment=False, fixed_training_tasks=False, test_alphabets=2, test_repeats=2,
         validation_alphabets=1, validation_repeats=2, validation_every=10, alphabet_counts=(4,),
         seeds=(0, 1, 2, 3, 4, 5), data_source="omniglot", data_sets="auto", filters=16, inner_steps=50,
         meta_iterations=20, meta_batch_size=3, warp_lr=0.003, warp_optimizer="adam", init_lr=0.03,
-        init_optimizer="adam", maml_init_lr=0.01, replay_chunk_size=1, batched_replay=False, checkpoint_every=2,
+        init_optimizer="adam", maml_init_lr=0.01, replay_chunk_size=1, checkpoint_every=2,
     ),
     "full": paper_config(model_selection="best"),
     # gpu: the regression size for one GPU (python3 kit.py gpu-check; the time estimate is in warpkit.kit.gpu). It
@@ -356,7 +357,7 @@ SIZES: dict[str, OmniglotConfig] = {
         ways=20, batch_size=20, augment=False, test_alphabets=2, test_repeats=3, alphabet_counts=(1, 3, 5),
         seeds=(0,), data_source="auto", data_sets="auto", filters=32, inner_steps=20, meta_iterations=12,
         meta_batch_size=5, warp_lr=0.003, warp_optimizer="adam", init_lr=0.03, init_optimizer="adam",
-        maml_init_lr=0.01, replay_chunk_size=20, batched_replay=True, checkpoint_every=5,
+        maml_init_lr=0.01, replay_chunk_size=20, replay="batched", checkpoint_every=5,
         evaluation_batchnorm="transductive", fixed_training_tasks=True, validation_alphabets=0,
         validation_every=0, model_selection="final", maml_meta_split="train", leap_simplified=True,
     ),
@@ -764,7 +765,7 @@ class OmniglotExperiment:
             leap_stabilizer=c.leap_stabilizer, maml_meta_split=c.maml_meta_split, inner_lr=c.inner_lr,
             inner_steps=c.inner_steps, warp_lr=c.warp_lr, warp_optimizer=c.warp_optimizer, init_lr=init_lr,
             init_optimizer=c.init_optimizer, replay_chunk_size=c.replay_chunk_size, replay_epochs=c.replay_epochs,
-            batched_replay=c.batched_replay,
+            replay=c.replay,
         )
         learner.model.to(self.device)
         return learner
@@ -1022,7 +1023,7 @@ class OmniglotExperiment:
         for variant in variants:
             chunk, batched = schemes[variant]
             learner.load_state_dict(copy.deepcopy(initial))
-            learner.replay_chunk_size, learner.batched_replay = chunk, batched
+            learner.replay_chunk_size, learner.replay = chunk, "batched" if batched else "looped"
             tasks = self.training_tasks(seed, n, 0)
             wall, cpu = time.perf_counter(), time.process_time()
             stats = learner.meta_step(tasks)
@@ -1059,12 +1060,12 @@ def compare_replay_schedules(experiment: OmniglotExperiment, schedules: dict[str
     measure what each does to φ: |Δφ| and |Δθ₀| per meta-iteration, φ-steps taken, the distance φ ended from
     the identity warps, held-out accuracy (evaluated with the experiment's own protocol, final meta-parameters)
     and seconds. ``schedules``: name → MetaLearner replay settings (``replay_chunk_size``, ``replay_epochs``,
-    ``batched_replay``); default: the paper's one step per point against the config's own schedule and chunks
+    ``replay``); default: the paper's one step per point against the config's own schedule and chunks
     of 25. Everything else (seed, tasks, batches, learning rates) is the same for every schedule."""
     c = experiment.config
     if schedules is None:
-        schedules = {"one step per point (paper)": dict(replay_chunk_size=1, replay_epochs=1, batched_replay=False),
-                     "chunks of 25, batched": dict(replay_chunk_size=25, replay_epochs=1, batched_replay=True)}
+        schedules = {"one step per point (paper)": dict(replay_chunk_size=1, replay_epochs=1, replay="looped"),
+                     "chunks of 25, batched": dict(replay_chunk_size=25, replay_epochs=1, replay="batched")}
     seed = c.seeds[0] if seed is None else seed
     n = c.largest_n if alphabets is None else alphabets
     iterations = c.meta_iterations if iterations is None else iterations
