@@ -1,52 +1,63 @@
-r"""Engine benchmarks (issue 3): what WarpGrad's meta-gradient costs as the inner loop grows, and what batched
-replay buys over replaying buffered points one at a time. Prints progress lines, then ONE JSON object as its
-last line.
+r"""Engine benchmarks (issues 3 and 18): what WarpGrad's meta-gradient costs as the inner loop grows, what a
+meta-iteration costs against one-point-at-a-time WarpGrad, and what each replay lever buys. Prints progress
+lines, then ONE JSON object as its last line.
 
-Run from the repository root (takes minutes; run it on a quiet machine, the load is reported):
+Run from the repository root (takes minutes; the machine load is reported with every measurement):
 
-    .venv/bin/python benchmarks/engine.py            # the issue's settings
+    .venv/bin/python benchmarks/engine.py            # the issues' settings
     .venv/bin/python benchmarks/engine.py --quick    # small settings, a smoke test of the script itself
-    .venv/bin/python benchmarks/engine.py --child replay 64 64 2 cuda   # replay alone, on a GPU (kit.py gpu-check)
+
+Every measurement runs in a fresh process with one torch thread (``--threads``).
 
 Keys of the JSON object
 -----------------------
+``seconds_per_meta_iteration``, ``meta_iteration_ratio_exact``, ``meta_iteration_ratio_first_order``
+    one Warp-Leap meta-iteration (``--meta F K T``: 64 filters, K = 100 inner steps, T = 4 tasks of 20-way
+    28×28 images, batch 20, simplified Leap on θ_0, one φ-step per point) by
+
+    * ``reference``: one-point-at-a-time WarpGrad as the authors' code runs it (:func:`reference_meta_iteration`:
+      per point a fresh task batch and meta batch, the SGD lookahead with a detached gradient, the meta loss
+      backpropagated into ``.grad`` by plain autograd, one φ-step; contiguous NCHW tensors);
+    * ``first_order`` and ``exact``: :class:`~warpkit.engine.meta.MetaLearner` with that objective and its
+      defaults otherwise (replay ``"auto"``, lookahead ``"buffered"``, the channels-last network).
+
+    ``--meta-rounds`` interleaved rounds (ABC, CBA, ...), medians; the ratios are warpkit ÷ reference of the
+    medians, so every speed claim is a ratio measured in the same run. ``seconds_adapt_replay`` splits them.
+``replay_gflops_per_second``, ``matmul_gflops_per_second``, ``replay_fraction_of_matmul``
+    FLOPs of the replayed points (``torch.utils.flop_counter`` on one point of each path, times T·K) over the
+    replay seconds of each meta-iteration, against a 1024² float32 matmul measured in the same process tree.
+``replay_seconds_per_point``, ``replay_gflop_per_point``
+    the levers, one point at a time on the same network (medians, interleaved): a forward and backward pass
+    (NCHW and channels-last), the first-order gradient with the lookahead recomputed (``fresh``) or taken from
+    the buffer (``buffered``; plain autograd and ``torch.func``), the exact gradient by the general path
+    (double backward, :mod:`warpkit.engine.objectives`) and split into Eq. 12 plus one mixed product
+    (:mod:`warpkit.engine.replay`), with fresh and buffered lookahead, channels-last and NCHW.
+``replay_float64_max_abs_diff``, ``replay_float64_split_vs_general``
+    in float64: batched against looped replay (exact, buffered lookahead), and the split exact gradient against
+    the general path on the same batches.
+``replay_speedup``, ``replay_speedup_8_filters``, ``replay_max_abs_diff``
+    looped ÷ batched seconds of the exact replay of a chunk of points (64 and 8 filters), and the largest float32
+    difference of their gradients; the same child runs on a GPU in ``kit.py gpu-check``.
+``replay_max_abs_diff_fused_batchnorm_float64``
+    the general path's batched against per-point exact gradient with the standard ``nn.BatchNorm2d`` in float64
+    (the fused kernel's double backward is wrong under ``vmap``, functorch #534; :mod:`warpkit.engine.batchnorm`).
 ``warpgrad_memory_ratio``
     peak resident memory (``ru_maxrss``) above the process's baseline of a fresh process running one offline
-    WarpGrad meta-iteration (:class:`~warpkit.engine.meta.MetaLearner`, exact objective Eq. 11) on a task adapted K = 1000
-    steps, over the same for K = 10 (the §5a network with 3×3 conv warps, ``--memory-filters`` filters, 16 by
-    default so that the 1000-point run takes minutes; batch 20). The learner has an **on-disk**
-    :class:`~warpkit.engine.buffer.TrajectoryBuffer`, so :func:`~warpkit.engine.adapt.adapt` streams every pre-step state θ_k
-    (with its BatchNorm statistics) to disk as it is made (``on_state``), and replay reads the points back chunk
-    by chunk (``chunk`` points per batched call, one φ-step per chunk, two fresh batches per point). Live memory
-    is one chunk's autograd graph plus one state, whatever K is. The ratio of whole-process peaks is printed as
-    ``..._process_ratio``. Memory runs set ``MALLOC_MMAP_THRESHOLD_`` (see :data:`MEMORY_ENV`) so that the peak
-    is what the program holds, not glibc's free-memory hysteresis; ``--no-malloc-threshold`` measures without.
+    WarpGrad meta-iteration (:class:`~warpkit.engine.meta.MetaLearner`, exact objective Eq. 11) on a task adapted
+    K = 1000 steps, over the same for K = 10 (the §5a network with 3×3 conv warps, ``--memory-filters``
+    filters, 16 by default; batch 20). The learner has an **on-disk**
+    :class:`~warpkit.engine.buffer.TrajectoryBuffer`, so :func:`~warpkit.engine.adapt.adapt` streams every point
+    (θ_k with its BatchNorm statistics, θ_{k+1} and the step's batch) to disk as it is made (``on_state``), and
+    replay reads the points back chunk by chunk (``chunk`` points per call, one φ-step per chunk). Live memory
+    is one chunk's autograd graph plus one state, whatever K is. ``..._process_ratio`` is the ratio of whole-process
+    peaks. Memory runs set ``MALLOC_MMAP_THRESHOLD_`` (see :data:`MEMORY_ENV`) so that the peak is what the
+    program holds, not glibc's free-memory hysteresis; ``--no-malloc-threshold`` measures without.
 ``warpgrad_memory_ratio_held``
     the same with an in-memory buffer (all K states held): it grows with K (K × |θ| floats), which is why long
     runs should give ``MetaLearner`` a ``buffer_directory``.
 ``maml_memory_ratio``
     peak memory above baseline of one second-order MAML meta-gradient (backpropagation through K inner steps) at
     K = 50 over K = 5, fresh processes, same network without warps. It grows with K.
-``replay_speedup``
-    the exact φ-gradient of 64 buffered points of the §5a Omniglot network (64 filters, 3×3 conv warps, batch 20
-    per point, two batches per point, prepared in advance): time of our best per-point code (a loop over points,
-    one backward per point, gradients accumulated: it frees each graph at once and measured at least as fast as
-    summing the losses first) over the time of the batched call (``torch.func.vmap`` over the 64 points,
-    :func:`warpkit.engine.objectives.warp_meta_gradient`). One warm-up, then the median of ``repeats`` timings per path.
-``replay_max_abs_diff``
-    the largest absolute difference between the two φ-gradients (float32). ``replay_max_abs_diff_float64`` is the
-    same in float64 and ``replay_float32_error_vs_float64`` each float32 path's distance to the float64 per-point
-    gradient: the network's max-pooling makes the gradient discontinuous at ties, so float32 rounding that swaps
-    a near-tie moves gradient entries by far more than 1e-7 (with average pooling instead, the float32 paths
-    agree to 2e-7), while in float64 the two paths agree to rounding.
-
-``replay_max_abs_diff_fused_batchnorm_float64`` is the same difference, in float64, on a small network with the
-standard ``nn.BatchNorm2d``: the fused kernel's double backward is wrong under ``vmap`` (functorch #534) and the
-engine routes it to an elementary form during batched replay (:mod:`warpkit.engine.batchnorm`); this key checks that.
-
-Extra keys report the settings, the machine load, absolute peaks in MB, per-path seconds, the same speedup for
-the first-order mode and for a small (8-filter) network, and the FLOPs of one replayed point, so that a reader
-can see what limits the speedup (see the ``replay_limit`` key).
 """
 
 from __future__ import annotations

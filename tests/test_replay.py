@@ -125,17 +125,21 @@ def test_buffered_lookahead_is_not_used_where_it_does_not_hold():
     assert max_difference(fast(model, plain, task, "approx", "looped")[0], expected) <= 1e-12
 
 
-def test_the_buffered_lookahead_is_the_one_of_the_adaptation_phi():
-    """After a φ-step the general path recomputes the lookahead with the new φ; the buffered one is the step the
-    inner loop took. The two differ: the docstring's condition is real."""
+def test_the_buffered_lookahead_is_not_used_once_phi_has_moved():
+    """After a φ-step the buffered θ_{k+1} is the lookahead of an older φ (a stale one would give another
+    gradient): replay sees φ's version counters changed and recomputes the lookahead, as the general path does."""
     model, task = make_model(), make_task()
     points = trajectory_points(model, task)
+    warp = warp_parameters(model)
+    assert buffered_lookahead_holds(points, "first_order", warp)
     with torch.no_grad():
-        for p in warp_parameters(model).values():
+        for p in warp.values():
             p.add_(0.05)
-    expected, _ = general(model, points, task, "first_order", inner_batches=True)
+    assert not buffered_lookahead_holds(points, "first_order", warp)
+    stale, _ = general(model, points, task, "first_order", inner_batches=True)  # θ_{k+1}'s batch, new φ
+    expected, _ = general(model, points, task, "first_order")  # fresh batches, lookahead recomputed with new φ
     gradients, _ = fast(model, points, task, "first_order", "looped")
-    assert max_difference(gradients, expected) > 1e-6
+    assert max_difference(gradients, expected) <= 1e-10 and max_difference(gradients, stale) > 1e-6
 
 
 def test_points_keep_their_lookahead_on_disk_and_when_streamed(tmp_path):
@@ -148,6 +152,7 @@ def test_points_keep_their_lookahead_on_disk_and_when_streamed(tmp_path):
           on_state=lambda step, *state: streamed.add_point(TrajectoryPoint(0, step, *state)))
     for buffer in (disk, streamed):
         for kept, point in zip(memory, buffer.points()):
+            assert point.warp_versions == kept.warp_versions is not None
             for name in kept.params:
                 assert torch.equal(kept.next_params[name], point.next_params[name]), name
             assert torch.equal(kept.batch[0], point.batch[0])

@@ -146,7 +146,8 @@ class Trajectory:
     one more batch (used by Leap's loss-difference term). ``batches[k]`` is the batch A_k of step k, kept with
     the states only when every step was a plain SGD step (no momentum, a fixed float step size): then
     θ_{k+1} = θ_k − α ∇_θ L_task(θ_k; φ; A_k) exactly, and replay can take θ_{k+1} as the lookahead point
-    (:mod:`warpkit.engine.replay`); None otherwise.
+    (:mod:`warpkit.engine.replay`); None otherwise. ``warp_versions`` are the in-place version counters of the φ
+    tensors the run used: replay compares them with φ's to know whether φ has been written since.
 
     >>> from warpkit.engine.tasks import SupervisedTask
     >>> task = SupervisedTask(torch.ones(4, 1), torch.ones(4, 1))
@@ -163,6 +164,7 @@ class Trajectory:
     final_buffers: Params = field(default_factory=dict)
     final_loss: float = float("nan")
     batches: list | None = None
+    warp_versions: dict | None = None
 
     @property
     def num_steps(self) -> int:
@@ -243,11 +245,24 @@ def _keep_state(trajectory: Trajectory, theta: Params, buffers: Params, keep_tra
     return snapshot, buffer_snapshot
 
 
+def warp_versions(phi: Params) -> dict[str, int]:
+    """The in-place version counter of every φ tensor (shared with the parameter it was detached from): equal
+    counters later mean φ has not been written since.
+
+    >>> phi = {"w": torch.zeros(2)}
+    >>> before = warp_versions(phi)
+    >>> _ = phi["w"].add_(1.0)
+    >>> before == warp_versions(phi)
+    False
+    """
+    return {name: int(t._version) for name, t in phi.items()}
+
+
 def _stream_state(on_state: Callable, step: int, state: tuple[Params, Params], next_theta: Params, batch,
-                  plain: bool) -> None:
-    """``on_state(k, θ_k, buffers_k)`` after step k, plus ``(θ_{k+1}, A_k)`` for a plain SGD step (replay's
-    lookahead point and the step's batch, :mod:`warpkit.engine.replay`)."""
-    lookahead = (detached_copy(next_theta), batch) if plain else ()
+                  plain: bool, versions: dict[str, int]) -> None:
+    """``on_state(k, θ_k, buffers_k)`` after step k, plus ``(θ_{k+1}, A_k, φ's version counters)`` for a plain
+    SGD step (replay's lookahead point and the step's batch, :mod:`warpkit.engine.replay`)."""
+    lookahead = (detached_copy(next_theta), batch, versions) if plain else ()
     on_state(step, *state, *lookahead)
 
 
@@ -279,7 +294,8 @@ def adapt(model: nn.Module, task: Task, loss_fn: LossFn, num_steps: int, lr: flo
     task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = grad_and_value(task_loss)
     trajectory = Trajectory(gradients=[] if keep_gradients else None,
-                            batches=[] if keep_trajectory and plain_sgd(lr, momentum) else None)
+                            batches=[] if keep_trajectory and plain_sgd(lr, momentum) else None,
+                            warp_versions=warp_versions(phi))
     losses = []  # read out once after the loop: float() per step would wait for a GPU at every step
     with train_mode(model):
         for step in range(num_steps):
@@ -290,7 +306,7 @@ def adapt(model: nn.Module, task: Task, loss_fn: LossFn, num_steps: int, lr: flo
                 trajectory.batches.append(batch)
             theta, gradients, loss = _inner_step(gradient_and_loss, theta, buffers, batch, lr, momentum, velocity)
             if on_state is not None:
-                _stream_state(on_state, step, state, theta, batch, plain_sgd(lr, momentum))
+                _stream_state(on_state, step, state, theta, batch, plain_sgd(lr, momentum), trajectory.warp_versions)
             if keep_gradients:
                 trajectory.gradients.append(detached_copy(gradients))
             losses.append(loss.detach())
@@ -336,8 +352,8 @@ def adapt_tasks(model: nn.Module, tasks: list[Task], loss_fn: LossFn, num_steps:
     task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = torch.func.vmap(grad_and_value(task_loss), randomness="different")
     keep_batches = keep_trajectory and plain_sgd(lr, momentum)
-    trajectories = [Trajectory(gradients=[] if keep_gradients else None, batches=[] if keep_batches else None)
-                    for _ in tasks]
+    trajectories = [Trajectory(gradients=[] if keep_gradients else None, batches=[] if keep_batches else None,
+                               warp_versions=warp_versions(phi)) for _ in tasks]
     step_losses = []  # [count] per step, read out once after the loop (no wait for a GPU inside it)
     with train_mode(model):
         for step in range(num_steps):

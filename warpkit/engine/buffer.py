@@ -30,7 +30,8 @@ from warpkit.engine.adapt import Params, Trajectory
 @dataclass
 class TrajectoryPoint:
     """θ_k of task ``task_index`` before its inner step ``step``, with the BatchNorm statistics at that moment;
-    optionally θ_{k+1} (``next_params``) and the inner batch A_k (``batch``) of a plain SGD step (module docstring).
+    optionally θ_{k+1} (``next_params``) and the inner batch A_k (``batch``) of a plain SGD step, with the version
+    counters of the φ it was taken with (``warp_versions``; module docstring).
 
     >>> point = TrajectoryPoint(task_index=0, step=3, params={"w": torch.zeros(2)}, buffers={})
     >>> point.task_index, point.step, point.next_params is None
@@ -43,6 +44,7 @@ class TrajectoryPoint:
     buffers: Params
     next_params: Params | None = None
     batch: Any = None
+    warp_versions: dict | None = None
 
 
 class TrajectoryBuffer:
@@ -79,7 +81,8 @@ class TrajectoryBuffer:
         for step, (params, buffers) in enumerate(zip(trajectory.params, trajectory.buffers)):
             self.add_point(TrajectoryPoint(task_index, step, params, buffers,
                                            next_params=states[step + 1] if batches else None,
-                                           batch=batches[step] if batches else None))
+                                           batch=batches[step] if batches else None,
+                                           warp_versions=trajectory.warp_versions if batches else None))
 
     def add_point(self, point: TrajectoryPoint) -> None:
         if self.directory is None:
@@ -92,7 +95,8 @@ class TrajectoryBuffer:
         try:  # write then rename: a point file is never half-written, and no temporary file is left behind
             torch.save(
                 {"task_index": point.task_index, "step": point.step, "params": point.params,
-                 "buffers": point.buffers, "next_params": point.next_params, "batch": point.batch},
+                 "buffers": point.buffers, "next_params": point.next_params, "batch": point.batch,
+                 "warp_versions": point.warp_versions},
                 temporary,
             )
             os.replace(temporary, path)
@@ -110,7 +114,7 @@ class TrajectoryBuffer:
         except Exception as error:  # a truncated or foreign file: say which
             raise RuntimeError(f"TrajectoryBuffer: cannot read buffered point {item}: {error}") from error
         return TrajectoryPoint(state["task_index"], state["step"], state["params"], state["buffers"],
-                               state.get("next_params"), state.get("batch"))
+                               state.get("next_params"), state.get("batch"), state.get("warp_versions"))
 
     def points(self) -> list[TrajectoryPoint]:
         return [self[i] for i in range(len(self))]

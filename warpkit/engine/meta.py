@@ -553,9 +553,9 @@ class MetaLearner:
             else float("nan"),
         )
 
-    def _stream_point(self, index, step, params, buffers, next_params=None, batch=None):
-        """``adapt``'s ``on_state``: the point, with its lookahead state and batch when given, to the buffer."""
-        self.buffer.add_point(TrajectoryPoint(index, step, params, buffers, next_params, batch))
+    def _stream_point(self, index, step, params, buffers, *lookahead):
+        """``adapt``'s ``on_state``: the point, with its lookahead state, batch and φ versions when given."""
+        self.buffer.add_point(TrajectoryPoint(index, step, params, buffers, *lookahead))
 
     def _objective_gradient(self, tasks, points):
         if self.reducer is not None:  # this process's share of a chunk formed alike on every process: all-reduced

@@ -25,10 +25,12 @@ derivative, ∂_φ [d/dε L_task(θ_k + ε α v; φ; A)]: a forward-mode ``torch
 
     * the inner loop took a plain SGD step (no momentum; a fixed step size α, not Meta-SGD's learned ones, which
       the initialisation step changes before replay): ``adapt`` stores ``next_params`` only then;
-    * φ has not moved since the adaptation: always in the online algorithm (Algorithm 1), and in the offline one
-      (Algorithm 2) until its first φ-step. After it, θ_{k+1} is the lookahead under the φ the trajectory was
-      run with, like the buffered point θ_k itself (every point of Algorithm 2 was produced by the previous φ);
-      the general path recomputes the lookahead with the current φ;
+    * φ has not been written since the adaptation (checked: each point keeps φ's in-place version counters from
+      the run, :func:`buffered_lookahead_holds`): always in the online algorithm (Algorithm 1), and in the offline
+      one (Algorithm 2) until its first φ-step. After it, θ_{k+1} is the lookahead under an older φ; replaying
+      with it anyway (a stale lookahead) measurably hurt meta-training in lessons 03, 04 and 06 (the mountains'
+      final loss 3e-7 → 0.56, the continual warp's 1.03 → 6.6 at the fast size), so those points are replayed
+      with ``"fresh"``;
     * BatchNorm normalises with batch statistics (train mode, as in adaptation and replay): the running
       statistics, which drift from point to point, enter neither θ_{k+1} nor the meta loss, which is evaluated
       with point k's statistics as in the general path.
@@ -274,9 +276,10 @@ def eager_point_meta_gradient(model: nn.Module, loss_fn: LossFn, inner_lr: float
     return gradient
 
 
-def buffered_lookahead_holds(points: Sequence[TrajectoryPoint], mode: str) -> bool:
-    """Whether every point carries its next buffered point (and, for the exact objective, the inner loop's batch):
-    the condition for ``lookahead="buffered"`` (module docstring); never for the ``"approx"`` objective.
+def buffered_lookahead_holds(points: Sequence[TrajectoryPoint], mode: str, warp_params: Params | None = None) -> bool:
+    """Whether every point carries its next buffered point (and, for the exact objective, the inner loop's batch)
+    and, given ``warp_params``, φ has not been written since the points were made (their ``warp_versions`` equal
+    φ's version counters): the condition for ``lookahead="buffered"`` (module docstring); never for ``"approx"``.
 
     >>> state = {"w": torch.zeros(1)}
     >>> buffered_lookahead_holds([TrajectoryPoint(0, 0, state, {}, next_params=state)], "first_order")
@@ -286,7 +289,9 @@ def buffered_lookahead_holds(points: Sequence[TrajectoryPoint], mode: str) -> bo
     """
     if mode == "approx" or not points:
         return False
-    return all(p.next_params is not None and (mode != "exact" or p.batch is not None) for p in points)
+    current = None if warp_params is None else {name: int(p._version) for name, p in warp_params.items()}
+    return all(p.next_params is not None and (mode != "exact" or p.batch is not None)
+               and (current is None or p.warp_versions == current) for p in points)
 
 
 def _replay_looped(gradient, phi: Params, points, task_batches, meta_batches, buffered: bool):
@@ -341,7 +346,7 @@ def replay_meta_gradient(model: nn.Module, loss_fn: LossFn, warp_params: Params,
     flops = point_forward_flops(model, points[0], meta_batches[0][0]) \
         if replay == "auto" and device.type == "cpu" else None  # only a CPU weighs cost against overhead
     how = _LAST_CHOICE[model] = resolve_replay(replay, device, flops)
-    buffered = lookahead == "buffered" and buffered_lookahead_holds(points, mode)
+    buffered = lookahead == "buffered" and buffered_lookahead_holds(points, mode, warp_params)
     _LAST_REPLAY.update(replay=replay, path=how, lookahead="buffered" if buffered else "fresh",
                         point_gflop=None if flops is None else round(flops / 1e9, 4))
     if not buffered and (mode == "approx" or how == "batched"):  # the general path (vmapped double backward)
