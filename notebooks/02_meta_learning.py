@@ -262,9 +262,7 @@ def warpgrad_step(network, tasks, K, alpha, beta, eta, chunk, generator, exact=T
 #
 # Two copies of one network, with warps moved away from the identity (as if already meta-learned), the same
 # meta-batch of tasks and the same shuffling seed: one meta-iteration with our 40 lines, one with
-# `warpkit.MetaLearner` (objective `"exact"`, then `"first_order"`, Reptile for θ₀). Like our 40 lines, the learner
-# is told to recompute each look-ahead step from the task's other batch (`lookahead="fresh"`; by default it reuses
-# the step the inner loop took, which saves a forward and backward pass per point). If both implement Algorithm 2
+# `warpkit.MetaLearner` (objective `"exact"`, then `"first_order"`, Reptile for θ₀). If both implement Algorithm 2
 # the parameters afterwards agree to float64 rounding. The check is only worth something if the step moves the
 # parameters by much more than the tolerance, so we print that too.
 
@@ -278,8 +276,7 @@ def compare(mode):
                   generator=torch.Generator().manual_seed(SEED), exact=mode == "exact")
     learner = warpkit.MetaLearner(theirs, F.mse_loss, inner_lr=sizes["alpha"], inner_steps=sizes["K"],
                                   warp_objective=mode, init_learner=warpkit.Reptile(), warp_lr=sizes["eta"],
-                                  init_lr=sizes["beta"], replay_chunk_size=config.replay_chunk_size, seed=SEED,
-                                  lookahead="fresh")
+                                  init_lr=sizes["beta"], replay_chunk_size=config.replay_chunk_size, seed=SEED)
     learner.meta_step(batch)
     pairs = zip(ours.parameters(), theirs.parameters(), reference.parameters())
     differences = [((a - b).abs().max().item(), (a - r).abs().max().item()) for a, b, r in pairs]

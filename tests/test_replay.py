@@ -10,7 +10,7 @@ from warpkit.engine.adapt import adapt
 from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint
 from warpkit.engine.meta import MetaLearner, MetaSGD
 from warpkit.engine.objectives import one_step_objective, replay_batches, warp_meta_gradient
-from warpkit.engine.replay import (buffered_lookahead_holds, chosen_replay, point_meta_gradient,
+from warpkit.engine.replay import (buffered_lookahead_holds, chosen_replay, last_replay, point_meta_gradient,
                                    replay_meta_gradient, resolve_replay)
 from warpkit.engine.tasks import SupervisedTask
 from warpkit.engine.warp import ResidualMLPWarp, task_parameters, warp_parameters
@@ -171,6 +171,10 @@ def test_replay_mode_is_checked_resolved_by_device_and_cost_and_recorded():
     learner = MetaLearner(model, mse, inner_lr=LR, inner_steps=3, warp_objective="exact", replay_chunk_size=2)
     learner.meta_step([task])
     assert learner.replay_path == chosen_replay(model) == "batched"  # a tiny network: overhead-bound
+    assert last_replay()["lookahead"] == "fresh"  # offline: φ moves after the first chunk
+    online = MetaLearner(make_model(), mse, inner_lr=LR, inner_steps=3, warp_objective="exact", algorithm="online")
+    online.meta_step([make_task()])
+    assert last_replay()["lookahead"] == "buffered"  # online: φ fixed while the meta-batch is replayed
     meta_sgd = MetaLearner(make_model(), mse, inner_steps=2, init_learner=MetaSGD(steps=1), replay="looped")
     meta_sgd.meta_step([make_task()])  # learned step sizes: fresh lookahead, no error
     assert meta_sgd.replay_path == "looped"

@@ -43,7 +43,8 @@ from warpkit.engine.guard import problem, raise_non_finite, restore, snapshot
 from warpkit.engine.objectives import check_mode
 from warpkit.engine.persist import save_learner
 from warpkit.engine.predict import fit, predict
-from warpkit.engine.replay import check_replay, chosen_replay, model_device, replay_meta_gradient, resolve_replay
+from warpkit.engine.replay import (check_replay, chosen_replay, model_device, replay_meta_gradient,
+                                   resolve_lookahead, resolve_replay)
 from warpkit.engine.tasks import Task
 from warpkit.engine.warp import task_parameters, warp_parameters
 
@@ -314,9 +315,10 @@ class MetaLearner:
     for a wide conv net on a CPU, which is compute-bound and where the loop measured faster:
     :func:`warpkit.engine.replay.resolve_replay`; :attr:`replay_path` says what ran); all give the same
     φ-gradient. ``lookahead="buffered"`` takes the next buffered point θ_{k+1} (with the inner loop's own batch)
-    as the lookahead point wherever that is exact for the inner step (plain SGD), saving a forward and backward
-    pass per point; ``"fresh"`` recomputes it from a fresh task batch and the current φ, as the authors' code
-    does (:mod:`warpkit.engine.replay` says exactly when the two agree). Every :meth:`meta_step` records |Δφ| and
+    as the lookahead point wherever that is exact (plain SGD steps, φ unchanged since the adaptation), saving a
+    forward and backward pass per point; ``"fresh"`` recomputes it from a fresh task batch and the current φ, as
+    the authors' code does; ``"auto"`` (default) is ``"buffered"`` online and ``"fresh"`` offline, where φ moves
+    after the first chunk (:mod:`warpkit.engine.replay` says exactly when the two agree). Every :meth:`meta_step` records |Δφ| and
     |Δθ₀| (``MetaStepStats.warp_change``, ``init_change``) so that one can see how far the warp actually moved.
 
     ``batched_adaptation=True`` adapts the meta-batch's tasks together (:func:`warpkit.engine.adapt.adapt_tasks`, one
@@ -353,7 +355,7 @@ class MetaLearner:
         batched_adaptation: bool = False,
         buffer_directory: str | None = None,
         seed: int = 0,
-        lookahead: str = "buffered",
+        lookahead: str = "auto",
     ):
         if algorithm not in ("offline", "online"):
             raise ValueError(f"algorithm must be 'offline' or 'online', got {algorithm!r}")
@@ -564,7 +566,8 @@ class MetaLearner:
 
     def _local_objective_gradient(self, tasks, points):
         return replay_meta_gradient(self.model, self.loss_fn, warp_parameters(self.model), points, tasks,
-                                    self.current_inner_lr(), self.warp_objective, self.replay, self.lookahead)
+                                    self.current_inner_lr(), self.warp_objective, self.replay,
+                                    resolve_lookahead(self.lookahead, self.algorithm))
 
     @property
     def replay_path(self) -> str:

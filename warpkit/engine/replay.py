@@ -41,6 +41,10 @@ derivative, ∂_φ [d/dε L_task(θ_k + ε α v; φ; A)]: a forward-mode ``torch
 ``"fresh"``
     θ' is recomputed from a fresh task batch and the current φ (one more forward and backward pass), as the
     authors' code does: the meta-gradient of :func:`warpkit.engine.objectives.warp_meta_gradient`.
+``"auto"`` (:class:`~warpkit.engine.meta.MetaLearner`'s default, :func:`resolve_lookahead`)
+    ``"buffered"`` where it holds for *every* point of a meta-iteration, i.e. in the online algorithm, whose φ
+    is fixed during the meta-batch; ``"fresh"`` in the offline one, where it would hold for the first chunk
+    only (that chunk alone would then be replayed with other task batches than the rest).
 
 **How a chunk is computed** (``replay``): ``"looped"`` replays one point at a time; ``"batched"`` replays the
 whole chunk in one ``torch.func.vmap`` call (one call per chunk on a GPU, whatever the chunk size); ``"auto"``
@@ -69,10 +73,10 @@ from warpkit.engine.objectives import check_mode, replay_batches, warp_meta_grad
 from warpkit.engine.tasks import Batch, Task, stack_batches
 
 REPLAY_MODES = ("auto", "batched", "looped")
-LOOKAHEADS = ("buffered", "fresh")
+LOOKAHEADS = ("auto", "buffered", "fresh")
 
 
-def check_replay(replay: str, lookahead: str = "buffered") -> str:
+def check_replay(replay: str, lookahead: str = "auto") -> str:
     """``replay`` when it is one of :data:`REPLAY_MODES` (and ``lookahead`` one of :data:`LOOKAHEADS`), else a
     ValueError naming the choices.
 
@@ -95,6 +99,20 @@ CPU_BATCHED_BELOW_FLOPS = 1e8
 _POINT_FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 _LAST_CHOICE: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
 _LAST_REPLAY: dict = {}  # what the most recent replay_meta_gradient call in this process ran (last_replay)
+
+
+def resolve_lookahead(lookahead: str, algorithm: str) -> str:
+    """What ``lookahead`` means for ``algorithm`` (``"offline"`` or ``"online"``): ``"auto"`` is ``"buffered"``
+    online (φ fixed while the meta-batch is replayed, so the buffered lookahead is exact for every point) and
+    ``"fresh"`` offline; the other values stand for themselves.
+
+    >>> resolve_lookahead("auto", "online"), resolve_lookahead("auto", "offline"), resolve_lookahead("fresh", "online")
+    ('buffered', 'fresh', 'fresh')
+    """
+    check_replay("auto", lookahead)
+    if lookahead != "auto":
+        return lookahead
+    return "buffered" if algorithm == "online" else "fresh"
 
 
 def resolve_replay(replay: str, device: torch.device | str, point_flops: float | None = None) -> str:
@@ -324,7 +342,8 @@ def replay_meta_gradient(model: nn.Module, loss_fn: LossFn, warp_params: Params,
 
     ``replay`` (``"auto"``, ``"batched"``, ``"looped"``) says how, ``lookahead`` (``"buffered"``, ``"fresh"``)
     where the lookahead point comes from (module docstring; ``"buffered"`` falls back to ``"fresh"`` for points
-    that do not carry their next state). Returns ``(gradients by name, objective value)``.
+    where it does not hold; here ``"auto"`` acts as ``"buffered"``: the choice by algorithm is
+    :func:`resolve_lookahead`'s, made by :class:`~warpkit.engine.meta.MetaLearner`). Returns ``(gradients by name, objective value)``.
 
     >>> from warpkit.engine.adapt import adapt
     >>> from warpkit.engine.buffer import TrajectoryBuffer
@@ -346,7 +365,7 @@ def replay_meta_gradient(model: nn.Module, loss_fn: LossFn, warp_params: Params,
     flops = point_forward_flops(model, points[0], meta_batches[0][0]) \
         if replay == "auto" and device.type == "cpu" else None  # only a CPU weighs cost against overhead
     how = _LAST_CHOICE[model] = resolve_replay(replay, device, flops)
-    buffered = lookahead == "buffered" and buffered_lookahead_holds(points, mode, warp_params)
+    buffered = lookahead in ("buffered", "auto") and buffered_lookahead_holds(points, mode, warp_params)
     _LAST_REPLAY.update(replay=replay, path=how, lookahead="buffered" if buffered else "fresh",
                         point_gflop=None if flops is None else round(flops / 1e9, 4))
     if not buffered and (mode == "approx" or how == "batched"):  # the general path (vmapped double backward)
@@ -365,6 +384,6 @@ def replay_meta_gradient(model: nn.Module, loss_fn: LossFn, warp_params: Params,
     return {name: g.detach() for name, g in gradients.items()}, float(value.detach())
 
 
-__all__ = ["CPU_BATCHED_BELOW_FLOPS", "LOOKAHEADS", "REPLAY_MODES", "buffered_lookahead_holds", "check_replay",
+__all__ = ["resolve_lookahead", "CPU_BATCHED_BELOW_FLOPS", "LOOKAHEADS", "REPLAY_MODES", "buffered_lookahead_holds", "check_replay",
            "chosen_replay", "eager_point_meta_gradient", "last_replay", "model_device", "point_forward_flops", "point_meta_gradient", "replay_meta_gradient",
            "resolve_replay"]
