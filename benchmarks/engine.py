@@ -27,7 +27,8 @@ Keys of the JSON object
     FLOPs of the replayed points (``torch.utils.flop_counter`` on one point of each path, times T·K) over the
     replay seconds of each meta-iteration, against a 1024² float32 matmul measured in the same process tree.
 ``replay_seconds_per_point``, ``replay_gflop_per_point``
-    the levers, one point at a time on the same network (medians, interleaved): a forward and backward pass
+    the levers, one point at a time on the same network (medians, interleaved): the reference's work per point,
+    a forward and backward pass
     (NCHW and channels-last), the first-order gradient with the lookahead recomputed (``fresh``) or taken from
     the buffer (``buffered``; plain autograd and ``torch.func``), the exact gradient by the general path
     (double backward, :mod:`warpkit.engine.objectives`) and split into Eq. 12 plus one mixed product
@@ -363,12 +364,23 @@ def lever_functions(model, points, task_batches, meta_batches):
                                   p.batch, meta_batches[i], INNER_LR, "exact")
         return torch.autograd.grad(loss, list(warp_parameters(model).values()))
 
+    def reference_point(i):  # what reference_meta_iteration does per point (without the φ-step)
+        _load(nchw, points[i].params, points[i].buffers)
+        nchw.zero_grad(set_to_none=True)
+        F.cross_entropy(nchw(task_batches[i][0]), task_batches[i][1]).backward()
+        with torch.no_grad():
+            for p in task_parameters(nchw).values():
+                p.sub_(INNER_LR * p.grad)
+        nchw.zero_grad(set_to_none=True)
+        F.cross_entropy(nchw(meta_batches[i][0]), meta_batches[i][1]).backward()
+
     def point(function, parameters, i, buffered):
         p = points[i]
         lookahead = p.next_params if buffered else None
         return function(parameters, p.params, lookahead, p.buffers, p.batch, meta_batches[i])
 
     return {
+        "reference_point": reference_point,
         "forward_backward_nchw": lambda i: forward_backward(nchw, i),
         "forward_backward_channels_last": lambda i: forward_backward(model, i),
         "first_order_fresh": lambda i: point(first_order, phi, i, False),
@@ -594,7 +606,7 @@ def main() -> None:
     points = steps * tasks
     same_network = replay_filters == filters
     replay_rate = {  # GFLOP of the replayed points over the measured replay seconds of each meta-iteration
-        "reference": (flops["forward_backward_nchw"] * 2 * points / median["reference"]["seconds_replay"]),
+        "reference": flops["reference_point"] * points / median["reference"]["seconds_replay"],
         "first_order": flops["first_order_buffered"] * points / median["first_order"]["seconds_replay"],
         "exact": flops["exact_split_buffered"] * points / median["exact"]["seconds_replay"],
     } if same_network else {}

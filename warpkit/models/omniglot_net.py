@@ -28,7 +28,9 @@ preconditioned by the warps above it:
 
 Parameters are kept in channels-last memory format (``torch.channels_last``), so every convolution (and its
 gradients, which take the format of their inputs) runs channels-last: the same values up to float rounding, and
-measured 10–25 % faster per forward and backward pass on a CPU core (``benchmarks/engine.py``).
+measured 5 % faster per forward and backward pass and 9 % per exact replayed point at 64 filters on a CPU core
+(``benchmarks/engine.py``, ``replay_seconds_per_point``). A 4-D parameter is then not contiguous:
+``p.view(-1)`` fails (use ``p.reshape(-1)``, or a ``p.contiguous()`` copy to edit entries).
 
 BatchNorm is the standard ``nn.BatchNorm2d``. (Batched exact replay evaluates it in elementary form, because the
 fused kernel's double backward is wrong under ``vmap``: see :mod:`warpkit.engine.batchnorm`.)
