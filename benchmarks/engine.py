@@ -19,7 +19,7 @@ Keys of the JSON object
       per point a fresh task batch and meta batch, the SGD lookahead with a detached gradient, the meta loss
       backpropagated into ``.grad`` by plain autograd, one φ-step; contiguous NCHW tensors);
     * ``first_order`` and ``exact``: :class:`~warpkit.engine.meta.MetaLearner` with that objective and its
-      defaults otherwise (replay ``"auto"``, lookahead ``"buffered"``, the channels-last network).
+      defaults otherwise (replay ``"auto"``, lookahead ``"auto"``: fresh offline; NCHW network).
 
     ``--meta-rounds`` interleaved rounds (ABC, CBA, ...), medians; the ratios are warpkit ÷ reference of the
     medians, so every speed claim is a ratio measured in the same run. ``seconds_adapt_replay`` splits them.
@@ -217,7 +217,7 @@ def child_meta(variant: str, filters: int, steps: int, num_tasks: int) -> dict:
     """Seconds of one meta-iteration (after a 2-step warm-up iteration) of ``variant``: ``"reference"``
     (:func:`reference_meta_iteration`, contiguous NCHW tensors as in the authors' code) or warpkit's
     :class:`~warpkit.engine.meta.MetaLearner` with the ``"first_order"`` or ``"exact"`` objective and its
-    defaults otherwise (replay ``"auto"``, lookahead ``"buffered"``, channels-last network), Warp-Leap
+    defaults otherwise (replay ``"auto"``, lookahead ``"auto"``), Warp-Leap
     (simplified Leap) with one φ-step per point, like the reference."""
     torch.manual_seed(0)
     model = OmniglotNet(ways=WAYS, filters=filters, warp="conv3")

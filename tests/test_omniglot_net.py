@@ -188,13 +188,12 @@ def test_batched_exact_replay_on_the_omniglot_net_equals_per_point_and_finite_di
     for name, index in [("warps.0.conv.bias", 1), ("warps.0.conv.weight", 40), ("warps.3.conv.bias", 2)]:
         values = []
         for sign in (1, -1):
-            # contiguous copies: the network keeps its parameters channels-last, where view(-1) is not a view
-            shifted = {n: p.detach().clone(memory_format=torch.contiguous_format) for n, p in warp.items()}
+            shifted = {n: p.detach().clone() for n, p in warp.items()}
             shifted[name].view(-1)[index] += sign * 1e-6
             values.append(float(warp_objective(model, ce, shifted, points, task_batches, meta_batches, 0.3, "exact",
                                                batched=False)))
         numeric = (values[0] - values[1]) / 2e-6
-        assert abs(float(batched[name].reshape(-1)[index]) - numeric) <= 1e-6 * max(1.0, abs(numeric)), name
+        assert abs(float(batched[name].view(-1)[index]) - numeric) <= 1e-6 * max(1.0, abs(numeric)), name
 
 
 def test_batched_exact_replay_with_the_fused_batchnorm_kernel():

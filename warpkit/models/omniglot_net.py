@@ -26,12 +26,6 @@ preconditioned by the warps above it:
                     1–3) and a :class:`~warpkit.engine.warp.LinearWarp` on the flattened feature vector before the head
 ==================  =================================================================================
 
-Parameters are kept in channels-last memory format (``torch.channels_last``), so every convolution (and its
-gradients, which take the format of their inputs) runs channels-last: the same values up to float rounding, and
-measured 5 % faster per forward and backward pass and 9 % per exact replayed point at 64 filters on a CPU core
-(``benchmarks/engine.py``, ``replay_seconds_per_point``). A 4-D parameter is then not contiguous:
-``p.view(-1)`` fails (use ``p.reshape(-1)``, or a ``p.contiguous()`` copy to edit entries).
-
 BatchNorm is the standard ``nn.BatchNorm2d``. (Batched exact replay evaluates it in elementary form, because the
 fused kernel's double backward is wrong under ``vmap``: see :mod:`warpkit.engine.batchnorm`.)
 
@@ -108,7 +102,6 @@ class OmniglotNet(nn.Module):
         # warps are built last, so that for a given torch seed θ is initialised identically for every warp kind
         warps = [_make_warp(warp, filters, i) for i in range(NUM_BLOCKS)]
         self.warps = nn.ModuleList(w for w in warps if w is not None)
-        self.to(memory_format=torch.channels_last)  # faster convolutions (module docstring)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The flattened ``filters``-dimensional representation the head sees."""
