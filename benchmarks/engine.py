@@ -32,7 +32,7 @@ Keys of the JSON object
     (NCHW and channels-last), the first-order gradient with the lookahead recomputed (``fresh``) or taken from
     the buffer (``buffered``; plain autograd and ``torch.func``), the exact gradient by the general path
     (double backward, :mod:`warpkit.engine.objectives`) and split into Eq. 12 plus one mixed product
-    (:mod:`warpkit.engine.replay`), with fresh and buffered lookahead, channels-last and NCHW.
+    (:mod:`warpkit.engine.replay`), with fresh and buffered lookahead, NCHW and channels-last.
 ``replay_float64_max_abs_diff``, ``replay_float64_split_vs_general``
     in float64: batched against looped replay (exact, buffered lookahead), and the split exact gradient against
     the general path on the same batches.
@@ -350,8 +350,9 @@ def lever_functions(model, points, task_batches, meta_batches):
     first_order = eager_point_meta_gradient(model, F.cross_entropy, INNER_LR, "first_order")
     first_order_func = point_meta_gradient(model, F.cross_entropy, INNER_LR, "first_order")
     exact = eager_point_meta_gradient(model, F.cross_entropy, INNER_LR, "exact")
-    exact_nchw = eager_point_meta_gradient(nchw, F.cross_entropy, INNER_LR, "exact")
-    phi_nchw = {name: p.detach() for name, p in warp_parameters(nchw).items()}
+    channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)  # the channels-last lever
+    exact_channels_last = eager_point_meta_gradient(channels_last, F.cross_entropy, INNER_LR, "exact")
+    phi_channels_last = {name: p.detach() for name, p in warp_parameters(channels_last).items()}
 
     def forward_backward(net, i):
         p = points[i]
@@ -382,14 +383,14 @@ def lever_functions(model, points, task_batches, meta_batches):
     return {
         "reference_point": reference_point,
         "forward_backward_nchw": lambda i: forward_backward(nchw, i),
-        "forward_backward_channels_last": lambda i: forward_backward(model, i),
+        "forward_backward_channels_last": lambda i: forward_backward(channels_last, i),
         "first_order_fresh": lambda i: point(first_order, phi, i, False),
         "first_order_buffered": lambda i: point(first_order, phi, i, True),
         "first_order_buffered_torch_func": lambda i: point(first_order_func, phi, i, True),
         "exact_general_double_backward": general,
         "exact_split_fresh": lambda i: point(exact, phi, i, False),
         "exact_split_buffered": lambda i: point(exact, phi, i, True),
-        "exact_split_buffered_nchw": lambda i: point(exact_nchw, phi_nchw, i, True),
+        "exact_split_buffered_channels_last": lambda i: point(exact_channels_last, phi_channels_last, i, True),
     }
 
 
