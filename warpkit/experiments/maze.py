@@ -75,8 +75,8 @@ ALL_AGENTS = ["warp_rnn", "l2rl", "hebbian", "l2rl_large", "no_warp", "linear_wa
 SIZES = {
     "fast": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=150, seeds=1,
                  scored_episodes=30, agents=ALL_AGENTS[:3]),
-    "medium": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=200, seeds=5,
-                   scored_episodes=50, agents=ALL_AGENTS),
+    "medium": dict(maze_size=9, episode_length=100, wall_penalty=0.1, num_mazes=NUM_MAZES, num_episodes=500, seeds=8,
+                   scored_episodes=100, agents=ALL_AGENTS),
     "full": dict(maze_size=13, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=1_000_000,
                  seeds=10, scored_episodes=5_000, agents=ALL_AGENTS),
     "gpu": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=200, seeds=1,
