@@ -40,6 +40,7 @@ from IPython.display import display
 
 import warpkit
 from warpkit.engine import geometry as geo
+from warpkit.engine.replay import last_replay
 from warpkit.experiments import mountains
 from warpkit.kit.notebook import check_size
 from warpkit.viz import explorers as ex
@@ -205,8 +206,9 @@ warpkit.show_figure(fig, "03_mountain_family", SAVE_FIGS)
 training = mountains.MountainMetaTraining(
     train_surfaces, meta_batch=config.meta_batch, warp_lr=config.warp_lr, seed=SEED,
     replay_chunk_size=config.replay_chunk_size, replay_epochs=config.replay_epochs,
-    snapshot_every=config.snapshot_every)
+    snapshot_every=config.snapshot_every, replay=config.replay)
 training.run(config.meta_iterations, show_progress=SHOW_PROGRESS)
+warpkit.record("replay", last_replay())
 result = training.evaluate(test_surfaces)
 loss_warp = warpkit.record("mountain_final_loss_warp", result["warp_final"].mean().item())
 loss_sgd = warpkit.record("mountain_final_loss_sgd", result["sgd_final"].mean().item())
@@ -284,7 +286,8 @@ warpkit.show_figure(fig, "03_mountain_meta_training", SAVE_FIGS)
 # same size.
 
 # %%
-random_start = mountains.RandomStartTraining(train_surfaces, meta_batch=config.meta_batch, seed=SEED)
+random_start = mountains.RandomStartTraining(train_surfaces, meta_batch=config.meta_batch, seed=SEED,
+                                             replay=config.replay)
 random_start.run(config.random_start_iterations, show_progress=SHOW_PROGRESS)
 pinned = random_start.evaluate(test_surfaces, seed=SEED + 2000)
 pinned_warp = warpkit.record("mountain_random_start_loss_warp", pinned["warp_final"].mean().item())

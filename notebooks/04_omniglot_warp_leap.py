@@ -47,6 +47,7 @@ from IPython.display import Markdown, display
 import warpkit
 from warpkit.engine.buffer import TrajectoryBuffer
 from warpkit.engine.objectives import replay_batches, warp_meta_gradient
+from warpkit.engine.replay import last_replay
 from warpkit.experiments import omniglot
 from warpkit.kit.notebook import check_size
 from warpkit.viz import omniglot as draw_data
@@ -182,7 +183,7 @@ def warp_leap_meta_iteration(model, tasks, optimisers, generator):
     for points in buffer.chunks(config.replay_chunk_size, generator=generator):  # shuffled points
         task_batches, meta_batches = replay_batches(tasks, points)  # two different batches per point
         gradient, _ = warp_meta_gradient(model, omniglot.loss_fn, phi, points, task_batches, meta_batches,
-                                         config.inner_lr, config.warp_objective, config.batched_replay)  # ∇φ Eq. 11
+                                         config.inner_lr, config.warp_objective, config.replay == "batched")  # ∇φ Eq. 11
         apply(optimisers["phi"], phi, gradient)  # φ ← φ − η ∇φ L(φ)
 
 
@@ -236,6 +237,7 @@ results = experiment.run(checkpoint=checkpoint, show_progress=SHOW_PROGRESS)
 fig = draw.plot_meta_training(results)
 warpkit.show_figure(fig, "04_meta_training", SAVE_FIGS)
 warpkit.record("seconds_per_meta_iteration", round(results.seconds_per_meta_iteration("warp-leap"), 3))
+warpkit.record("replay", last_replay())  # how the replay ran: batched or looped (warpkit.engine.replay)
 
 # %% [markdown]
 # **Notice.** Dashed: the meta-batch's loss at θ₀; solid: after the inner loop (MAML runs only its 5-step loop,

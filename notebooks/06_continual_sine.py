@@ -46,6 +46,7 @@ from warpkit.kit.checkpoint import Checkpointer
 from warpkit.data.sine import weighted_mse
 from warpkit.kit.notebook import check_size
 from warpkit.viz import continual as draw
+from warpkit.engine.replay import last_replay
 from warpkit.engine.warp import count_parameters, task_parameters, warp_parameters
 
 # %%
@@ -153,6 +154,7 @@ meta_started = time.perf_counter()
 training = continual.meta_train(meta_learners, train_sampler, config.meta_iterations, config.meta_batch_size,
                                 checkpointer, config, SHOW_PROGRESS, validation, config.validate_every)
 seconds_meta_training = warpkit.record("seconds_meta_training", round(time.perf_counter() - meta_started, 1))
+warpkit.record("replay", last_replay())
 for name, iteration in training.best_iteration.items():
     warpkit.record(f"kept_iteration_{name}", iteration)
     if training.diverged[name]:

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from warpkit.engine.adapt import adapt, adapt_tasks, fresh_buffers
-from warpkit.engine.buffer import TrajectoryPoint
+from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint
 from warpkit.engine.init_learners import Leap, Reptile
 from warpkit.engine.meta import MetaLearner
 from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
+from warpkit.engine.replay import replay_meta_gradient
 from warpkit.engine.objectives import warp_meta_gradient, warp_objective
 from warpkit.engine.tasks import SupervisedTask
 from warpkit.engine.warp import task_parameters, warp_parameters
@@ -132,6 +133,22 @@ def test_phi_gradients_on_cuda_equal_the_cpu(mode):
         assert_close(got, expected, f"{mode} φ-gradient, batched={batched}")
         assert got_value == pytest.approx(value, rel=RTOL)
     assert any(g.abs().max() > 1e-6 for g in expected.values()), "a vanishing gradient would make this test vacuous"
+
+
+@pytest.mark.parametrize("mode", ["exact", "first_order"])
+def test_fast_replay_on_cuda_equals_the_cpu(mode):
+    """warpkit.engine.replay (buffered lookahead, split exact gradient), looped and batched, on the GPU."""
+    gradients = {}
+    for device, paths in (("cpu", ("looped",)), (CUDA, ("looped", "batched"))):
+        model = make_model(device=device)
+        buffer = TrajectoryBuffer()
+        buffer.add(0, adapt(model, image_task(3, device), F.cross_entropy, 3, 0.1, final_loss=False))
+        for path in paths:
+            gradients[str(device), path] = replay_meta_gradient(
+                model, F.cross_entropy, warp_parameters(model), buffer.points(), [image_task(4, device)], 0.1, mode,
+                replay=path)[0]
+    for path in ("looped", "batched"):
+        assert_close(gradients["cuda", path], gradients["cpu", "looped"], f"{mode} fast replay, {path}")
 
 
 def test_adapt_and_batchnorm_statistics_on_cuda_equal_the_cpu():

@@ -21,7 +21,7 @@ TINY = omniglot.OmniglotConfig(
     ways=3, train_images=15, batch_size=6, augment=False, test_alphabets=2, test_repeats=1, alphabet_counts=(1,),
     seeds=(0,), data_source="glyphs", filters=4, inner_steps=3, meta_iterations=2, meta_batch_size=2,
     warp_lr=0.01, warp_optimizer="adam", init_lr=0.03, init_optimizer="adam", maml_init_lr=0.01, maml_steps=2,
-    replay_chunk_size=4, batched_replay=True, validation_alphabets=1, validation_every=1, checkpoint_every=1,
+    replay_chunk_size=4, replay="batched", validation_alphabets=1, validation_every=1, checkpoint_every=1,
     methods=("kfac", "no-pretraining"),
 )
 

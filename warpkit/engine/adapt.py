@@ -143,7 +143,11 @@ class Trajectory:
     ``params[k]`` and ``buffers[k]`` are θ_k and the BatchNorm statistics *before* step k (k = 0 … K-1),
     detached; ``gradients[k]`` is ∇_θ L_task(θ_k) (kept only when asked: Leap needs it); ``losses[k]`` the task
     loss at θ_k on step k's batch; ``final_params`` θ_K with ``final_buffers``; ``final_loss`` the loss at θ_K on
-    one more batch (used by Leap's loss-difference term).
+    one more batch (used by Leap's loss-difference term). ``batches[k]`` is the batch A_k of step k, kept with
+    the states only when every step was a plain SGD step (no momentum, a fixed float step size): then
+    θ_{k+1} = θ_k − α ∇_θ L_task(θ_k; φ; A_k) exactly, and replay can take θ_{k+1} as the lookahead point
+    (:mod:`warpkit.engine.replay`); None otherwise. ``warp_versions`` are the in-place version counters of the φ
+    tensors the run used: replay compares them with φ's to know whether φ has been written since.
 
     >>> from warpkit.engine.tasks import SupervisedTask
     >>> task = SupervisedTask(torch.ones(4, 1), torch.ones(4, 1))
@@ -159,6 +163,8 @@ class Trajectory:
     final_params: Params = field(default_factory=dict)
     final_buffers: Params = field(default_factory=dict)
     final_loss: float = float("nan")
+    batches: list | None = None
+    warp_versions: dict | None = None
 
     @property
     def num_steps(self) -> int:
@@ -220,15 +226,44 @@ def _final_loss(task_loss: Callable, theta: Params, buffers: Params, batch) -> t
     return task_loss(theta, buffers, inputs, target)
 
 
-def _keep_state(trajectory: Trajectory, step: int, theta: Params, buffers: Params, keep_trajectory: bool,
-                on_state: Callable[[int, Params, Params], None] | None) -> None:
-    """Snapshot the pre-step state θ_k (and BatchNorm statistics) into the trajectory and/or ``on_state``."""
+def plain_sgd(lr: float | Params, momentum: float) -> bool:
+    """Whether a step is θ_{k+1} = θ_k − α g with one fixed float α (no momentum, no per-parameter step sizes):
+    the condition under which the next state is the lookahead point of replay.
+
+    >>> plain_sgd(0.1, 0.0), plain_sgd(0.1, 0.9), plain_sgd({"w": torch.ones(1)}, 0.0)
+    (True, False, False)
+    """
+    return momentum == 0 and not isinstance(lr, dict)
+
+
+def _keep_state(trajectory: Trajectory, theta: Params, buffers: Params, keep_trajectory: bool) -> tuple[Params, Params]:
+    """Snapshot the pre-step state θ_k (and BatchNorm statistics), into the trajectory when ``keep_trajectory``."""
     snapshot, buffer_snapshot = detached_copy(theta), detached_copy(buffers)
     if keep_trajectory:
         trajectory.params.append(snapshot)
         trajectory.buffers.append(buffer_snapshot)
-    if on_state is not None:
-        on_state(step, snapshot, buffer_snapshot)
+    return snapshot, buffer_snapshot
+
+
+def warp_versions(phi: Params) -> dict[str, int]:
+    """The in-place version counter of every φ tensor (shared with the parameter it was detached from): equal
+    counters later mean φ has not been written since.
+
+    >>> phi = {"w": torch.zeros(2)}
+    >>> before = warp_versions(phi)
+    >>> _ = phi["w"].add_(1.0)
+    >>> before == warp_versions(phi)
+    False
+    """
+    return {name: int(t._version) for name, t in phi.items()}
+
+
+def _stream_state(on_state: Callable, step: int, state: tuple[Params, Params], next_theta: Params, batch,
+                  plain: bool, versions: dict[str, int]) -> None:
+    """``on_state(k, θ_k, buffers_k)`` after step k, plus ``(θ_{k+1}, A_k, φ's version counters)`` for a plain
+    SGD step (replay's lookahead point and the step's batch, :mod:`warpkit.engine.replay`)."""
+    lookahead = (detached_copy(next_theta), batch, versions) if plain else ()
+    on_state(step, *state, *lookahead)
 
 
 def adapt(model: nn.Module, task: Task, loss_fn: LossFn, num_steps: int, lr: float | Params, momentum: float = 0.0,
@@ -240,8 +275,9 @@ def adapt(model: nn.Module, task: Task, loss_fn: LossFn, num_steps: int, lr: flo
     θ starts from ``init_params`` (default: the model's task parameters), φ is ``warp_params`` (default: the
     model's warp parameters) and stays frozen. Neither is mutated. ``lr`` is a float or, for Meta-SGD, a dict of
     per-parameter step sizes (broadcast against each parameter). ``on_state(k, θ_k, buffers_k)`` receives
-    each pre-step state as a detached snapshot (e.g. to stream it into an on-disk buffer with
-    ``keep_trajectory=False``, so that memory does not grow with ``num_steps``). Returns the :class:`Trajectory`; with
+    each pre-step state as a detached snapshot once step k is taken, followed, for a plain SGD step, by
+    ``θ_{k+1}`` and the step's batch (e.g. to stream points into an on-disk buffer with ``keep_trajectory=False``,
+    so that memory does not grow with ``num_steps``). Returns the :class:`Trajectory`; with
     ``keep_trajectory=False`` only the losses and final state are kept (for evaluation runs).
 
     >>> from warpkit.engine.tasks import SupervisedTask
@@ -257,14 +293,20 @@ def adapt(model: nn.Module, task: Task, loss_fn: LossFn, num_steps: int, lr: flo
     theta, phi, buffers, velocity = _initial_state(model, init_params, warp_params, momentum)
     task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = grad_and_value(task_loss)
-    trajectory = Trajectory(gradients=[] if keep_gradients else None)
+    trajectory = Trajectory(gradients=[] if keep_gradients else None,
+                            batches=[] if keep_trajectory and plain_sgd(lr, momentum) else None,
+                            warp_versions=warp_versions(phi))
     losses = []  # read out once after the loop: float() per step would wait for a GPU at every step
     with train_mode(model):
         for step in range(num_steps):
-            if keep_trajectory or on_state is not None:
-                _keep_state(trajectory, step, theta, buffers, keep_trajectory, on_state)
-            theta, gradients, loss = _inner_step(gradient_and_loss, theta, buffers, task.sample_batch(step), lr,
-                                                 momentum, velocity)
+            state = _keep_state(trajectory, theta, buffers, keep_trajectory) \
+                if keep_trajectory or on_state is not None else None
+            batch = task.sample_batch(step)
+            if trajectory.batches is not None:
+                trajectory.batches.append(batch)
+            theta, gradients, loss = _inner_step(gradient_and_loss, theta, buffers, batch, lr, momentum, velocity)
+            if on_state is not None:
+                _stream_state(on_state, step, state, theta, batch, plain_sgd(lr, momentum), trajectory.warp_versions)
             if keep_gradients:
                 trajectory.gradients.append(detached_copy(gradients))
             losses.append(loss.detach())
@@ -309,15 +351,20 @@ def adapt_tasks(model: nn.Module, tasks: list[Task], loss_fn: LossFn, num_steps:
     theta, phi, buffers, velocity = _initial_state(model, init_params, warp_params, momentum, copies=len(tasks))
     task_loss = _task_loss(model, loss_fn, phi)
     gradient_and_loss = torch.func.vmap(grad_and_value(task_loss), randomness="different")
-    trajectories = [Trajectory(gradients=[] if keep_gradients else None) for _ in tasks]
+    keep_batches = keep_trajectory and plain_sgd(lr, momentum)
+    trajectories = [Trajectory(gradients=[] if keep_gradients else None, batches=[] if keep_batches else None,
+                               warp_versions=warp_versions(phi)) for _ in tasks]
     step_losses = []  # [count] per step, read out once after the loop (no wait for a GPU inside it)
     with train_mode(model):
         for step in range(num_steps):
-            batch = stack_batches([task.sample_batch(step) for task in tasks])
+            task_batches = [task.sample_batch(step) for task in tasks]
+            batch = stack_batches(task_batches)
             for index, trajectory in enumerate(trajectories):
                 if keep_trajectory:
                     trajectory.params.append(_unstack(theta, index))
                     trajectory.buffers.append(_unstack(buffers, index))
+                if keep_batches:
+                    trajectory.batches.append(task_batches[index])
             theta, gradients, losses = _inner_step(gradient_and_loss, theta, buffers, batch, lr, momentum, velocity)
             step_losses.append(losses.detach())
             if keep_gradients:

@@ -7,6 +7,11 @@ takes meta-steps on φ over small chunks of them. A point is therefore the tripl
 :class:`TrajectoryBuffer` holds points in memory, or on disk (one file per point, written atomically) for long
 runs whose buffers do not fit in memory. :func:`stack_points` turns a chunk of points into stacked tensors (a
 leading "point" dimension) so that the objective can replay them in one vmapped call.
+
+A point also keeps what replay would otherwise recompute, when the inner loop's step was a plain SGD step
+(:func:`warpkit.engine.adapt.adapt` records it only then): the next state θ_{k+1} = θ_k − α ∇L_task(θ_k; A_k)
+and the batch A_k that step used. In memory ``next_params`` is the next point's own dict (no copy); on disk it is
+stored with the point. :mod:`warpkit.engine.replay` uses them as the lookahead point of Eq. 11 and 12.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -24,17 +29,22 @@ from warpkit.engine.adapt import Params, Trajectory
 
 @dataclass
 class TrajectoryPoint:
-    """θ_k of task ``task_index`` before its inner step ``step``, with the BatchNorm statistics at that moment.
+    """θ_k of task ``task_index`` before its inner step ``step``, with the BatchNorm statistics at that moment;
+    optionally θ_{k+1} (``next_params``) and the inner batch A_k (``batch``) of a plain SGD step, with the version
+    counters of the φ it was taken with (``warp_versions``; module docstring).
 
     >>> point = TrajectoryPoint(task_index=0, step=3, params={"w": torch.zeros(2)}, buffers={})
-    >>> point.task_index, point.step
-    (0, 3)
+    >>> point.task_index, point.step, point.next_params is None
+    (0, 3, True)
     """
 
     task_index: int
     step: int
     params: Params
     buffers: Params
+    next_params: Params | None = None
+    batch: Any = None
+    warp_versions: dict | None = None
 
 
 class TrajectoryBuffer:
@@ -66,8 +76,13 @@ class TrajectoryBuffer:
             raise ValueError(
                 "TrajectoryBuffer.add(): the trajectory holds no states; adapt with keep_trajectory=True"
             )
+        states = trajectory.params + [trajectory.final_params]
+        batches = trajectory.batches  # recorded by adapt only for plain SGD steps (then θ_{k+1} is the lookahead)
         for step, (params, buffers) in enumerate(zip(trajectory.params, trajectory.buffers)):
-            self.add_point(TrajectoryPoint(task_index, step, params, buffers))
+            self.add_point(TrajectoryPoint(task_index, step, params, buffers,
+                                           next_params=states[step + 1] if batches else None,
+                                           batch=batches[step] if batches else None,
+                                           warp_versions=trajectory.warp_versions if batches else None))
 
     def add_point(self, point: TrajectoryPoint) -> None:
         if self.directory is None:
@@ -80,7 +95,8 @@ class TrajectoryBuffer:
         try:  # write then rename: a point file is never half-written, and no temporary file is left behind
             torch.save(
                 {"task_index": point.task_index, "step": point.step, "params": point.params,
-                 "buffers": point.buffers},
+                 "buffers": point.buffers, "next_params": point.next_params, "batch": point.batch,
+                 "warp_versions": point.warp_versions},
                 temporary,
             )
             os.replace(temporary, path)
@@ -97,7 +113,8 @@ class TrajectoryBuffer:
             state = torch.load(item, weights_only=True)
         except Exception as error:  # a truncated or foreign file: say which
             raise RuntimeError(f"TrajectoryBuffer: cannot read buffered point {item}: {error}") from error
-        return TrajectoryPoint(state["task_index"], state["step"], state["params"], state["buffers"])
+        return TrajectoryPoint(state["task_index"], state["step"], state["params"], state["buffers"],
+                               state.get("next_params"), state.get("batch"), state.get("warp_versions"))
 
     def points(self) -> list[TrajectoryPoint]:
         return [self[i] for i in range(len(self))]

@@ -34,7 +34,7 @@ from warpkit.engine.adapt import LossFn, Params, Trajectory, adapt, adapt_tasks
 from warpkit.engine.buffer import TrajectoryBuffer, TrajectoryPoint
 from warpkit.engine.guard import adapts, problem, raise_non_finite, restore, snapshot
 from warpkit.engine.init_learners import InitLearner, MetaSGD
-from warpkit.engine.objectives import replay_batches, warp_meta_gradient
+from warpkit.engine.replay import chosen_replay, replay_meta_gradient, resolve_lookahead
 from warpkit.engine.options import InitTraining, InnerLoop, WarpTraining
 from warpkit.engine.persist import save_learner
 from warpkit.engine.predict import fit, predict
@@ -365,11 +365,16 @@ class MetaLearner:
         return self._local_objective_gradient(tasks, points)
 
     def _local_objective_gradient(self, tasks, points):
-        task_batches, meta_batches = replay_batches(tasks, points)
-        return warp_meta_gradient(
-            self.model, self.loss_fn, warp_parameters(self.model), points, task_batches, meta_batches,
-            self.current_inner_lr(), self.warp.objective, self.warp.batched_replay,
-        )
+        # ∇_φ (1/|points|) Σ_k L_meta(θ_k − α ∇L_task(θ_k; φ); φ): Eq. 11 (exact) or Eq. 12 (first-order)
+        return replay_meta_gradient(self.model, self.loss_fn, warp_parameters(self.model), points, tasks,
+                                    self.current_inner_lr(), self.warp.objective, self.warp.replay,
+                                    resolve_lookahead(self.warp.lookahead, self.algorithm))
+
+    @property
+    def replay_path(self) -> str | None:
+        """What the last replay ran, ``"batched"`` or ``"looped"`` (None before any replay, or without warp
+        training): how ``warp.replay`` was resolved on this model's device."""
+        return chosen_replay(self.model)
 
     def _warp_step(self, gradient: Params) -> None:
         self.warp_optimizer.zero_grad(set_to_none=True)
@@ -426,8 +431,9 @@ class _BufferWriter:
     def __init__(self, buffer: TrajectoryBuffer, index: int):
         self.buffer, self.index = buffer, index
 
-    def __call__(self, step: int, params: Params, buffers: Params) -> None:
-        self.buffer.add_point(TrajectoryPoint(self.index, step, params, buffers))
+    def __call__(self, step: int, params: Params, buffers: Params, *lookahead) -> None:
+        """θ_k and its BatchNorm statistics; for a plain SGD step also (θ_{k+1}, the step's batch, φ's versions)."""
+        self.buffer.add_point(TrajectoryPoint(self.index, step, params, buffers, *lookahead))
 
 
 __all__ = ["MetaLearner", "MetaStepStats", "parameter_change"]

@@ -26,6 +26,12 @@ per-point path (``batched=False``) is kept as the reference the tests and benchm
 replay pays off where per-call overhead dominates (small networks, GPUs); on a CPU a large convolutional network
 is compute-bound and vmap's grouped convolutions can be slower than the loop (``benchmarks/engine.py`` measures
 both). BatchNorm layers are evaluated in elementary form inside the vmap (:mod:`warpkit.engine.batchnorm`).
+
+This module is the *general* path: the lookahead is recomputed, and the exact gradient differentiates the inner
+gradient's backward pass. :class:`~warpkit.engine.meta.MetaLearner` replays through
+:mod:`warpkit.engine.replay`, which gives the same gradients with less work (the next buffered point as the
+lookahead, the exact gradient split into Eq. 12 plus one mixed product) and falls back to this module where
+those do not apply.
 """
 
 from __future__ import annotations

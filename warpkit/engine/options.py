@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from warpkit.engine.objectives import check_mode
+from warpkit.engine.replay import check_replay
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -70,8 +71,14 @@ class WarpTraining:
     on the mean of their one-step objectives. The paper's schedule (Algorithm 2 as the authors run it) is
     ``points_per_step=1, passes=1``: one φ-step per point, T·K steps per meta-iteration. P points per step take
     P times fewer steps on an averaged gradient, so at the same ``lr`` φ moves roughly P times less.
-    ``batched_replay`` only decides *how* a group of points is computed (one vmapped call, or a loop over the
-    points); both give the same φ-gradient. ``buffer_directory`` keeps the buffered points on disk instead of in
+    ``replay`` only decides *how* a group of points is computed: ``"batched"`` (one vmapped call), ``"looped"``
+    (one point at a time) or ``"auto"`` (batched on an accelerator and for small networks on a CPU, looped for a
+    compute-bound network on a CPU: :func:`warpkit.engine.replay.resolve_replay`); all give the same φ-gradient.
+    ``lookahead`` says where the lookahead point θ_k − α∇L_task(θ_k) comes from: ``"buffered"`` takes the next
+    buffered state θ_{k+1} (with the inner loop's own batch) wherever that is exact (plain SGD, φ unchanged since
+    the adaptation), one forward and backward pass fewer per point; ``"fresh"`` recomputes it from a fresh batch
+    and the current φ; ``"auto"`` is buffered online and fresh offline (:mod:`warpkit.engine.replay`).
+    ``buffer_directory`` keeps the buffered points on disk instead of in
     memory, so memory does not grow with the number of inner steps.
 
     >>> WarpTraining(objective="second_order")
@@ -85,7 +92,8 @@ class WarpTraining:
     optimizer: str = "sgd"
     points_per_step: int = 32
     passes: int = 1
-    batched_replay: bool = True
+    replay: str = "auto"
+    lookahead: str = "auto"
     buffer_directory: str | None = None
 
     def __post_init__(self):
@@ -93,6 +101,7 @@ class WarpTraining:
         _optimizer_name("WarpTraining", self.optimizer)
         _positive_int("WarpTraining", "points_per_step", self.points_per_step)
         _positive_int("WarpTraining", "passes", self.passes)
+        check_replay(self.replay, self.lookahead)
 
 
 @dataclass(frozen=True)

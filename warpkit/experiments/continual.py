@@ -84,6 +84,7 @@ class ContinualConfig(SineFamily):
     init_optimizer: str = "sgd"
     replay_chunk_size: int = 25
     replay_epochs: int = 1
+    replay: str = "auto"  # how a chunk is replayed: "batched", "looped" or "auto" (warpkit.engine.replay)
     # model selection on validation sequences (0 = off: keep the last iterate)
     validate_every: int = 5
     num_validation: int = 20
@@ -127,7 +128,7 @@ def build_learners(config: ContinualConfig, seed: int = 0, device: torch.device 
     # batched=True: the meta-batch's sequences run in one vmapped inner loop (same numbers, much faster)
     inner = InnerLoop(lr=config.inner_lr, steps=config.inner_steps, batched=True)
     warp = WarpTraining(config.warp_objective, lr=config.warp_lr, optimizer=config.warp_optimizer,
-                        points_per_step=config.replay_chunk_size, passes=config.replay_epochs)
+                        points_per_step=config.replay_chunk_size, passes=config.replay_epochs, replay=config.replay)
     warp_model = warp_mlp(warp_hidden=config.warp_hidden, warp_layers=config.warp_layers,
                           warp_activation=config.warp_activation, **shape).to(device)
     return {

@@ -258,7 +258,8 @@ class MountainMetaTraining:
 
     def __init__(self, train_surfaces: Sequence[MountainSurface], meta_batch: int = 20, lr: float = 0.1,
                  steps: int = 100, objective: str = "exact", warp_lr: float = 3e-3, init_lr: float = 0.1,
-                 replay_chunk_size: int = 25, replay_epochs: int = 1, snapshot_every: int = 5, seed: int = 0):
+                 replay_chunk_size: int = 25, replay_epochs: int = 1, snapshot_every: int = 5, seed: int = 0,
+                 replay: str = "auto"):
         if meta_batch > len(train_surfaces):
             raise ValueError(f"meta_batch={meta_batch} exceeds the {len(train_surfaces)} training surfaces")
         self.train_surfaces, self.meta_batch = list(train_surfaces), meta_batch
@@ -268,7 +269,7 @@ class MountainMetaTraining:
         self.baseline = WarpedPoint(warp=False)
         inner = InnerLoop(lr=lr, steps=steps, batched=True)
         warp = WarpTraining(objective, lr=warp_lr, optimizer="adam", points_per_step=replay_chunk_size,
-                            passes=replay_epochs)
+                            passes=replay_epochs, replay=replay)
         self.warpgrad = MetaLearner(self.model, surface_loss, inner=inner, warp=warp,
                                     init=InitTraining(Reptile(), lr=init_lr), seed=seed)
         self.sgd = MetaLearner(self.baseline, surface_loss, inner=inner, warp=None,
@@ -381,13 +382,15 @@ class RandomStartTraining:
     cannot move (:class:`PinnedStartPoint`); :meth:`evaluate` compares it with plain SGD from the same starts."""
 
     def __init__(self, train_surfaces: Sequence[MountainSurface], meta_batch: int = 10, lr: float = 0.1,
-                 steps: int = 100, warp_lr: float = 0.03, replay_chunk_size: int = 50, seed: int = 0):
+                 steps: int = 100, warp_lr: float = 0.03, replay_chunk_size: int = 50, seed: int = 0,
+                 replay: str = "auto"):
         self.train_surfaces, self.meta_batch, self.lr, self.steps = list(train_surfaces), meta_batch, lr, steps
         self.extent = self.train_surfaces[0].extent
         torch.manual_seed(seed)
         self.model = PinnedStartPoint()
         self.learner = MetaLearner(self.model, surface_loss, inner=InnerLoop(lr=lr, steps=steps, batched=True),
-                                   warp=WarpTraining(lr=warp_lr, optimizer="adam", points_per_step=replay_chunk_size),
+                                   warp=WarpTraining(lr=warp_lr, optimizer="adam", points_per_step=replay_chunk_size,
+                                                     replay=replay),
                                    seed=seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
@@ -416,6 +419,7 @@ class MountainConfig:
     warp_lr: float = 3e-3
     replay_chunk_size: int = 25
     replay_epochs: int = 1
+    replay: str = "auto"  # how a chunk is replayed: "batched", "looped" or "auto" (warpkit.engine.replay)
     snapshot_every: int = 5
     held_out: int = 20
     random_start_iterations: int = 20

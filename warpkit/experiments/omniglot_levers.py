@@ -44,7 +44,7 @@ LEVER_METHODS = (FOCUS, "reptile")
 #: shared 2-core machine the last ones may not fit a session's budget)
 SETTINGS: dict[str, tuple[str, dict]] = {
     "fixed": ("task resampling", {"fixed_training_tasks": True}),
-    "chunk25": ("points per φ-step", {"replay_chunk_size": 25, "batched_replay": True}),
+    "chunk25": ("points per φ-step", {"replay_chunk_size": 25, "replay": "batched"}),
     "steps25": ("inner steps", {"inner_steps": 25}),
     "residual": ("warp family", {"warp": "residual_conv"}),
     "steps100": ("inner steps", {"inner_steps": 100}),

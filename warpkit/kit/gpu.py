@@ -16,8 +16,9 @@ Three parts:
 * **The check** (:func:`gpu_check`): on the GPU machine, with its own ``python3`` and torch: CUDA visible (else
   stop at once), the bundle installed from local files with ``pip install --no-index --no-deps --target
   .gpu-env`` (a folder put on ``PYTHONPATH``, so it works whether or not that python is a virtual environment),
-  every module the lessons import importable, the CUDA tests, every lesson at the ``gpu`` size through the runner
-  with ``--device cuda``, and the bands. ``--dry-run`` does the same on the CPU at the ``fast`` size with
+  every module the lessons import importable, the CUDA tests, the replay benchmark (batched against looped replay,
+  :func:`step_replay_benchmark`), every lesson at the ``gpu`` size through the runner with ``--device cuda``, and
+  the bands. ``--dry-run`` does the same on the CPU at the ``fast`` size with
   ``.venv``'s python: the bundle's install is then resolved for the target platform (``pip install --dry-run``)
   rather than installed, and the CUDA tests are collected and skipped.
 
@@ -576,6 +577,29 @@ def _junit_counts(path: Path) -> dict[str, int]:
     return counts
 
 
+#: the replay benchmark of the GPU run: ``benchmarks/engine.py --child replay FILTERS POINTS REPEATS DEVICE`` times
+#: the exact meta-gradient of a chunk of Omniglot points replayed one at a time and in one batched call
+REPLAY_BENCHMARK = {"gpu": ("64", "64", "3"), "fast": ("8", "4", "1")}
+
+
+def step_replay_benchmark(run: Run) -> None:
+    """Batched against looped replay on the run's device (issue 18): seconds of both, their speedup and the
+    largest difference of their gradients, kept in ``gpu_check.json`` (``environment["replay_benchmark"]``)."""
+    done = run.command("replay benchmark", [run.python, "benchmarks/engine.py", "--child", "replay",
+                                            *REPLAY_BENCHMARK[run.size], run.device], timeout=900)
+    try:
+        result = json.loads(_last_line(done.stdout))
+    except ValueError:
+        run.add(Check("replay benchmark runs", False, _last_line(done.stderr) or "no result"))
+        return
+    run.environment["replay_benchmark"] = result
+    ok = done.returncode == 0 and result["max_abs_diff"] < 1e-3
+    run.add(Check("replay benchmark: batched and looped replay agree", ok,
+                  f"{result['points']} points, {result['filters']} filters on {result['device']}: looped "
+                  f"{result['looped_seconds']:.3f} s, batched {result['batched_seconds']:.3f} s "
+                  f"({result['speedup']:.2f}×), max |Δ| {result['max_abs_diff']:.1e}"))
+
+
 def step_lessons(run: Run, lessons: Sequence[str]) -> None:
     """Every lesson through the runner at the run's size and device, one runner call each (own parameters)."""
     notebooks_out, figures = run.work / "notebooks", run.work / "notebooks" / "figures"
@@ -673,6 +697,7 @@ def gpu_check(out: str | os.PathLike, dry_run: bool = False, python: str | None 
             step_install(run)
             step_imports(run)
             step_cuda_tests(run)
+            step_replay_benchmark(run)
             step_lessons(run, lessons)
             step_bands(run, lessons)
         except Stop as stop:

@@ -64,10 +64,11 @@ class OmniglotConfig:
     maml_meta_split: str = "held-out"  # where FOMAML/MAML take their meta loss: "held-out" or "train"
     # the replay schedule of the warp objective (Algorithm 2): every replay_chunk_size buffered points give one
     # φ-step (1 = the paper's one step per point), each point is replayed replay_epochs times, and a chunk is
-    # computed in one vmapped call (batched_replay) or by a loop over its points (the same φ-gradient)
+    # computed in one vmapped call or by a loop over its points (the same φ-gradient): replay = "batched",
+    # "looped" or "auto" (by device and network size: warpkit.engine.replay.resolve_replay)
     replay_chunk_size: int = 1
     replay_epochs: int = 1
-    batched_replay: bool = False
+    replay: str = "auto"
     maml_steps: int = 5
     leap_simplified: bool = False  # the Leap baseline: full Leap (loss term) as in the Leap code
     warp_leap_simplified: bool = True  # Warp-Leap's θ_0 learner: the WarpGrad code's simplified Leap
@@ -157,14 +158,14 @@ SIZES: dict[str, OmniglotConfig] = {
         validation_alphabets=1, validation_repeats=1, validation_every=4, alphabet_counts=(3,), seeds=(0,),
         data_source="auto", data_sets="auto", filters=16, inner_steps=30, meta_iterations=8, meta_batch_size=3,
         warp_lr=0.003, warp_optimizer="adam", init_lr=0.03, init_optimizer="adam", maml_init_lr=0.03,
-        replay_chunk_size=1, batched_replay=False, checkpoint_every=2,
+        replay_chunk_size=1, checkpoint_every=2,
     ),
     "medium": OmniglotConfig(
         ways=20, batch_size=20, augment=False, fixed_training_tasks=False, test_alphabets=2, test_repeats=2,
         validation_alphabets=1, validation_repeats=2, validation_every=10, alphabet_counts=(4,),
         seeds=(0, 1, 2, 3, 4, 5), data_source="omniglot", data_sets="auto", filters=16, inner_steps=50,
         meta_iterations=20, meta_batch_size=3, warp_lr=0.003, warp_optimizer="adam", init_lr=0.03,
-        init_optimizer="adam", maml_init_lr=0.01, replay_chunk_size=1, batched_replay=False, checkpoint_every=2,
+        init_optimizer="adam", maml_init_lr=0.01, replay_chunk_size=1, replay="looped", checkpoint_every=2,
     ),
     "full": paper_config(model_selection="best"),
     # gpu: the regression size for one GPU (python3 kit.py gpu-check; the time estimate is in warpkit.kit.gpu). It
@@ -174,7 +175,7 @@ SIZES: dict[str, OmniglotConfig] = {
         ways=20, batch_size=20, augment=False, test_alphabets=2, test_repeats=3, alphabet_counts=(1, 3, 5),
         seeds=(0,), data_source="auto", data_sets="auto", filters=32, inner_steps=20, meta_iterations=12,
         meta_batch_size=5, warp_lr=0.003, warp_optimizer="adam", init_lr=0.03, init_optimizer="adam",
-        maml_init_lr=0.01, replay_chunk_size=20, batched_replay=True, checkpoint_every=5,
+        maml_init_lr=0.01, replay_chunk_size=20, replay="batched", checkpoint_every=5,
         evaluation_batchnorm="transductive", fixed_training_tasks=True, validation_alphabets=0,
         validation_every=0, model_selection="final", maml_meta_split="train", leap_simplified=True,
     ),

@@ -7,7 +7,7 @@ r"""One method, one seed, one number of training alphabets: build the learner, m
 * **Meta-training.** ``meta_iterations`` iterations over meta-batches of ``meta_batch_size`` tasks
   (:mod:`warpkit.experiments.omniglot.tasks`). Warp-Leap replays the buffered points with the schedule
   ``replay_chunk_size`` (points per φ-step; 1 = the paper's one step per point), ``replay_epochs`` and
-  ``batched_replay`` (see :class:`warpkit.engine.meta.MetaLearner`). MAML is the one exception to "the same inner
+  ``replay`` (see :class:`warpkit.engine.meta.MetaLearner`). MAML is the one exception to "the same inner
   loop everywhere" *during meta-training*: it backpropagates through only ``maml_steps`` (5) inner steps; FOMAML
   follows the authors' code: the gradient at the end of the full trajectory; both take their meta loss on the
   task's held-out split (``maml_meta_split``).
@@ -83,7 +83,7 @@ def build_method(c: OmniglotConfig, method: str, model_factory, seed: int):
                             warp_leap_simplified=c.warp_leap_simplified, leap_stabilizer=c.leap_stabilizer,
                             maml_meta_split=c.maml_meta_split, **KFAC_SETTINGS)
     warp = WarpTraining(c.warp_objective, lr=c.warp_lr, optimizer=c.warp_optimizer,
-                        points_per_step=c.replay_chunk_size, passes=c.replay_epochs, batched_replay=c.batched_replay)
+                        points_per_step=c.replay_chunk_size, passes=c.replay_epochs, replay=c.replay)
     return make_method(method, model_factory, loss_fn, inner=InnerLoop(lr=c.inner_lr, steps=c.inner_steps),
                        warp=warp, init_lr=init_lr, init_optimizer=c.init_optimizer, options=options,
                        warp_kind=c.warp, seed=seed)

@@ -98,7 +98,7 @@ PAPER_PROTOCOL: dict[str, ProtocolSetting] = {
 
 #: settings of OmniglotConfig that are not part of the protocol: where data lives, how a run is computed
 #: (replay batching gives the same gradient), checkpointing, and which fixed alphabets are chosen
-NOT_PROTOCOL = ("split_seed", "data_source", "batched_replay", "checkpoint_every")
+NOT_PROTOCOL = ("split_seed", "data_source", "replay", "checkpoint_every")
 
 #: deliberate departures of the ``full`` size from :data:`PAPER_PROTOCOL`, each with its reason
 FULL_DEPARTURES: dict[str, str] = {

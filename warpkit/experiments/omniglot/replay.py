@@ -3,7 +3,7 @@
 WarpGrad's meta-objective is a sum over the buffered points θ_k of the tasks' own trajectories. The authors' code
 replays them one at a time, one φ-step each (``replay_chunk_size = 1``); a chunk of P points averaged into one
 φ-step is a *different optimiser* (P times fewer φ-steps, each on an averaged gradient), and a chunk can be
-replayed in one vmapped call (``batched_replay``) or by a loop over its points (the same φ-gradient).
+replayed in one vmapped call (``replay="batched"``) or by a loop over its points (the same φ-gradient).
 
 :func:`compare_replay_schedules` meta-trains Warp-Leap from one state on the same tasks under several schedules
 and records what each does to φ (|Δφ| per meta-iteration, φ-steps, held-out accuracy).
@@ -24,8 +24,8 @@ import torch
 from warpkit.engine.warp import warp_parameters
 
 #: the default comparison: the paper's one step per point against chunks of 25 replayed in one vmapped call
-DEFAULT_SCHEDULES = {"one step per point (paper)": dict(points_per_step=1, passes=1, batched_replay=False),
-                     "chunks of 25, batched": dict(points_per_step=25, passes=1, batched_replay=True)}
+DEFAULT_SCHEDULES = {"one step per point (paper)": dict(points_per_step=1, passes=1, replay="looped"),
+                     "chunks of 25, batched": dict(points_per_step=25, passes=1, replay="batched")}
 
 
 def _phi_distance(model, start: dict[str, torch.Tensor]) -> float:
@@ -40,7 +40,7 @@ def compare_replay_schedules(experiment, schedules: dict[str, dict] | None = Non
     the identity warps, held-out accuracy (evaluated with the experiment's own protocol, final meta-parameters)
     and seconds. ``experiment``: an :class:`~warpkit.experiments.omniglot.experiment.OmniglotExperiment`;
     ``schedules``: name → replay settings, fields of :class:`~warpkit.engine.options.WarpTraining`
-    (``points_per_step``, ``passes``, ``batched_replay``); default: :data:`DEFAULT_SCHEDULES`. Everything else (seed, tasks, batches, learning
+    (``points_per_step``, ``passes``, ``replay``); default: :data:`DEFAULT_SCHEDULES`. Everything else (seed, tasks, batches, learning
     rates) is the same for every schedule."""
     c = experiment.config
     schedules = DEFAULT_SCHEDULES if schedules is None else schedules
@@ -67,7 +67,7 @@ def compare_replay_schedules(experiment, schedules: dict[str, dict] | None = Non
 def _time_one_variant(experiment, learner, initial: dict, chunk: int, batched: bool, seed: int, n: int) -> dict:
     """One meta-iteration of ``learner`` from the state ``initial`` with the given replay chunks, timed."""
     learner.load_state_dict(copy.deepcopy(initial))
-    learner.warp = dataclasses.replace(learner.warp, points_per_step=chunk, batched_replay=batched)
+    learner.warp = dataclasses.replace(learner.warp, points_per_step=chunk, replay="batched" if batched else "looped")
     tasks = experiment.training_tasks(seed, n, 0)
     wall, cpu = time.perf_counter(), time.process_time()
     stats = learner.meta_step(tasks)
