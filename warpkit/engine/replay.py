@@ -384,6 +384,6 @@ def replay_meta_gradient(model: nn.Module, loss_fn: LossFn, warp_params: Params,
     return {name: g.detach() for name, g in gradients.items()}, float(value.detach())
 
 
-__all__ = ["resolve_lookahead", "CPU_BATCHED_BELOW_FLOPS", "LOOKAHEADS", "REPLAY_MODES", "buffered_lookahead_holds", "check_replay",
-           "chosen_replay", "eager_point_meta_gradient", "last_replay", "model_device", "point_forward_flops", "point_meta_gradient", "replay_meta_gradient",
-           "resolve_replay"]
+__all__ = ["CPU_BATCHED_BELOW_FLOPS", "LOOKAHEADS", "REPLAY_MODES", "buffered_lookahead_holds", "check_replay",
+           "chosen_replay", "eager_point_meta_gradient", "last_replay", "model_device", "point_forward_flops",
+           "point_meta_gradient", "replay_meta_gradient", "resolve_lookahead", "resolve_replay"]
