@@ -46,8 +46,7 @@ from IPython.display import Markdown, display
 
 import warpkit
 from warpkit.engine.buffer import TrajectoryBuffer
-from warpkit.engine.objectives import replay_batches, warp_meta_gradient
-from warpkit.engine.replay import last_replay
+from warpkit.engine.replay import last_replay, replay_meta_gradient
 from warpkit.experiments import omniglot
 from warpkit.kit.notebook import check_size
 from warpkit.viz import omniglot as draw_data
@@ -181,9 +180,9 @@ def warp_leap_meta_iteration(model, tasks, optimisers, generator):
     apply(optimisers["theta0"], warpkit.task_parameters(model), leap_gradient)  # θ₀ ← θ₀ − β ∇C(θ₀)
     phi = warpkit.warp_parameters(model)
     for points in buffer.chunks(config.replay_chunk_size, generator=generator):  # shuffled points
-        task_batches, meta_batches = replay_batches(tasks, points)  # two different batches per point
-        gradient, _ = warp_meta_gradient(model, omniglot.loss_fn, phi, points, task_batches, meta_batches,
-                                         config.inner_lr, config.warp_objective, config.replay == "batched")  # ∇φ Eq. 11
+        # ∇φ Eq. 11 at each point, averaged over the chunk; a task batch and a different meta batch per point
+        gradient, _ = replay_meta_gradient(model, omniglot.loss_fn, phi, points, tasks, config.inner_lr,
+                                           config.warp_objective, config.replay, lookahead="fresh")
         apply(optimisers["phi"], phi, gradient)  # φ ← φ − η ∇φ L(φ)
 
 
@@ -357,6 +356,10 @@ warpkit.record("identity_warp_max_difference", check["max_difference"])
 # The sweep meta-trains with `warpkit.MetaLearner`. From the same network, the same meta-batch and the same
 # replay order, one `meta_step` must give the parameters our loop of section d gave. (A task counts the replays of
 # each point and draws fresh batches for every replay, so the meta-batch is built afresh rather than reused.)
+#
+# Both compute a chunk's φ-gradient the same way (`config.replay`). A batched and a looped replay agree to rounding,
+# but Adam divides each step by the gradient's own running size, so in its first steps a rounding difference on a
+# near-zero component can flip a step of ±η: compare the two ways and the parameters differ visibly.
 
 # %%
 learner = experiment.build("warp-leap", seed)

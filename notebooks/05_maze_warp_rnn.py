@@ -67,8 +67,9 @@ print(f"SIZE={SIZE}: {maze.size}×{maze.size} maze, {maze.episode_length} steps,
 
 # %% [markdown]
 # **Sizes.** `fast` trains Warp-RNN and the two baselines for one seed, in a couple of minutes; `medium` is the
-# reference run's size (every agent, five seeds); `full` is the authors' script. Where each `full` setting comes
-# from (run.py is the authors' maze script, github.com/flennerhag/warpgrad, `src/maze_navigation/run.py`):
+# reference run's size (every agent, several seeds: the table says how many); `full` is the authors' script.
+# Where each `full` setting comes from (run.py is the authors' maze script, github.com/flennerhag/warpgrad,
+# `src/maze_navigation/run.py`):
 
 # %%
 display(Markdown(rl.size_table()))
@@ -307,9 +308,9 @@ if INTERACTIVE:
 # trained agent reached the goal in this typical maze; after each hit, follow its recent moves (red line) and ask
 # whether they head back towards the goal or wander. Set `INTERACTIVE = True` for an animation of the episode.
 #
-# **Things to try.** `SIZE = "medium"` trains every agent for five seeds (the reference run, about an hour on two
-# CPU cores); change `maze_size` in `rl.SIZES` to 13 (the paper's maze); compare the `linear_warp` and `no_warp`
-# curves to see what the state-dependent gates add.
+# **Things to try.** `SIZE = "medium"` trains every agent for every seed of the reference run (its wall time is
+# recorded in `results/05_maze_medium.json`); change `maze_size` in `rl.SIZES` to 13 (the paper's maze); compare
+# the `linear_warp` and `no_warp` curves to see what the state-dependent gates add.
 #
 # ## Summary
 #

@@ -244,8 +244,13 @@ def _leaves(tensors: Params, requires_grad: bool = True) -> Params:
 def eager_point_meta_gradient(model: nn.Module, loss_fn: LossFn, inner_lr: float | Params, mode: str):
     r""":func:`point_meta_gradient` (same arguments, same values) with the backward passes by plain
     ``torch.autograd.grad``, for replaying one point at a time: on a CPU they run faster than the same passes
-    under ``torch.func``'s transforms (``benchmarks/engine.py``). The mixed product stays a ``torch.func``
-    jvp inside grad. Not vmappable; :func:`point_meta_gradient` is.
+    under ``torch.func``'s transforms (``benchmarks/engine.py``). Not vmappable; :func:`point_meta_gradient` is.
+
+    The mixed product (module docstring) is computed the cheaper of two ways. With a fresh lookahead (θ' None)
+    the inner gradient ∇_θ L_task(θ_k; φ; A) is computed anyway, so its graph is kept and differentiated once
+    more, ∂_φ ⟨∇_θ L_task, α v⟩ (a double backward by plain autograd, which the fused BatchNorm kernel
+    differentiates correctly: tested in float64 against the general path). With a buffered lookahead no such
+    graph exists, and a ``torch.func`` jvp inside grad is cheaper than building one.
 
     >>> from warpkit.engine.warp import ScaleWarp
     >>> model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), ScaleWarp(1))   # f(x) = φ θ x
@@ -264,11 +269,14 @@ def eager_point_meta_gradient(model: nn.Module, loss_fn: LossFn, inner_lr: float
         return loss_fn(forward(model, {**theta, **phi}, _clone(buffers), inputs), target)
 
     def gradient(phi, theta, lookahead, buffers, task_batch, meta_batch):
+        inner = None
         with torch.enable_grad():
-            if lookahead is None:  # θ' = θ_k − α ∇_θ L_task(θ_k; φ; A), φ a constant here
-                start = _leaves(theta)
-                inner = _gradients(loss_at(start, _leaves(phi, False), buffers, task_batch), start)
-                lookahead = {name: theta[name] - _step_size(inner_lr, name) * inner[name] for name in theta}
+            if lookahead is None:  # θ' = θ_k − α ∇_θ L_task(θ_k; φ; A)
+                start, phi_inner = _leaves(theta), _leaves(phi, mode == "exact")
+                # exact: keep the graph of ∇_θ L_task(θ_k; φ; A); the mixed product differentiates it again
+                inner = dict(zip(start, torch.autograd.grad(loss_at(start, phi_inner, buffers, task_batch),
+                                                            list(start.values()), create_graph=mode == "exact")))
+                lookahead = {name: theta[name] - _step_size(inner_lr, name) * inner[name].detach() for name in theta}
             phi_leaves, stepped = _leaves(phi), _leaves(lookahead, mode == "exact")
             value = loss_at(stepped, phi_leaves, buffers, meta_batch)  # L_meta(θ'; φ; B)
             wanted = {("φ", name): p for name, p in phi_leaves.items()}
@@ -279,7 +287,12 @@ def eager_point_meta_gradient(model: nn.Module, loss_fn: LossFn, inner_lr: float
             if mode == "first_order":
                 return phi_gradient, value.detach()
         tangent = {name: _step_size(inner_lr, name) * both["θ", name] for name in theta}  # α v
-        mixed = mixed_product(phi, theta, tangent, buffers, task_batch)  # (∂²L_task/∂φ∂θ)ᵀ α v
+        if inner is None:  # (∂²L_task/∂φ∂θ)ᵀ α v: a jvp in θ inside a grad in φ
+            mixed = mixed_product(phi, theta, tangent, buffers, task_batch)
+        else:  # the same by a double backward: ∂_φ ⟨∇_θ L_task(θ_k; φ; A), α v⟩ through the kept graph
+            found = torch.autograd.grad(list(inner.values()), list(phi_inner.values()),
+                                        grad_outputs=[tangent[name] for name in inner], allow_unused=True)
+            mixed = {name: torch.zeros_like(phi[name]) if g is None else g for name, g in zip(phi_inner, found)}
         return {name: phi_gradient[name] - mixed[name] for name in phi}, value.detach()  # Eq. 11
 
     def mixed_product(phi, theta, tangent, buffers, task_batch):
