@@ -1,0 +1,96 @@
+r"""Levers on the Warp-RNN at the maze's medium size (lesson 05, issue 14): each row changes ONE setting of the
+Warp-RNN's training (:data:`warpkit.experiments.maze.TRAINING`) and trains the medium size's full run (maze,
+mazes per episode and episodes from ``SIZES["medium"]``) for a few seeds.
+
+    .venv/bin/python benchmarks/maze_levers.py --workers 2     # writes benchmarks/results/maze_levers.json
+
+Why these levers: at the medium size the warp takes one Adam step every 30 episodes (the authors' schedule, made
+for runs of 10⁶ episodes), i.e. only ``num_episodes / 30`` φ-steps in a whole run, so φ may not have moved far
+enough to precondition anything; the task learning rate and the gradient clipping are the settings in which the
+Warp-RNN's training differs from the best baseline's (the Hebbian agent's clip 1). The table in the JSON puts each
+lever beside the committed reference run (``results/05_maze_medium.json``) on the same seeds: its Warp-RNN is the
+"base" row, its best other agent the bar to beat. Every run is checkpointed under ``checkpoints/maze_levers/`` and
+resumes when the script is started again; progress lines go to the terminal. One torch thread per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+#: lever name → the one change to the Warp-RNN's ActorCriticConfig
+LEVERS = {
+    "φ every 5 episodes": {"warp_interval": 5},
+    "task rate 3e-3": {"lr": 3e-3},
+    "clip 1 (as the Hebbian agent)": {"grad_clip": 1.0},
+    "φ rate 1e-2": {"warp_lr": 1e-2},
+}
+
+
+def one_run(lever: str, seed: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    from warpkit.experiments import maze as rl
+
+    medium = rl.SIZES["medium"]
+    config = replace(rl.training_config("warp_rnn"), **LEVERS[lever])
+    tag = "_".join(f"{k}{v:g}" for k, v in LEVERS[lever].items()) + f"_seed{seed}"
+    start = time.perf_counter()
+    run = rl.train_agent("warp_rnn", medium["num_episodes"], maze=rl.maze_of(medium), num_mazes=medium["num_mazes"],
+                         seed=seed, config=config, show_progress=False, checkpoint_every=25,
+                         checkpoint_path=ROOT / "checkpoints" / "maze_levers" / f"warp_rnn_{tag}.pt")
+    return {"lever": lever, "config": asdict(config), "seed": seed,
+            "score": round(float(run.rewards[-medium["scored_episodes"]:].mean()), 3),
+            "curve": [round(float(r), 2) for r in run.rewards], "seconds": round(time.perf_counter() - start, 1)}
+
+
+def reference_rows(seeds: list[int]) -> dict:
+    """The committed medium reference on ``seeds``: the Warp-RNN (the base row) and every other agent's scores."""
+    from warpkit.experiments import maze as rl
+
+    reference = rl.read_reference("medium")
+    if reference is None:
+        raise SystemExit("results/05_maze_medium.json is missing: run `python -m warpkit reference 05 --size medium`")
+    stale = reference.stale_fields(rl.reference_config("medium"))
+    if stale:
+        raise SystemExit(f"results/05_maze_medium.json was made with another medium size (differs in {stale})")
+    scores = rl.reference_scores(reference)
+    return {agent: {seed: per_seed[seed] for seed in seeds if seed in per_seed} for agent, per_seed in scores.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maze_levers.json"))
+    args = parser.parse_args()
+    reference = reference_rows(args.seeds)
+    started, load = time.perf_counter(), os.getloadavg()
+    jobs = [(lever, seed) for lever in args.levers for seed in args.seeds]
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        runs = []
+        for run in pool.map(one_run, *zip(*jobs)):
+            runs.append(run)
+            print(f"{run['lever']} seed {run['seed']}: score {run['score']:.1f} ({run['seconds']:.0f} s)", flush=True)
+    table = {lever: float(np.mean([r["score"] for r in runs if r["lever"] == lever])) for lever in args.levers}
+    Path(args.out).write_text(json.dumps({
+        "seeds": args.seeds, "wall_seconds": round(time.perf_counter() - started, 1), "load_at_start": load,
+        "load_at_end": os.getloadavg(), "reference_on_these_seeds": reference,
+        "mean_score_by_lever": {k: round(v, 2) for k, v in table.items()}, "runs": runs}, indent=1) + "\n")
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
