@@ -85,8 +85,10 @@ def main() -> None:
             runs.append(run)
             print(f"{run['lever']} seed {run['seed']}: score {run['score']:.1f} ({run['seconds']:.0f} s)", flush=True)
     table = {lever: float(np.mean([r["score"] for r in runs if r["lever"] == lever])) for lever in args.levers}
+    from warpkit.experiments import maze as rl
+
     Path(args.out).write_text(json.dumps({
-        "seeds": args.seeds, "wall_seconds": round(time.perf_counter() - started, 1), "load_at_start": load,
+        "medium": rl.reference_config("medium"), "seeds": args.seeds, "wall_seconds": round(time.perf_counter() - started, 1), "load_at_start": load,
         "load_at_end": os.getloadavg(), "reference_on_these_seeds": reference,
         "mean_score_by_lever": {k: round(v, 2) for k, v in table.items()}, "runs": runs}, indent=1) + "\n")
     print("wrote", args.out)

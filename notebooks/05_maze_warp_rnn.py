@@ -143,8 +143,8 @@ warpkit.show_figure(fig, "05_random_episode", SAVE_FIGS)
 #   scaled by a modulation signal $M_t = \tanh(w_M \cdot h_t + b_M)$ the network computes itself;
 # * a **capacity control**: the same LSTM with 179 units, as many trainable parameters as Warp-RNN's θ and φ
 #   together, so that a win of the warp cannot be put down to size alone;
-# * ablations: **no warp** (the task RNN alone) and **linear warp** (fixed identity-initialised linear maps in the
-#   same places, a T-Net-style preconditioner that cannot depend on the state).
+# * ablations: **no warp** (the task RNN alone) and **linear warp** (identity-initialised linear maps in the same
+#   places, learnt as φ, a T-Net-style preconditioner that cannot depend on the state).
 
 # %%
 for name in rl.ALL_AGENTS:
@@ -249,6 +249,22 @@ if warpkit.record("reference_present", reference is not None):
 # the state-dependent gates add?": compare Warp-RNN with the no-warp and linear-warp bars of the reference.
 # The paper (13×13 maze, long training) reports the Warp-RNN ahead of learning-to-RL and of the Hebbian RNN; the
 # runs here are far shorter, so they say what *this much* training gives.
+#
+# **Can one setting close the gap?** WarpGrad's RL form updates φ once every 30 episodes, a schedule made for runs
+# of 10⁶ episodes. In a short run the warp takes few steps (printed below), and a warp that has barely moved
+# preconditions little. `benchmarks/maze_levers.py` re-trains the Warp-RNN at the medium size with one setting
+# changed at a time (more φ-steps, a faster task rate, the Hebbian agent's tighter clipping, a faster φ rate).
+
+# %%
+medium_size, warp_training = rl.SIZES["medium"], rl.training_config("warp_rnn")
+print(f"φ-steps in one medium run: {medium_size['num_episodes'] // warp_training.warp_interval} "
+      f"({medium_size['num_episodes']} episodes, one φ-step every {warp_training.warp_interval})")
+display(Markdown(rl.describe_levers()))
+
+# %% [markdown]
+# **Notice.** Compare each row's change with the gap between the base and the best other agent (last row): a
+# lever that gains a few points against a gap of tens does not change the ranking, and two seeds per lever can
+# show a large effect but cannot rank close ones.
 #
 # ## f. Does the trained Warp-RNN remember the goal?
 #

@@ -356,6 +356,20 @@ def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
     assert path.read_bytes() == before
 
 
+def test_a_checkpoint_from_an_older_trainer_is_refused_by_name_and_left_untouched(tmp_path):
+    from warpkit.kit.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "run.pt"
+    train_agent("warp_rnn", 2, seed=0, checkpoint_path=path, checkpoint_every=1, **SMALL)
+    saved = load_checkpoint(path)
+    del saved["state"]["maze_rewards"]  # as an older warpkit wrote it
+    save_checkpoint(path, saved)
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match=r"lacks \['maze_rewards'\].*older version.*afresh"):
+        train_agent("warp_rnn", 3, seed=0, checkpoint_path=path, **SMALL)
+    assert path.read_bytes() == before
+
+
 def test_train_agents_checkpoints_every_run_and_stacks_curves(tmp_path):
     runs = train_agents(["random", "no_warp"], [0, 1], 2, checkpoint_dir=tmp_path, maze=TINY_MAZE, num_mazes=2,
                         agent_kwargs=None, show_progress=False)

@@ -5,6 +5,7 @@ the size and training tables, and the committed reference kept current."""
 from __future__ import annotations
 
 import importlib
+import json
 
 import numpy as np
 import pytest
@@ -110,3 +111,21 @@ def test_the_sensitivity_sentence_reads_its_file_or_says_it_is_missing(tmp_path)
     assert "No sensitivity measurement found" in maze.describe_sensitivity(path)
     path.write_text('{"runs": {"warp_rnn": {"as_is": 31.13, "nudged": 18.82}}}')
     assert "Warp-RNN (HyperNetwork warp) 31.1 → 18.8" in maze.describe_sensitivity(path)
+
+
+def test_the_lever_table_reads_its_file_and_refuses_another_medium_size(tmp_path):
+    path = tmp_path / "maze_levers.json"
+    assert "No lever measurement found" in maze.describe_levers(path)
+    data = {"medium": maze.reference_config("medium"), "seeds": [0, 1],
+            "reference_on_these_seeds": {"warp_rnn": {"0": 30.0, "1": 34.0}, "hebbian": {"0": 60.0, "1": 56.0},
+                                         "l2rl": {"0": 40.0, "1": 44.0}, "random": {"0": 4.0, "1": 4.0}},
+            "mean_score_by_lever": {"φ every 5 episodes": 40.0},
+            "runs": [{"lever": "φ every 5 episodes", "seed": 0, "score": 36.0},
+                     {"lever": "φ every 5 episodes", "seed": 1, "score": 44.0}]}
+    path.write_text(json.dumps(data))
+    table = maze.describe_levers(path)
+    assert "| base (the reference run) | 32.0 | – |" in table  # the mean of 30 and 34
+    assert "| φ every 5 episodes | 40.0 (36.0, 44.0) | +8.0 |" in table
+    assert "Hebbian (Backpropamine), the best other agent* | *58.0* | *+26.0* |" in table
+    path.write_text(json.dumps({**data, "medium": {**data["medium"], "seeds": 1}}))
+    assert "made for another medium size" in maze.describe_levers(path)

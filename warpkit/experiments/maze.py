@@ -54,6 +54,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from warpkit.kit.checkpoint import CheckpointError
 from warpkit.kit.sweep import ResumableRun, fingerprint
 from warpkit.envs.maze import BatchedMaze, MazeConfig
 from warpkit.envs import MAZE_ENV_ID
@@ -312,6 +313,10 @@ class ActorCriticTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = sorted(set(self.state_dict()) - set(state))
+        if missing:  # written by an older warpkit whose trainer kept less
+            raise CheckpointError(f"the checkpoint lacks {missing}: it was written by an older version of warpkit. "
+                                  "Move it away (or delete it) to train this run afresh.")
         self.agent.load_state_dict(state["agent"])
         if self.task_optimizer is not None:
             self.task_optimizer.load_state_dict(state["task_optimizer"])
@@ -389,7 +394,10 @@ def train_agent(name: str, num_episodes: int, *, maze: MazeConfig = MazeConfig()
     run = ResumableRun(checkpoint_path, CHECKPOINT_KIND, settings, every=checkpoint_every)
     saved = run.restore()
     if saved is not None:
-        trainer.load_state_dict(saved)
+        try:
+            trainer.load_state_dict(saved)
+        except CheckpointError as error:
+            raise CheckpointError(f"{checkpoint_path}: {error}") from None
     resumed_from = trainer.episodes_done
     start = time.perf_counter()
     _train_episodes(trainer, run, num_episodes, f"{name} seed {seed}", show_progress)
@@ -667,6 +675,36 @@ def typical_maze(reached: torch.Tensor) -> tuple[int, int]:
     hits = reached.sum(0).cpu().numpy()
     maze = int(np.argsort(hits, kind="stable")[(len(hits) - 1) // 2])
     return maze, int(hits[maze])
+
+
+#: where ``benchmarks/maze_levers.py`` writes its table (one-change levers on the Warp-RNN at the medium size)
+LEVERS_PATH = REPO_ROOT / "benchmarks" / "results" / "maze_levers.json"
+
+
+def describe_levers(path: str | Path = LEVERS_PATH) -> str:
+    """Markdown: the Warp-RNN's medium-size score with one training setting changed (``benchmarks/maze_levers.py``'s
+    file), beside the reference run's Warp-RNN (the base) and its best other agent on the same seeds; a sentence
+    instead when the file is missing or was made for another medium size."""
+    source = Path(path)
+    if not source.exists():
+        return f"(No lever measurement found: run `python benchmarks/maze_levers.py` to make {source.name}.)"
+    data = json.loads(source.read_text(encoding="utf-8"))
+    if data["medium"] != reference_config("medium"):
+        return f"({source.name} was made for another medium size: run `python benchmarks/maze_levers.py` again.)"
+    reference = {agent: {int(seed): v for seed, v in per_seed.items()}
+                 for agent, per_seed in data["reference_on_these_seeds"].items()}
+    others = {a: float(np.mean(list(v.values()))) for a, v in reference.items() if a not in ("warp_rnn", "random")}
+    best = max(others, key=others.get)
+    base = float(np.mean(list(reference["warp_rnn"].values())))
+    rows = [f"| Warp-RNN setting | mean score, seeds {', '.join(map(str, data['seeds']))} | change from the base |",
+            "|---|---|---|", f"| base (the reference run) | {base:.1f} | – |"]
+    for lever in data["mean_score_by_lever"]:
+        scores = [r["score"] for r in data["runs"] if r["lever"] == lever]
+        rows.append(f"| {lever} | {np.mean(scores):.1f} ({', '.join(f'{v:.1f}' for v in scores)}) | "
+                    f"{np.mean(scores) - base:+.1f} |")
+    rows.append(f"| *{AGENT_LABELS[best]}, the best other agent* | *{others[best]:.1f}* | "
+                f"*{others[best] - base:+.1f}* |")
+    return "\n".join(rows)
 
 
 #: where ``benchmarks/maze_sensitivity.py`` writes its measurement (seed 0, fast size, weights nudged by one ulp)
