@@ -13,7 +13,9 @@ first-order gradient (Eq. 12) and one mixed second-derivative–vector product a
 One backward pass at θ' gives both ∂_φ L_meta and v. The mixed product is the φ-gradient of a directional
 derivative, ∂_φ [d/dε L_task(θ_k + ε α v; φ; A)]: a forward-mode ``torch.func.jvp`` in θ inside a reverse-mode
 ``torch.func.grad`` in φ, which never builds the inner gradient's graph (the general path in
-:mod:`warpkit.engine.objectives` differentiates a whole backward pass a second time).
+:mod:`warpkit.engine.objectives` differentiates a whole backward pass a second time). Where that graph is built
+anyway, for a lookahead recomputed one point at a time, :func:`eager_point_meta_gradient` keeps it and
+differentiates it once more instead, which measured cheaper on a CPU (``benchmarks/engine.py``, its levers).
 
 **Where the lookahead point comes from** (``lookahead``):
 
