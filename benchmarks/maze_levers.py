@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: lever name → the one change to the Warp-RNN's ActorCriticConfig
 LEVERS = {
     "φ every 5 episodes": {"warp_interval": 5},
+    "φ every episode": {"warp_interval": 1},
     "task rate 3e-3": {"lr": 3e-3},
     "clip 1 (as the Hebbian agent)": {"grad_clip": 1.0},
     "φ rate 1e-2": {"warp_lr": 1e-2},
@@ -69,6 +70,17 @@ def reference_rows(seeds: list[int]) -> dict:
     return {agent: {seed: per_seed[seed] for seed in seeds if seed in per_seed} for agent, per_seed in scores.items()}
 
 
+def kept_runs(path: Path, medium: dict, seeds: list[int], rerun: list[str]) -> list[dict]:
+    """The runs of an earlier table at ``path`` for levers not re-run now (same medium size and seeds only), so that
+    a lever can be added without re-training the others."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if old.get("medium") != medium or old.get("seeds") != seeds:
+        return []
+    return [run for run in old["runs"] if run["lever"] not in rerun]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -84,9 +96,11 @@ def main() -> None:
         for run in pool.map(one_run, *zip(*jobs)):
             runs.append(run)
             print(f"{run['lever']} seed {run['seed']}: score {run['score']:.1f} ({run['seconds']:.0f} s)", flush=True)
-    table = {lever: float(np.mean([r["score"] for r in runs if r["lever"] == lever])) for lever in args.levers}
     from warpkit.experiments import maze as rl
 
+    runs = kept_runs(Path(args.out), rl.reference_config("medium"), args.seeds, args.levers) + runs
+    levers = [lever for lever in LEVERS if any(r["lever"] == lever for r in runs)]
+    table = {lever: float(np.mean([r["score"] for r in runs if r["lever"] == lever])) for lever in levers}
     Path(args.out).write_text(json.dumps({
         "medium": rl.reference_config("medium"), "seeds": args.seeds, "wall_seconds": round(time.perf_counter() - started, 1), "load_at_start": load,
         "load_at_end": os.getloadavg(), "reference_on_these_seeds": reference,
