@@ -192,18 +192,24 @@ def test_replay_mode_is_checked_resolved_by_device_and_cost_and_recorded():
     assert resolve_replay("auto", "cuda") == "batched" and resolve_replay("auto", "cpu") == "looped"
     assert resolve_replay("auto", "cpu", point_flops=1e5) == "batched"
     assert resolve_replay("looped", "cuda") == "looped"
+    # one point per chunk: nothing to batch, on any device (the batched path only adds vmap's overhead)
+    assert resolve_replay("auto", "cuda", points=1) == resolve_replay("auto", "cpu", 1e5, points=1) == "looped"
+    assert resolve_replay("batched", "cpu", points=1) == "batched"  # asked for explicitly: kept
     model, task = make_model(), make_task()
     with pytest.raises(ValueError, match="unknown replay mode"):
         WarpTraining(replay="vmap")
     with pytest.raises(ValueError, match="unknown lookahead"):
         WarpTraining(lookahead="next")
-    learner = MetaLearner(model, mse, inner=InnerLoop(lr=LR, steps=3), warp=WarpTraining(points_per_step=2))
+    learner = MetaLearner(model, mse, inner=InnerLoop(lr=LR, steps=4), warp=WarpTraining(points_per_step=2))
     learner.meta_step([task])
     assert learner.replay_path == chosen_replay(model) == "batched"  # a tiny network: overhead-bound
     assert last_replay()["lookahead"] == "fresh"  # offline: φ moves after the first chunk
     online = MetaLearner(make_model(), mse, inner=InnerLoop(lr=LR, steps=3), warp=WarpTraining(), algorithm="online")
     online.meta_step([make_task()])
     assert last_replay()["lookahead"] == "buffered"  # online: φ fixed while the meta-batch is replayed
+    one_point = MetaLearner(make_model(), mse, inner=InnerLoop(lr=LR, steps=3), warp=WarpTraining(points_per_step=1))
+    one_point.meta_step([make_task()])
+    assert one_point.replay_path == "looped" and last_replay()["point_gflop"] is None  # the paper's schedule
     meta_sgd = MetaLearner(make_model(), mse, inner=InnerLoop(steps=2), warp=WarpTraining(replay="looped"),
                            init=InitTraining(MetaSGD(steps=1)))
     meta_sgd.meta_step([make_task()])  # learned step sizes: fresh lookahead, no error

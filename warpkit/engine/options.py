@@ -72,8 +72,9 @@ class WarpTraining:
     ``points_per_step=1, passes=1``: one φ-step per point, T·K steps per meta-iteration. P points per step take
     P times fewer steps on an averaged gradient, so at the same ``lr`` φ moves roughly P times less.
     ``replay`` only decides *how* a group of points is computed: ``"batched"`` (one vmapped call), ``"looped"``
-    (one point at a time) or ``"auto"`` (batched on an accelerator and for small networks on a CPU, looped for a
-    compute-bound network on a CPU: :func:`warpkit.engine.replay.resolve_replay`); all give the same φ-gradient.
+    (one point at a time) or ``"auto"`` (looped for one point per step; otherwise batched on an accelerator and for
+    small networks on a CPU, looped for a compute-bound network on a CPU:
+    :func:`warpkit.engine.replay.resolve_replay`); all give the same φ-gradient.
     ``lookahead`` says where the lookahead point θ_k − α∇L_task(θ_k) comes from: ``"buffered"`` takes the next
     buffered state θ_{k+1} (with the inner loop's own batch) wherever that is exact (plain SGD, φ unchanged since
     the adaptation), one forward and backward pass fewer per point; ``"fresh"`` recomputes it from a fresh batch

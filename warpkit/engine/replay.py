@@ -50,9 +50,11 @@ differentiates it once more instead, which measured cheaper on a CPU (``benchmar
 
 **How a chunk is computed** (``replay``): ``"looped"`` replays one point at a time; ``"batched"`` replays the
 whole chunk in one ``torch.func.vmap`` call (one call per chunk on a GPU, whatever the chunk size); ``"auto"``
-picks by device and cost (:func:`resolve_replay`): batched on accelerators; on a CPU batched for small networks,
+picks by chunk, device and cost (:func:`resolve_replay`): looped for a chunk of one point (the paper's schedule,
+where there is nothing to batch); otherwise batched on accelerators, and on a CPU batched for small networks,
 where per-call overhead dominates, and looped for a wide convolutional network, which is compute-bound there and
-for which vmap's grouped convolutions are slower than a loop (``benchmarks/engine.py`` measures both). BatchNorm is evaluated in elementary form (:mod:`warpkit.engine.batchnorm`) only inside the mixed
+for which vmap's grouped convolutions are slower than a loop (``benchmarks/engine.py`` measures both).
+BatchNorm is evaluated in elementary form (:mod:`warpkit.engine.batchnorm`) only inside the mixed
 product, the one place that differentiates it twice: there the fused kernel's derivatives are wrong both under
 ``vmap`` (functorch #534) and, measured here in float64, for a ``jvp`` inside ``grad`` on a single point. The
 first-order part keeps the fused kernel.
@@ -117,17 +119,24 @@ def resolve_lookahead(lookahead: str, algorithm: str) -> str:
     return "buffered" if algorithm == "online" else "fresh"
 
 
-def resolve_replay(replay: str, device: torch.device | str, point_flops: float | None = None) -> str:
-    """The computation ``replay`` stands for: ``"auto"`` is ``"batched"`` on an accelerator (CUDA, MPS: one call
-    replays a whole chunk) and, on a CPU, ``"batched"`` for a point whose forward pass costs fewer than
-    :data:`CPU_BATCHED_BELOW_FLOPS` FLOPs, ``"looped"`` otherwise (or when the cost is unknown).
+def resolve_replay(replay: str, device: torch.device | str, point_flops: float | None = None,
+                   points: int | None = None) -> str:
+    """The computation ``replay`` stands for: ``"auto"`` is ``"looped"`` for a chunk of one point (``points``: there
+    is nothing to batch, and vmapping one point only adds overhead: 45 % more replay time measured on lesson 04's
+    network); otherwise ``"batched"`` on an accelerator (CUDA, MPS: one call replays a whole chunk) and, on a CPU,
+    ``"batched"`` for a point whose forward pass costs fewer than :data:`CPU_BATCHED_BELOW_FLOPS` FLOPs,
+    ``"looped"`` otherwise (or when the cost is unknown).
 
     >>> resolve_replay("auto", "cpu", 5e8), resolve_replay("auto", "cpu", 1e6), resolve_replay("auto", "cuda:0")
     ('looped', 'batched', 'batched')
+    >>> resolve_replay("auto", "cuda:0", points=1), resolve_replay("batched", "cpu", points=1)
+    ('looped', 'batched')
     """
     check_replay(replay)
     if replay != "auto":
         return replay
+    if points == 1:
+        return "looped"
     if torch.device(device).type != "cpu":
         return "batched"
     return "batched" if point_flops is not None and point_flops < CPU_BATCHED_BELOW_FLOPS else "looped"
@@ -378,8 +387,8 @@ def replay_meta_gradient(model: nn.Module, loss_fn: LossFn, warp_params: Params,
     task_batches, meta_batches = replay_batches(tasks, points)
     device = model_device(model)
     flops = point_forward_flops(model, points[0], meta_batches[0][0]) \
-        if replay == "auto" and device.type == "cpu" else None  # only a CPU weighs cost against overhead
-    how = _LAST_CHOICE[model] = resolve_replay(replay, device, flops)
+        if replay == "auto" and device.type == "cpu" and len(points) > 1 else None  # a CPU weighs cost and overhead
+    how = _LAST_CHOICE[model] = resolve_replay(replay, device, flops, len(points))
     buffered = lookahead in ("buffered", "auto") and buffered_lookahead_holds(points, mode, warp_params)
     _LAST_REPLAY.update(replay=replay, path=how, lookahead="buffered" if buffered else "fresh",
                         point_gflop=None if flops is None else round(flops / 1e9, 4))

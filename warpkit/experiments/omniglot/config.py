@@ -65,7 +65,7 @@ class OmniglotConfig:
     # the replay schedule of the warp objective (Algorithm 2): every replay_chunk_size buffered points give one
     # φ-step (1 = the paper's one step per point), each point is replayed replay_epochs times, and a chunk is
     # computed in one vmapped call or by a loop over its points (the same φ-gradient): replay = "batched",
-    # "looped" or "auto" (by device and network size: warpkit.engine.replay.resolve_replay)
+    # "looped" or "auto" (by chunk size, device and network size: warpkit.engine.replay.resolve_replay)
     replay_chunk_size: int = 1
     replay_epochs: int = 1
     replay: str = "auto"
