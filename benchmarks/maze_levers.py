@@ -102,7 +102,8 @@ def main() -> None:
     levers = [lever for lever in LEVERS if any(r["lever"] == lever for r in runs)]
     table = {lever: float(np.mean([r["score"] for r in runs if r["lever"] == lever])) for lever in levers}
     Path(args.out).write_text(json.dumps({
-        "medium": rl.reference_config("medium"), "seeds": args.seeds, "wall_seconds": round(time.perf_counter() - started, 1), "load_at_start": load,
+        "medium": rl.reference_config("medium"), "seeds": args.seeds,
+        "wall_seconds": round(time.perf_counter() - started, 1), "load_at_start": load,
         "load_at_end": os.getloadavg(), "reference_on_these_seeds": reference,
         "mean_score_by_lever": {k: round(v, 2) for k, v in table.items()}, "runs": runs}, indent=1) + "\n")
     print("wrote", args.out)

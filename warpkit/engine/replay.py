@@ -121,9 +121,9 @@ def resolve_lookahead(lookahead: str, algorithm: str) -> str:
 
 def resolve_replay(replay: str, device: torch.device | str, point_flops: float | None = None,
                    points: int | None = None) -> str:
-    """The computation ``replay`` stands for: ``"auto"`` is ``"looped"`` for a chunk of one point (``points``: there
-    is nothing to batch, and vmapping one point only adds overhead: 45 % more replay time measured on lesson 04's
-    network); otherwise ``"batched"`` on an accelerator (CUDA, MPS: one call replays a whole chunk) and, on a CPU,
+    """The computation ``replay`` stands for: ``"auto"`` is ``"looped"`` for a chunk of one point (``points``:
+    there is nothing to batch, and vmapping one point only adds overhead, about 60 % more replay time on lesson
+    04's network); otherwise ``"batched"`` on an accelerator (CUDA, MPS: one call replays a whole chunk) and, on a CPU,
     ``"batched"`` for a point whose forward pass costs fewer than :data:`CPU_BATCHED_BELOW_FLOPS` FLOPs,
     ``"looped"`` otherwise (or when the cost is unknown).
 
@@ -367,7 +367,8 @@ def replay_meta_gradient(model: nn.Module, loss_fn: LossFn, warp_params: Params,
     ``replay`` (``"auto"``, ``"batched"``, ``"looped"``) says how, ``lookahead`` (``"buffered"``, ``"fresh"``)
     where the lookahead point comes from (module docstring; ``"buffered"`` falls back to ``"fresh"`` for points
     where it does not hold; here ``"auto"`` acts as ``"buffered"``: the choice by algorithm is
-    :func:`resolve_lookahead`'s, made by :class:`~warpkit.engine.meta.MetaLearner`). Returns ``(gradients by name, objective value)``.
+    :func:`resolve_lookahead`'s, made by :class:`~warpkit.engine.meta.MetaLearner`).
+    Returns ``(gradients by name, objective value)``.
 
     >>> from warpkit.engine.adapt import adapt
     >>> from warpkit.engine.buffer import TrajectoryBuffer
