@@ -34,6 +34,8 @@ LEVERS = {
     "task rate 3e-3": {"lr": 3e-3},
     "clip 1 (as the Hebbian agent)": {"grad_clip": 1.0},
     "φ rate 1e-2": {"warp_lr": 1e-2},
+    "task rate 3e-3 with clip 1 (two changes)": {"lr": 3e-3, "grad_clip": 1.0},
+    "all three: φ every episode, task rate 3e-3, clip 1": {"warp_interval": 1, "lr": 3e-3, "grad_clip": 1.0},
 }
 
 

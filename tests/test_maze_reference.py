@@ -129,3 +129,17 @@ def test_the_lever_table_reads_its_file_and_refuses_another_medium_size(tmp_path
     assert "Hebbian (Backpropamine), the best other agent* | *58.0* | *+26.0* |" in table
     path.write_text(json.dumps({**data, "medium": {**data["medium"], "seeds": 1}}))
     assert "made for another medium size" in maze.describe_levers(path)
+
+
+def test_a_lever_rerun_on_every_seed_is_compared_on_all_seeds_and_on_those_that_did_not_choose_it(tmp_path):
+    path = tmp_path / "maze_levers_x_4_seeds.json"
+    reference = {"warp_rnn": {"0": 30.0, "1": 30.0, "2": 30.0, "3": 34.0},
+                 "hebbian": {"0": 50.0, "1": 50.0, "2": 60.0, "3": 60.0}, "random": {str(s): 4.0 for s in range(4)}}
+    runs = [{"lever": "φ every episode", "seed": s, "score": v} for s, v in enumerate([40.0, 40.0, 41.0, 43.0])]
+    path.write_text(json.dumps({"medium": maze.reference_config("medium"), "seeds": [0, 1, 2, 3],
+                                "reference_on_these_seeds": reference, "runs": runs}))
+    text = maze.describe_lever_on_all_seeds(path)
+    # all 4 seeds: mean 41.0; minus Warp-RNN: differences 10, 10, 11, 9 (mean +10.0); minus Hebbian −10, −10, −19, −17
+    assert text.startswith("**φ every episode**, all 4 seeds: 41.0")
+    assert "minus the reference Warp-RNN +10.0 [" in text and "minus Hebbian (Backpropamine) -14.0 [" in text
+    assert "on the 2 seeds that did not choose it, minus Hebbian (Backpropamine) -18.0 [" in text  # seeds 2, 3
