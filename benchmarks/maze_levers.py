@@ -3,6 +3,12 @@ Warp-RNN's training (:data:`warpkit.experiments.maze.TRAINING`) and trains the m
 mazes per episode and episodes from ``SIZES["medium"]``) for a few seeds.
 
     .venv/bin/python benchmarks/maze_levers.py --workers 2     # writes benchmarks/results/maze_levers.json
+    .venv/bin/python benchmarks/maze_levers.py --seeds 0 1 2 3 4 5 6 7 --levers "φ every episode" \
+        --out benchmarks/results/maze_levers_phi_every_episode_8_seeds.json   # a lever on every seed
+    .venv/bin/python benchmarks/maze_levers.py --agent no_warp ...   # the same change to an ablation
+
+Later rows combine levers (their names say so). ``--agent`` applies a lever to another agent, such as the no-warp
+ablation, to check whether the lever's gain needs the warp.
 
 Why these levers: at the medium size the warp takes one Adam step every 30 episodes (the authors' schedule, made
 for runs of 10⁶ episodes), i.e. only ``num_episodes / 30`` φ-steps in a whole run, so φ may not have moved far
@@ -39,7 +45,7 @@ LEVERS = {
 }
 
 
-def one_run(lever: str, seed: int) -> dict:
+def one_run(lever: str, seed: int, agent: str = "warp_rnn") -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -47,13 +53,13 @@ def one_run(lever: str, seed: int) -> dict:
     from warpkit.experiments import maze as rl
 
     medium = rl.SIZES["medium"]
-    config = replace(rl.training_config("warp_rnn"), **LEVERS[lever])
+    config = replace(rl.training_config(agent), **LEVERS[lever])
     tag = "_".join(f"{k}{v:g}" for k, v in LEVERS[lever].items()) + f"_seed{seed}"
     start = time.perf_counter()
-    run = rl.train_agent("warp_rnn", medium["num_episodes"], maze=rl.maze_of(medium), num_mazes=medium["num_mazes"],
+    run = rl.train_agent(agent, medium["num_episodes"], maze=rl.maze_of(medium), num_mazes=medium["num_mazes"],
                          seed=seed, config=config, show_progress=False, checkpoint_every=25,
-                         checkpoint_path=ROOT / "checkpoints" / "maze_levers" / f"warp_rnn_{tag}.pt")
-    return {"lever": lever, "config": asdict(config), "seed": seed,
+                         checkpoint_path=ROOT / "checkpoints" / "maze_levers" / f"{agent}_{tag}.pt")
+    return {"lever": lever, "agent": agent, "config": asdict(config), "seed": seed,
             "score": round(float(run.rewards[-medium["scored_episodes"]:].mean()), 3),
             "curve": [round(float(r), 2) for r in run.rewards], "seconds": round(time.perf_counter() - start, 1)}
 
@@ -88,11 +94,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--agent", default="warp_rnn", help="the agent the levers change (an ablation, to check "
+                        "whether a lever's gain needs the warp)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maze_levers.json"))
     args = parser.parse_args()
     reference = reference_rows(args.seeds)
     started, load = time.perf_counter(), os.getloadavg()
-    jobs = [(lever, seed) for lever in args.levers for seed in args.seeds]
+    jobs = [(lever, seed, args.agent) for lever in args.levers for seed in args.seeds]
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         runs = []
         for run in pool.map(one_run, *zip(*jobs)):

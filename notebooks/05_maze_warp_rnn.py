@@ -268,8 +268,9 @@ for on_all_seeds in sorted(rl.LEVERS_PATH.parent.glob("maze_levers_*_seeds.json"
 # **Notice.** Compare each row's change with the gap between the base and the best other agent (last row): a
 # lever that gains a few points against a gap of tens does not change the ranking, and two seeds per lever can
 # show a large effect but cannot rank close ones. The sentences under the table re-run levers on every seed; read
-# their intervals on the seeds that did not choose the lever. The baselines were not re-tuned at this size, so a
-# setting that helps the Warp-RNN here is a lead, not yet a fair comparison.
+# their intervals on the seeds that did not choose the lever. Where an ablation got the same change, compare its
+# gain with the Warp-RNN's: a gain the agent without a warp gets too does not need the warp. The baselines were
+# not re-tuned at this size, so a setting that helps the Warp-RNN here is a lead, not yet a fair comparison.
 #
 # ## f. Does the trained Warp-RNN remember the goal?
 #

@@ -140,6 +140,13 @@ def test_a_lever_rerun_on_every_seed_is_compared_on_all_seeds_and_on_those_that_
                                 "reference_on_these_seeds": reference, "runs": runs}))
     text = maze.describe_lever_on_all_seeds(path)
     # all 4 seeds: mean 41.0; minus Warp-RNN: differences 10, 10, 11, 9 (mean +10.0); minus Hebbian −10, −10, −19, −17
-    assert text.startswith("**φ every episode**, all 4 seeds: 41.0")
-    assert "minus the reference Warp-RNN +10.0 [" in text and "minus Hebbian (Backpropamine) -14.0 [" in text
+    assert text.startswith("**Warp-RNN (HyperNetwork warp), φ every episode**, all 4 seeds: 41.0")
+    assert "minus the reference Warp-RNN (HyperNetwork warp) +10.0 [" in text and "minus Hebbian (Backpropamine) -14.0 [" in text
     assert "on the 2 seeds that did not choose it, minus Hebbian (Backpropamine) -18.0 [" in text  # seeds 2, 3
+    data = json.loads(path.read_text())  # the same change to an ablation: compared with the reference's ablation
+    data["reference_on_these_seeds"]["no_warp"] = {"0": 20.0, "1": 20.0, "2": 20.0, "3": 20.0}
+    data["runs"] = [{**run, "agent": "no_warp"} for run in runs]
+    path.write_text(json.dumps(data))
+    text = maze.describe_lever_on_all_seeds(path)
+    assert text.startswith("**no warp (ablation), φ every episode**")
+    assert "minus the reference no warp (ablation) +21.0 [" in text

@@ -709,25 +709,28 @@ def describe_levers(path: str | Path = LEVERS_PATH) -> str:
 
 def describe_lever_on_all_seeds(path: str | Path, chosen_on: Sequence[int] = (0, 1)) -> str:
     """Markdown: one lever of ``benchmarks/maze_levers.py`` re-run on every seed of the reference (a file it wrote
-    with ``--seeds 0 … 7``): its mean score and paired 95 % intervals against the reference's Warp-RNN and its best
-    other agent, also on the seeds that did not choose it (all but ``chosen_on``, the lever table's seeds)."""
+    with ``--seeds 0 … 7``, for the Warp-RNN or, with ``--agent``, an ablation): its mean score and paired 95 %
+    intervals against the reference's run of the same agent and the reference's best other agent, also on the
+    seeds that did not choose the lever (all but ``chosen_on``, the lever table's seeds)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if data["medium"] != reference_config("medium"):
         return f"({Path(path).name} was made for another medium size: run `python benchmarks/maze_levers.py` again.)"
     runs = {run["seed"]: run["score"] for run in data["runs"]}
-    reference = {agent: {int(seed): v for seed, v in per_seed.items()}
-                 for agent, per_seed in data["reference_on_these_seeds"].items()}
-    others = {a: float(np.mean(list(v.values()))) for a, v in reference.items() if a not in ("warp_rnn", "random")}
+    agent = data["runs"][0].get("agent", "warp_rnn")  # the agent the lever changed (an ablation, or the Warp-RNN)
+    reference = {name: {int(seed): v for seed, v in per_seed.items()}
+                 for name, per_seed in data["reference_on_these_seeds"].items()}
+    others = {a: float(np.mean(list(v.values()))) for a, v in reference.items() if a not in (agent, "random")}
     best = max(others, key=others.get)
     unseen = {seed: score for seed, score in runs.items() if seed not in chosen_on}
 
-    def against(agent: str, scores: dict) -> str:
-        interval = paired_interval(scores, {seed: reference[agent][seed] for seed in scores})
+    def against(name: str, scores: dict) -> str:
+        interval = paired_interval(scores, {seed: reference[name][seed] for seed in scores})
         return f"{interval['mean']:+.1f} [{interval['low']:+.1f}, {interval['high']:+.1f}]"
 
-    return (f"**{data['runs'][0]['lever']}**, all {len(runs)} seeds: {np.mean(list(runs.values())):.1f} "
-            f"(std {np.std(list(runs.values()), ddof=1):.1f}); minus the reference Warp-RNN "
-            f"{against('warp_rnn', runs)}, minus {AGENT_LABELS[best]} {against(best, runs)} (paired 95 % intervals); "
+    label = AGENT_LABELS.get(agent, agent)
+    return (f"**{label}, {data['runs'][0]['lever']}**, all {len(runs)} seeds: {np.mean(list(runs.values())):.1f} "
+            f"(std {np.std(list(runs.values()), ddof=1):.1f}); minus the reference {label} "
+            f"{against(agent, runs)}, minus {AGENT_LABELS[best]} {against(best, runs)} (paired 95 % intervals); "
             f"on the {len(unseen)} seeds that did not choose it, minus {AGENT_LABELS[best]} {against(best, unseen)}.")
 
 
