@@ -42,6 +42,11 @@ LEVERS = {
     "φ rate 1e-2": {"warp_lr": 1e-2},
     "task rate 3e-3 with clip 1 (two changes)": {"lr": 3e-3, "grad_clip": 1.0},
     "all three: φ every episode, task rate 3e-3, clip 1": {"warp_interval": 1, "lr": 3e-3, "grad_clip": 1.0},
+    # round 2: one change on top of the three (Warp-RNN), and the rates its baselines had not been given
+    "all three, φ rate 3e-3": {"warp_interval": 1, "lr": 3e-3, "grad_clip": 1.0, "warp_lr": 3e-3},
+    "all three, φ rate 3e-4": {"warp_interval": 1, "lr": 3e-3, "grad_clip": 1.0, "warp_lr": 3e-4},
+    "all three, task rate 1e-2": {"warp_interval": 1, "lr": 1e-2, "grad_clip": 1.0},
+    "task rate 3e-2": {"lr": 3e-2},
 }
 
 
