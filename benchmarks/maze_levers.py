@@ -47,6 +47,8 @@ LEVERS = {
     "all three, φ rate 3e-4": {"warp_interval": 1, "lr": 3e-3, "grad_clip": 1.0, "warp_lr": 3e-4},
     "all three, task rate 1e-2": {"warp_interval": 1, "lr": 1e-2, "grad_clip": 1.0},
     "task rate 3e-2": {"lr": 3e-2},
+    "task rate 3e-2 with clip 1": {"lr": 3e-2, "grad_clip": 1.0},
+    "task rate 1e-1": {"lr": 1e-1},
 }
 
 

@@ -124,11 +124,16 @@ def test_the_lever_table_reads_its_file_and_refuses_another_medium_size(tmp_path
                      {"lever": "φ every 5 episodes", "seed": 1, "score": 44.0}]}
     path.write_text(json.dumps(data))
     table = maze.describe_levers(path)
-    assert "| base (the reference run) | 32.0 | – |" in table  # the mean of 30 and 34
+    assert "| base: the reference run of the time (θ rate " in table and ") | 32.0 | – |" in table  # mean of 30, 34
     assert "| φ every 5 episodes | 40.0 (36.0, 44.0) | +8.0 |" in table
-    assert "Hebbian (Backpropamine), the best other agent* | *58.0* | *+26.0* |" in table
+    assert "Hebbian (Backpropamine), the best other agent then* | *58.0* | *+26.0* |" in table
     path.write_text(json.dumps({**data, "medium": {**data["medium"], "seeds": 1}}))
     assert "made for another medium size" in maze.describe_levers(path)
+    old = {**data["medium"], "training": {**data["medium"]["training"], "warp_rnn": {
+        "lr": 0.001, "grad_clip": 4.0, "warp_lr": 0.001, "warp_interval": 30}}}  # settings of an earlier time
+    path.write_text(json.dumps({**data, "medium": old}))  # the record of the sweep that chose today's settings
+    assert "| base: the reference run of the time (θ rate 0.001, clip 4, φ rate 0.001 every 30) | 32.0 | – |" \
+        in maze.describe_levers(path)
 
 
 def test_a_lever_rerun_on_every_seed_is_compared_on_all_seeds_and_on_those_that_did_not_choose_it(tmp_path):
@@ -141,7 +146,7 @@ def test_a_lever_rerun_on_every_seed_is_compared_on_all_seeds_and_on_those_that_
     text = maze.describe_lever_on_all_seeds(path)
     # all 4 seeds: mean 41.0; minus Warp-RNN: differences 10, 10, 11, 9 (mean +10.0); minus Hebbian −10, −10, −19, −17
     assert text.startswith("**Warp-RNN (HyperNetwork warp), φ every episode**, all 4 seeds: 41.0")
-    assert "minus the reference Warp-RNN (HyperNetwork warp) +10.0 [" in text and "minus Hebbian (Backpropamine) -14.0 [" in text
+    assert "minus the Warp-RNN (HyperNetwork warp) of the reference run of the time +10.0 [" in text and "minus its Hebbian (Backpropamine) -14.0 [" in text
     assert "on the 2 seeds that did not choose it, minus Hebbian (Backpropamine) -18.0 [" in text  # seeds 2, 3
     data = json.loads(path.read_text())  # the same change to an ablation: compared with the reference's ablation
     data["reference_on_these_seeds"]["no_warp"] = {"0": 20.0, "1": 20.0, "2": 20.0, "3": 20.0}
@@ -149,4 +154,4 @@ def test_a_lever_rerun_on_every_seed_is_compared_on_all_seeds_and_on_those_that_
     path.write_text(json.dumps(data))
     text = maze.describe_lever_on_all_seeds(path)
     assert text.startswith("**no warp (ablation), φ every episode**")
-    assert "minus the reference no warp (ablation) +21.0 [" in text
+    assert "minus the no warp (ablation) of the reference run of the time +21.0 [" in text

@@ -121,33 +121,38 @@ class ActorCriticConfig:
             raise ValueError("ActorCriticConfig: lr, warp_lr and grad_clip must be positive")
 
 
-#: how each agent's weights are trained: the task optimiser (Adam, ``lr``, gradients clipped to ``grad_clip``);
-#: every other setting is :class:`ActorCriticConfig`'s default (γ 0.9, value weight 0.1, concentration 0.03: the
-#: WarpGrad maze script's, which Backpropamine's maze script also uses). The rates were chosen by the tuning sweep
-#: ``benchmarks/maze_tuning.py`` (2 seeds, 120 episodes of the medium size's maze; the highest mean score over the
-#: last 30 episodes wins; table in ``benchmarks/results/maze_tuning.json``); :data:`TRAINING_SOURCES` says where
-#: each setting comes from.
+#: how each agent's weights are trained: the task optimiser (Adam, ``lr``, gradients clipped to ``grad_clip``) and,
+#: for the warps, φ's rate and schedule; every other setting is :class:`ActorCriticConfig`'s default (γ 0.9, value
+#: weight 0.1, concentration 0.03: the WarpGrad maze script's, which Backpropamine's maze script also uses). Two
+#: sweeps chose them, the same changes given to every trained agent: ``benchmarks/maze_tuning.py`` (rates; 2 seeds,
+#: 120 episodes, a 7×7 maze: ``benchmarks/results/maze_tuning.json``), then ``benchmarks/maze_levers.py`` at the
+#: medium size (rates, clipping, φ's schedule; seeds 0 and 1 of the full medium run; one file per agent,
+#: ``benchmarks/results/maze_levers*.json``). In each, the highest mean score on its seeds wins;
+#: :data:`TRAINING_SOURCES` says where each setting comes from.
 TRAINING = {
-    "warp_rnn": ActorCriticConfig(lr=1e-3, warp_lr=1e-3, grad_clip=4.0),
-    "linear_warp": ActorCriticConfig(lr=1e-3, warp_lr=1e-3, grad_clip=4.0),
-    "no_warp": ActorCriticConfig(lr=1e-3, grad_clip=4.0),
-    "l2rl": ActorCriticConfig(lr=1e-2, grad_clip=4.0),
+    "warp_rnn": ActorCriticConfig(lr=3e-3, warp_lr=1e-3, grad_clip=1.0, warp_interval=1),
+    "linear_warp": ActorCriticConfig(lr=3e-3, warp_lr=1e-3, grad_clip=1.0, warp_interval=1),
+    "no_warp": ActorCriticConfig(lr=3e-3, grad_clip=1.0, warp_interval=1),
+    "l2rl": ActorCriticConfig(lr=3e-2, grad_clip=1.0),
     "l2rl_large": ActorCriticConfig(lr=1e-2, grad_clip=4.0),
     "hebbian": ActorCriticConfig(lr=1e-3, grad_clip=1.0),
     "hebbian_plain": ActorCriticConfig(lr=1e-3, grad_clip=1.0),
     "random": ActorCriticConfig(),
 }
 TRAINING_SOURCES = {
-    "warp_rnn": "Adam 1e-3 for θ and φ, clip 4: the WarpGrad maze script's defaults; the sweep kept 1e-3 "
-                "(3e-3 and 1e-2 collapsed)",
+    "warp_rnn": "Adam; the WarpGrad maze script's defaults are θ and φ rate 1e-3, clip 4, a φ-step every 30 "
+                "episodes; the medium-size sweep chose θ rate 3e-3, clip 1 and a φ-step every episode (φ rate "
+                "1e-3 kept: 3e-4 and 3e-3 scored lower; θ rate 1e-2 scored lower)",
     "linear_warp": "as Warp-RNN (an ablation changes one thing)",
     "no_warp": "as Warp-RNN (an ablation changes one thing)",
-    "l2rl": "Adam, clip 4 (as the WarpGrad script); rate 1e-2, the best of 1e-4 … 1e-2 in the sweep (Wang et al., "
-            "2016 tuned their rate per task and give none for this maze)",
-    "l2rl_large": "as learning to RL; the sweep found the same best rate, 1e-2",
-    "hebbian": "Adam, clip 1, rate 1e-3: the best in the sweep (Backpropamine's maze script uses 1e-4 and clip 4 "
-               "for runs of up to 10⁶ episodes; here 1e-4 and 3e-4 learnt nothing, and clip 4 at 1e-3 peaked "
-               "and fell back)",
+    "l2rl": "Adam (as the WarpGrad script); rate 3e-2 with clip 1, the best of the two sweeps (1e-4 … 1e-2 at "
+            "clip 4, then 3e-2 and 1e-1, with and without clip 1; 1e-1 diverged). Wang et al. (2016) tuned their "
+            "rate per task and give none for this maze",
+    "l2rl_large": "as learning to RL's first sweep, rate 1e-2, clip 4: at the medium size clip 1, rate 3e-3 and "
+                  "rate 3e-2 (with and without clip 1) scored lower",
+    "hebbian": "Adam, clip 1, rate 1e-3: the best in both sweeps (Backpropamine's maze script uses 1e-4 and clip 4 "
+               "for runs of up to 10⁶ episodes; here 1e-4 and 3e-4 learnt nothing, clip 4 at 1e-3 peaked and fell "
+               "back, and 3e-3 scored lower at the medium size)",
     "hebbian_plain": "as the Backpropamine agent",
     "random": "no training",
 }
@@ -661,11 +666,12 @@ def size_table() -> str:
 def training_table(names: Sequence[str]) -> str:
     """A Markdown table of how each agent in ``names`` is trained: Adam's rate for θ (and φ), the gradient
     clipping, and where the setting comes from (:data:`TRAINING`, :data:`TRAINING_SOURCES`)."""
-    rows = ["| agent | θ rate | φ rate | clip | source |", "|---|---|---|---|---|"]
+    rows = ["| agent | θ rate | φ rate | φ-step every | clip | source |", "|---|---|---|---|---|---|"]
     for name in names:
         config, has_warp = training_config(name), name in ("warp_rnn", "linear_warp")
-        rows.append(f"| {AGENT_LABELS[name]} | {config.lr:g} | {f'{config.warp_lr:g}' if has_warp else '–'} | "
-                    f"{config.grad_clip:g} | {TRAINING_SOURCES[name]} |")
+        warp = f"{config.warp_lr:g} | {config.warp_interval} episode(s)" if has_warp else "– | –"
+        rows.append(f"| {AGENT_LABELS[name]} | {config.lr:g} | {warp} | {config.grad_clip:g} | "
+                    f"{TRAINING_SOURCES[name]} |")
     return "\n".join(rows)
 
 
@@ -679,30 +685,55 @@ def typical_maze(reached: torch.Tensor) -> tuple[int, int]:
 
 #: where ``benchmarks/maze_levers.py`` writes its table (one-change levers on the Warp-RNN at the medium size)
 LEVERS_PATH = REPO_ROOT / "benchmarks" / "results" / "maze_levers.json"
+#: the same levers given to the baselines (``--agent``, two seeds each): the sweep that chose their settings
+BASELINE_LEVER_PATHS = {agent: LEVERS_PATH.with_name(f"maze_levers_{agent}.json")
+                        for agent in ("l2rl", "hebbian", "l2rl_large")}
+
+
+def _lever_file(path: str | Path) -> tuple[dict | None, str | None]:
+    """A file of ``benchmarks/maze_levers.py`` and None, or None and a sentence saying why it cannot be read: it is
+    missing, or was made for another medium size. Agents' optimiser settings may differ from today's: a lever
+    file is the record of the sweep that chose them, and names its base settings itself."""
+    source = Path(path)
+    if not source.exists():
+        return None, f"(No lever measurement found: run `python benchmarks/maze_levers.py` to make {source.name}.)"
+    data = json.loads(source.read_text(encoding="utf-8"))
+    size = {key: value for key, value in reference_config("medium").items() if key != "training"}
+    if {key: value for key, value in data["medium"].items() if key != "training"} != size:
+        return None, f"({source.name} was made for another medium size: run `python benchmarks/maze_levers.py` again.)"
+    return data, None
+
+
+def _settings(config: dict) -> str:
+    text = f"θ rate {config['lr']:g}, clip {config['grad_clip']:g}"
+    return text + (f", φ rate {config['warp_lr']:g} every {config['warp_interval']}" if "warp_lr" in config else "")
 
 
 def describe_levers(path: str | Path = LEVERS_PATH) -> str:
-    """Markdown: the Warp-RNN's medium-size score with one training setting changed (``benchmarks/maze_levers.py``'s
-    file), beside the reference run's Warp-RNN (the base) and its best other agent on the same seeds; a sentence
-    instead when the file is missing or was made for another medium size."""
-    source = Path(path)
-    if not source.exists():
-        return f"(No lever measurement found: run `python benchmarks/maze_levers.py` to make {source.name}.)"
-    data = json.loads(source.read_text(encoding="utf-8"))
-    if data["medium"] != reference_config("medium"):
-        return f"({source.name} was made for another medium size: run `python benchmarks/maze_levers.py` again.)"
-    reference = {agent: {int(seed): v for seed, v in per_seed.items()}
-                 for agent, per_seed in data["reference_on_these_seeds"].items()}
-    others = {a: float(np.mean(list(v.values()))) for a, v in reference.items() if a not in ("warp_rnn", "random")}
+    """Markdown: an agent's medium-size score with its training settings changed (``benchmarks/maze_levers.py``'s
+    file: the Warp-RNN, or a baseline with ``--agent``), beside the base (the reference run of the time, on the
+    same seeds, whose settings the row names) and the best other agent of that run; a sentence instead when the
+    file is missing or was made for another medium size."""
+    data, problem = _lever_file(path)
+    if problem:
+        return problem
+    agent = data["runs"][0].get("agent", "warp_rnn")
+    reference = {name: {int(seed): v for seed, v in per_seed.items()}
+                 for name, per_seed in data["reference_on_these_seeds"].items()}
+    others = {a: float(np.mean(list(v.values()))) for a, v in reference.items() if a not in (agent, "random")}
     best = max(others, key=others.get)
-    base = float(np.mean(list(reference["warp_rnn"].values())))
-    rows = [f"| Warp-RNN setting | mean score, seeds {', '.join(map(str, data['seeds']))} | change from the base |",
-            "|---|---|---|", f"| base (the reference run) | {base:.1f} | – |"]
+    base = float(np.mean(list(reference[agent].values())))
+    base_settings = data["medium"]["training"][agent]
+    if agent not in ("warp_rnn", "linear_warp"):
+        base_settings = {k: v for k, v in base_settings.items() if not k.startswith("warp_")}
+    rows = [f"| {AGENT_LABELS[agent]}: setting | mean score, seeds {', '.join(map(str, data['seeds']))} | "
+            f"change from the base |", "|---|---|---|",
+            f"| base: the reference run of the time ({_settings(base_settings)}) | {base:.1f} | – |"]
     for lever in data["mean_score_by_lever"]:
         scores = [r["score"] for r in data["runs"] if r["lever"] == lever]
         rows.append(f"| {lever} | {np.mean(scores):.1f} ({', '.join(f'{v:.1f}' for v in scores)}) | "
                     f"{np.mean(scores) - base:+.1f} |")
-    rows.append(f"| *{AGENT_LABELS[best]}, the best other agent* | *{others[best]:.1f}* | "
+    rows.append(f"| *{AGENT_LABELS[best]}, the best other agent then* | *{others[best]:.1f}* | "
                 f"*{others[best] - base:+.1f}* |")
     return "\n".join(rows)
 
@@ -710,11 +741,11 @@ def describe_levers(path: str | Path = LEVERS_PATH) -> str:
 def describe_lever_on_all_seeds(path: str | Path, chosen_on: Sequence[int] = (0, 1)) -> str:
     """Markdown: one lever of ``benchmarks/maze_levers.py`` re-run on every seed of the reference (a file it wrote
     with ``--seeds 0 … 7``, for the Warp-RNN or, with ``--agent``, an ablation): its mean score and paired 95 %
-    intervals against the reference's run of the same agent and the reference's best other agent, also on the
-    seeds that did not choose the lever (all but ``chosen_on``, the lever table's seeds)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if data["medium"] != reference_config("medium"):
-        return f"({Path(path).name} was made for another medium size: run `python benchmarks/maze_levers.py` again.)"
+    intervals against the reference run of the time (same agent, and its best other agent), also on the seeds
+    that did not choose the lever (all but ``chosen_on``, the lever table's seeds)."""
+    data, problem = _lever_file(path)
+    if problem:
+        return problem
     runs = {run["seed"]: run["score"] for run in data["runs"]}
     agent = data["runs"][0].get("agent", "warp_rnn")  # the agent the lever changed (an ablation, or the Warp-RNN)
     reference = {name: {int(seed): v for seed, v in per_seed.items()}
@@ -729,8 +760,8 @@ def describe_lever_on_all_seeds(path: str | Path, chosen_on: Sequence[int] = (0,
 
     label = AGENT_LABELS.get(agent, agent)
     return (f"**{label}, {data['runs'][0]['lever']}**, all {len(runs)} seeds: {np.mean(list(runs.values())):.1f} "
-            f"(std {np.std(list(runs.values()), ddof=1):.1f}); minus the reference {label} "
-            f"{against(agent, runs)}, minus {AGENT_LABELS[best]} {against(best, runs)} (paired 95 % intervals); "
+            f"(std {np.std(list(runs.values()), ddof=1):.1f}); minus the {label} of the reference run of the time "
+            f"{against(agent, runs)}, minus its {AGENT_LABELS[best]} {against(best, runs)} (paired 95 % intervals); "
             f"on the {len(unseen)} seeds that did not choose it, minus {AGENT_LABELS[best]} {against(best, unseen)}.")
 
 
