@@ -1,5 +1,6 @@
 """Maze agents (Flennerhag et al., 2020, Section 4.3) and the actor-critic / WarpGrad training loop of warpkit.experiments.maze."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -294,7 +295,11 @@ def test_random_agent_trains_nothing_and_evaluation_is_seeded():
 
 def test_every_agent_has_training_settings_and_unknown_names_are_refused():
     assert set(ALL_AGENTS) | {"random"} <= set(TRAINING)
-    assert training_config("warp_rnn") == ActorCriticConfig()  # the WarpGrad maze script's defaults
+    script = ActorCriticConfig()  # the WarpGrad maze script's defaults
+    assert (script.lr, script.warp_lr, script.grad_clip, script.warp_interval) == (1e-3, 1e-3, 4.0, 30)
+    chosen = training_config("warp_rnn")  # the sweep changed three settings, and the ablations got the same
+    assert dataclasses.replace(script, lr=chosen.lr, grad_clip=chosen.grad_clip, warp_interval=1) == chosen
+    assert training_config("no_warp").lr == training_config("linear_warp").lr == chosen.lr
     with pytest.raises(ValueError, match="no training settings for agent 'warp-rnn'"):
         training_config("warp-rnn")
 
