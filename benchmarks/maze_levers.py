@@ -7,8 +7,11 @@ mazes per episode and episodes from ``SIZES["medium"]``) for a few seeds.
         --out benchmarks/results/maze_levers_phi_every_episode_8_seeds.json   # a lever on every seed
     .venv/bin/python benchmarks/maze_levers.py --agent no_warp ...   # the same change to an ablation
 
-Later rows combine levers (their names say so). ``--agent`` applies a lever to another agent, such as the no-warp
-ablation, to check whether the lever's gain needs the warp.
+Later rows combine levers (their names say so). ``--agent`` applies a lever to another agent: to an ablation, to
+check whether the lever's gain needs the warp, and to each baseline, so that every agent is offered the same kinds
+of change (``maze_levers_<agent>.json``). The highest mean on seeds 0 and 1, the base included, became each agent's
+setting in :data:`warpkit.experiments.maze.TRAINING` (a test checks it), and the reference was re-made with them;
+each file keeps the base it was measured against (the reference of its time, whose settings it records).
 
 Why these levers: at the medium size the warp takes one Adam step every 30 episodes (the authors' schedule, made
 for runs of 10⁶ episodes), i.e. only ``num_episodes / 30`` φ-steps in a whole run, so φ may not have moved far

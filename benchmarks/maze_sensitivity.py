@@ -51,7 +51,8 @@ def main() -> None:
     started, load = time.perf_counter(), os.getloadavg()
     runs = {name: {"as_is": score(name, False), "nudged": score(name, True)} for name in rl.SIZES["fast"]["agents"]}
     out = ROOT / "benchmarks" / "results" / "maze_sensitivity.json"
-    out.write_text(json.dumps({"size": "fast", "seed": 0, "nudge": "every initial weight × (1 + 2^-23)",
+    out.write_text(json.dumps({"size": "fast", "config": rl.reference_config("fast"), "seed": 0,
+                               "nudge": "every initial weight × (1 + 2^-23)",
                                "runs": runs, "wall_seconds": round(time.perf_counter() - started, 1),
                                "load_at_start": load}, indent=1) + "\n")
     print(json.dumps(runs))

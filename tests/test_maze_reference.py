@@ -4,6 +4,7 @@ the size and training tables, and the committed reference kept current."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 
@@ -109,8 +110,17 @@ def test_the_committed_lesson_05_reference_matches_the_current_medium_size():
 def test_the_sensitivity_sentence_reads_its_file_or_says_it_is_missing(tmp_path):
     path = tmp_path / "maze_sensitivity.json"
     assert "No sensitivity measurement found" in maze.describe_sensitivity(path)
-    path.write_text('{"runs": {"warp_rnn": {"as_is": 31.13, "nudged": 18.82}}}')
+    data = {"config": maze.reference_config("fast"), "runs": {"warp_rnn": {"as_is": 31.13, "nudged": 18.82}}}
+    path.write_text(json.dumps(data))
     assert "Warp-RNN (HyperNetwork warp) 31.1 → 18.8" in maze.describe_sensitivity(path)
+    data["config"]["training"]["warp_rnn"]["lr"] *= 10  # made with other settings: not shown as today's
+    path.write_text(json.dumps(data))
+    assert "was made with another fast size or other training settings" in maze.describe_sensitivity(path)
+
+
+def test_the_committed_sensitivity_measurement_matches_the_current_fast_size():
+    data = json.loads(maze.SENSITIVITY_PATH.read_text(encoding="utf-8"))
+    assert data["config"] == maze.reference_config("fast"), "re-run benchmarks/maze_sensitivity.py"
 
 
 def test_the_lever_table_reads_its_file_and_refuses_another_medium_size(tmp_path):
@@ -155,3 +165,45 @@ def test_a_lever_rerun_on_every_seed_is_compared_on_all_seeds_and_on_those_that_
     text = maze.describe_lever_on_all_seeds(path)
     assert text.startswith("**no warp (ablation), φ every episode**")
     assert "minus the no warp (ablation) of the reference run of the time +21.0 [" in text
+
+
+@pytest.mark.parametrize("agent", ["warp_rnn", "l2rl", "hebbian", "l2rl_large"])
+def test_each_agents_setting_is_the_winner_of_its_committed_sweep(agent):
+    """Lesson 05 says every agent is trained at the best setting of its medium-size lever sweep (highest mean on
+    the sweep's seeds, the base included) unless that setting then scored lower on all 8 seeds than the earlier
+    one: check it against the committed files and :data:`maze.TRAINING`."""
+    path = maze.LEVERS_PATH if agent == "warp_rnn" else maze.BASELINE_LEVER_PATHS[agent]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    keys = ["lr", "grad_clip"] + (["warp_lr", "warp_interval"] if agent == "warp_rnn" else [])
+    rows = [(float(np.mean(list(data["reference_on_these_seeds"][agent].values()))), data["medium"]["training"][agent])]
+    for lever in data["mean_score_by_lever"]:
+        runs = [r for r in data["runs"] if r["lever"] == lever]
+        rows.append((float(np.mean([r["score"] for r in runs])), runs[0]["config"]))
+    best = {k: max(rows, key=lambda row: row[0])[1][k] for k in keys}
+    chosen = {k: dataclasses.asdict(maze.training_config(agent))[k] for k in keys}
+    trial = json.loads(maze.SWEEP_CHOICES_PATH.read_text(encoding="utf-8"))  # every agent at its winner, 8 seeds
+    earlier = json.loads(maze.EARLIER_REFERENCE_PATH.read_text(encoding="utf-8"))
+    with_winner = [r["reward"] for r in trial["runs"] if r["agent"] == agent]
+    if {k: trial["config"]["training"][agent][k] for k in keys} == best and \
+            np.mean(with_winner) < np.mean(list(earlier["reference_on_these_seeds"][agent].values())):
+        best = {k: earlier["medium"]["training"][agent][k] for k in keys}  # refuted on all seeds: the earlier kept
+    assert best == chosen
+
+
+def test_the_retuning_table_tests_each_choice_on_every_seed_and_says_whether_it_was_kept(tmp_path):
+    earlier, trial = tmp_path / "earlier.json", tmp_path / "trial.json"
+    assert "No lever measurement found" in maze.describe_retuning(trial, earlier)
+    before = {"warp_rnn": {"0": 30.0, "1": 30.0, "2": 30.0, "3": 30.0}, "l2rl": {"0": 40.0, "1": 40.0, "2": 40.0,
+                                                                               "3": 40.0}}
+    old = {**maze.reference_config("medium")["training"], "warp_rnn": {"lr": 0.001, "grad_clip": 4.0,
+           "warp_lr": 0.001, "warp_interval": 30}, "l2rl": {"lr": 0.03, "grad_clip": 1.0}}
+    earlier.write_text(json.dumps({"medium": {**maze.reference_config("medium"), "training": old},
+                                   "reference_on_these_seeds": before, "runs": []}))
+    assert "is missing" in maze.describe_retuning(trial, earlier)
+    runs = [{"agent": a, "seed": s, "reward": v} for a, values in
+            [("warp_rnn", [40.0, 40.0, 41.0, 43.0]), ("l2rl", [44.0, 44.0, 44.0, 44.0])] for s, v in enumerate(values)]
+    trial.write_text(json.dumps({"config": maze.reference_config("medium"), "runs": runs}))
+    table = maze.describe_retuning(trial, earlier)
+    # Warp-RNN: differences 10, 10, 11, 13 (mean +11.0; seeds 2, 3: +12.0), today's setting: kept
+    assert "| 30.0 → 41.0 | +11.0 [" in table and "(4 seeds) | +12.0 [" in table and "(2 seeds) | yes |" in table
+    assert "learning to RL (LSTM) | θ rate 0.03, clip 1 → θ rate 0.01, clip 4 | 40.0 → 44.0 |" in table  # today's
