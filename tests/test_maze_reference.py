@@ -142,7 +142,7 @@ def test_the_lever_table_reads_its_file_and_refuses_another_medium_size(tmp_path
     old = {**data["medium"], "training": {**data["medium"]["training"], "warp_rnn": {
         "lr": 0.001, "grad_clip": 4.0, "warp_lr": 0.001, "warp_interval": 30}}}  # settings of an earlier time
     path.write_text(json.dumps({**data, "medium": old}))  # the record of the sweep that chose today's settings
-    assert "| base: the reference run of the time (θ rate 0.001, clip 4, φ rate 0.001 every 30) | 32.0 | – |" \
+    assert "| base: the reference run of the time (θ rate 0.001, clip 4, φ rate 0.001 every 30 episodes) | 32.0 | – |" \
         in maze.describe_levers(path)
 
 

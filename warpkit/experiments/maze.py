@@ -713,7 +713,9 @@ def _lever_file(path: str | Path) -> tuple[dict | None, str | None]:
 
 def _settings(config: dict) -> str:
     text = f"θ rate {config['lr']:g}, clip {config['grad_clip']:g}"
-    return text + (f", φ rate {config['warp_lr']:g} every {config['warp_interval']}" if "warp_lr" in config else "")
+    n = config.get("warp_interval")
+    return text + (f", φ rate {config['warp_lr']:g} every {n} episode{'s' if n != 1 else ''}" if "warp_lr" in config
+                   else "")
 
 
 def describe_levers(path: str | Path = LEVERS_PATH) -> str:
