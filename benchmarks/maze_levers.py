@@ -6,6 +6,8 @@ mazes per episode and episodes from ``SIZES["medium"]``) for a few seeds.
     .venv/bin/python benchmarks/maze_levers.py --seeds 0 1 2 3 4 5 6 7 --levers "φ every episode" \
         --out benchmarks/results/maze_levers_phi_every_episode_8_seeds.json   # a lever on every seed
     .venv/bin/python benchmarks/maze_levers.py --agent no_warp ...   # the same change to an ablation
+    .venv/bin/python benchmarks/maze_levers.py --agent hebbian --levers "as trained" --episodes 1000 \
+        --out benchmarks/results/maze_probe_1000_hebbian.json          # a longer run at today's settings
 
 Later rows combine levers (their names say so). ``--agent`` applies a lever to another agent: to an ablation, to
 check whether the lever's gain needs the warp, and to each baseline, so that every agent is offered the same kinds
@@ -52,19 +54,22 @@ LEVERS = {
     "task rate 3e-2": {"lr": 3e-2},
     "task rate 3e-2 with clip 1": {"lr": 3e-2, "grad_clip": 1.0},
     "task rate 1e-1": {"lr": 1e-1},
+    # the agent's own settings, unchanged (with --episodes: does a longer run change the ranking?)
+    "as trained": {},
 }
 
 
-def one_run(lever: str, seed: int, agent: str = "warp_rnn") -> dict:
+def one_run(lever: str, seed: int, agent: str = "warp_rnn", episodes: int | None = None) -> dict:
     import torch
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     from warpkit.experiments import maze as rl
 
-    medium = rl.SIZES["medium"]
+    medium = {**rl.SIZES["medium"], **({"num_episodes": episodes} if episodes else {})}
     config = replace(rl.training_config(agent), **LEVERS[lever])
-    tag = "_".join(f"{k}{v:g}" for k, v in LEVERS[lever].items()) + f"_seed{seed}"
+    tag = "_".join(f"{k}{v:g}" for k, v in LEVERS[lever].items()) + (f"_{episodes}ep" if episodes else "") \
+        + f"_seed{seed}"
     start = time.perf_counter()
     run = rl.train_agent(agent, medium["num_episodes"], maze=rl.maze_of(medium), num_mazes=medium["num_mazes"],
                          seed=seed, config=config, show_progress=False, checkpoint_every=25,
@@ -106,11 +111,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--agent", default="warp_rnn", help="the agent the levers change (an ablation, to check "
                         "whether a lever's gain needs the warp)")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes per run instead of the medium size's "
+                        "(the file records it; the lesson shows only files of the medium size itself)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maze_levers.json"))
     args = parser.parse_args()
     reference = reference_rows(args.seeds)
     started, load = time.perf_counter(), os.getloadavg()
-    jobs = [(lever, seed, args.agent) for lever in args.levers for seed in args.seeds]
+    jobs = [(lever, seed, args.agent, args.episodes) for lever in args.levers for seed in args.seeds]
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         runs = []
         for run in pool.map(one_run, *zip(*jobs)):
@@ -118,11 +125,12 @@ def main() -> None:
             print(f"{run['lever']} seed {run['seed']}: score {run['score']:.1f} ({run['seconds']:.0f} s)", flush=True)
     from warpkit.experiments import maze as rl
 
-    runs = kept_runs(Path(args.out), rl.reference_config("medium"), args.seeds, args.levers) + runs
+    medium = {**rl.reference_config("medium"), **({"num_episodes": args.episodes} if args.episodes else {})}
+    runs = kept_runs(Path(args.out), medium, args.seeds, args.levers) + runs
     levers = [lever for lever in LEVERS if any(r["lever"] == lever for r in runs)]
     table = {lever: float(np.mean([r["score"] for r in runs if r["lever"] == lever])) for lever in levers}
     Path(args.out).write_text(json.dumps({
-        "medium": rl.reference_config("medium"), "seeds": args.seeds,
+        "medium": medium, "seeds": args.seeds,
         "wall_seconds": round(time.perf_counter() - started, 1), "load_at_start": load,
         "load_at_end": os.getloadavg(), "reference_on_these_seeds": reference,
         "mean_score_by_lever": {k: round(v, 2) for k, v in table.items()}, "runs": runs}, indent=1) + "\n")

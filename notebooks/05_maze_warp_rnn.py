@@ -296,6 +296,18 @@ display(Markdown(rl.describe_retuning()))
 # section e's reference was made again with every agent at its kept settings. The ablations keep the Warp-RNN's
 # settings whatever they do to their own score, so that they differ from it in the warp alone.
 #
+# **Would a longer run change the ranking?** Section e's sentence on progress says which agents were still
+# improving when the medium runs stopped. Runs twice as long, at today's settings, for the Warp-RNN and the
+# Hebbian agent (`benchmarks/maze_levers.py --levers "as trained" --episodes 1000`):
+
+# %%
+display(Markdown(rl.describe_longer_runs()))
+
+# %% [markdown]
+# **Notice.** Compare the per-seed values of one agent with each other before comparing the means: with a few
+# seeds, a single seed that stalls or soars can move a mean by more than the gap between two agents. The interval
+# says how much the seeds allow one to conclude.
+#
 # ## f. Does the trained Warp-RNN remember the goal?
 #
 # The first hit of an episode needs a search. After that, each teleport drops the agent somewhere else, and an

@@ -207,3 +207,22 @@ def test_the_retuning_table_tests_each_choice_on_every_seed_and_says_whether_it_
     # Warp-RNN: differences 10, 10, 11, 13 (mean +11.0; seeds 2, 3: +12.0), today's setting: kept
     assert "| 30.0 → 41.0 | +11.0 [" in table and "(4 seeds) | +12.0 [" in table and "(2 seeds) | yes |" in table
     assert "learning to RL (LSTM) | θ rate 0.03, clip 1 → θ rate 0.01, clip 4 | 40.0 → 44.0 |" in table  # today's
+
+
+def test_longer_runs_are_compared_on_shared_seeds_and_other_settings_are_left_out(tmp_path):
+    assert "No longer runs found" in maze.describe_longer_runs(tmp_path)
+    medium = {**maze.reference_config("medium"), "num_episodes": 1000}
+
+    def probe(name, agent, scores, config=None):
+        config = config or dataclasses.asdict(maze.training_config(agent))
+        runs = [{"agent": agent, "seed": s, "score": v, "config": config} for s, v in scores.items()]
+        (tmp_path / f"maze_probe_{name}.json").write_text(json.dumps({"medium": medium, "runs": runs}))
+
+    probe("w", "warp_rnn", {0: 50.0, 1: 70.0, 2: 60.0})
+    probe("h", "hebbian", {0: 40.0, 1: 60.0})
+    probe("old", "hebbian", {2: 99.0}, config={**dataclasses.asdict(maze.training_config("hebbian")), "lr": 0.5})
+    text = maze.describe_longer_runs(tmp_path)
+    assert text.startswith("**1,000 episodes**, today's settings: Warp-RNN (HyperNetwork warp) 60.0 (seeds 0, 1, 2")
+    assert "Hebbian (Backpropamine) 50.0 (seeds 0, 1: 40.0, 60.0)" in text  # the file with lr 0.5 is not today's
+    assert "minus Hebbian (Backpropamine): +10.0 [+10.0, +10.0] (paired 95 % interval, 2 seeds)" in text
+    assert "(1 file(s) made with other settings left out.)" in text

@@ -829,6 +829,48 @@ def _settings_of(agent: str, config: dict) -> str:
     return _settings({k: v for k, v in config.items() if has_warp or not k.startswith("warp_")})
 
 
+#: longer runs at today's settings (``benchmarks/maze_levers.py --levers "as trained" --episodes N``)
+PROBE_GLOB = "maze_probe_*.json"
+
+
+def describe_longer_runs(folder: str | Path = LEVERS_PATH.parent, focus: str = "warp_rnn",
+                         other: str = "hebbian") -> str:
+    """Markdown: the probes of longer runs in ``folder`` (:data:`PROBE_GLOB`; the medium size with more episodes,
+    each agent at today's :data:`TRAINING`): per number of episodes, ``focus``'s and ``other``'s mean and per-seed
+    scores and the paired 95 % interval of their difference on the shared seeds. Files made with other settings or
+    another maze are left out, and the sentence says how many."""
+    size = {k: v for k, v in reference_config("medium").items() if k not in ("training", "num_episodes")}
+    scores: dict[int, dict[str, dict[int, float]]] = {}
+    left_out = 0
+    for path in sorted(Path(folder).glob(PROBE_GLOB)):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        agent = data["runs"][0].get("agent", "warp_rnn")
+        same = {k: v for k, v in data["medium"].items() if k not in ("training", "num_episodes")} == size
+        today = _settings_of(agent, data["runs"][0]["config"]) == _settings_of(agent, asdict(training_config(agent)))
+        if not (same and today):
+            left_out += 1
+            continue
+        per_seed = scores.setdefault(data["medium"]["num_episodes"], {}).setdefault(agent, {})
+        per_seed.update({run["seed"]: run["score"] for run in data["runs"]})
+    parts = []
+    for episodes, by_agent in sorted(scores.items()):
+        if focus not in by_agent or other not in by_agent:
+            continue
+        text = [f"{AGENT_LABELS[a]} {np.mean(list(v.values())):.1f} (seeds {', '.join(map(str, sorted(v)))}: "
+                f"{', '.join(f'{v[s]:.1f}' for s in sorted(v))})" for a, v in ((focus, by_agent[focus]),
+                                                                              (other, by_agent[other]))]
+        shared = sorted(set(by_agent[focus]) & set(by_agent[other]))
+        line = f"**{episodes:,} episodes**, today's settings: " + "; ".join(text)
+        if len(shared) > 1:
+            i = paired_interval({s: by_agent[focus][s] for s in shared}, {s: by_agent[other][s] for s in shared})
+            line += (f". {AGENT_LABELS[focus]} minus {AGENT_LABELS[other]}: {i['mean']:+.1f} "
+                     f"[{i['low']:+.1f}, {i['high']:+.1f}] (paired 95 % interval, {i['n']} seeds)")
+        parts.append(line + ".")
+    if not parts:
+        return "(No longer runs found: `benchmarks/maze_levers.py --levers \"as trained\" --episodes N` makes them.)"
+    return "\n\n".join(parts) + (f"\n\n({left_out} file(s) made with other settings left out.)" if left_out else "")
+
+
 #: where ``benchmarks/maze_sensitivity.py`` writes its measurement (seed 0, fast size, weights nudged by one ulp)
 SENSITIVITY_PATH = REPO_ROOT / "benchmarks" / "results" / "maze_sensitivity.json"
 
