@@ -128,11 +128,11 @@ class ActorCriticConfig:
 #: how each agent's weights are trained: the task optimiser (Adam, ``lr``, gradients clipped to ``grad_clip``) and,
 #: for the warps, φ's rate and schedule; every other setting is :class:`ActorCriticConfig`'s default (γ 0.9, value
 #: weight 0.1, concentration 0.03: the WarpGrad maze script's, which Backpropamine's maze script also uses). Two
-#: sweeps chose them, the same changes given to every trained agent: ``benchmarks/maze_tuning.py`` (rates; 2 seeds,
+#: sweeps chose them, the same kinds of change offered to every agent: ``benchmarks/maze_tuning.py`` (rates; 2 seeds,
 #: 120 episodes, a 7×7 maze: ``benchmarks/results/maze_tuning.json``), then ``benchmarks/maze_levers.py`` at the
 #: medium size (rates, clipping, φ's schedule; seeds 0 and 1 of the full medium run; one file per agent,
 #: ``benchmarks/results/maze_levers*.json``). In each, the highest mean score on its seeds wins, unless a whole
-#: reference made with every agent at its winner (:data:`SWEEP_CHOICES_PATH`) showed the winner scoring lower on
+#: reference made with every agent at its winner (:data:`SWEEP_CHOICES_PATH`) gave the winner a lower mean over
 #: all 8 seeds than the setting before (then that is kept); :data:`TRAINING_SOURCES` says where each setting comes
 #: from.
 TRAINING = {
@@ -153,8 +153,8 @@ TRAINING_SOURCES = {
     "no_warp": "as Warp-RNN (an ablation changes one thing)",
     "l2rl": "Adam, clip 4 (as the WarpGrad script); rate 1e-2, the best of 1e-4 … 1e-2 in the first sweep. The "
             "medium-size sweep's best on seeds 0 and 1 (3e-2 with clip 1; 1e-1 fell below the random policy) "
-            "scored lower on all 8 seeds, so it was not kept (section e). Wang et al. (2016) tuned their rate per "
-            "task and give none for this maze",
+            "had a lower mean over all 8 seeds, so it was not kept (section e). Wang et al. (2016) tuned their "
+            "rate per task and give none for this maze",
     "l2rl_large": "as learning to RL's first sweep, rate 1e-2, clip 4: at the medium size clip 1 (at rates 1e-2 and "
                   "3e-3) and rate 3e-2 (with and without clip 1) scored lower",
     "hebbian": "Adam, clip 1, rate 1e-3: the best in both sweeps (Backpropamine's maze script uses 1e-4 and clip 4 "
@@ -697,6 +697,12 @@ BASELINE_LEVER_PATHS = {agent: LEVERS_PATH.with_name(f"maze_levers_{agent}.json"
                         for agent in ("l2rl", "hebbian", "l2rl_large")}
 
 
+def _same_size(config: dict, ignore: Sequence[str] = ("training",)) -> bool:
+    """Whether ``config`` (a results file's) is today's medium size, apart from the keys in ``ignore``."""
+    today = reference_config("medium")
+    return {k: v for k, v in config.items() if k not in ignore} == {k: v for k, v in today.items() if k not in ignore}
+
+
 def _lever_file(path: str | Path) -> tuple[dict | None, str | None]:
     """A file of ``benchmarks/maze_levers.py`` and None, or None and a sentence saying why it cannot be read: it is
     missing, or was made for another medium size. Agents' optimiser settings may differ from today's: a lever
@@ -705,8 +711,7 @@ def _lever_file(path: str | Path) -> tuple[dict | None, str | None]:
     if not source.exists():
         return None, f"(No lever measurement found: run `python benchmarks/maze_levers.py` to make {source.name}.)"
     data = json.loads(source.read_text(encoding="utf-8"))
-    size = {key: value for key, value in reference_config("medium").items() if key != "training"}
-    if {key: value for key, value in data["medium"].items() if key != "training"} != size:
+    if not _same_size(data["medium"]):
         return None, f"({source.name} was made for another medium size: run `python benchmarks/maze_levers.py` again.)"
     return data, None
 
@@ -732,12 +737,10 @@ def describe_levers(path: str | Path = LEVERS_PATH) -> str:
     others = {a: float(np.mean(list(v.values()))) for a, v in reference.items() if a not in (agent, "random")}
     best = max(others, key=others.get)
     base = float(np.mean(list(reference[agent].values())))
-    base_settings = data["medium"]["training"][agent]
-    if agent not in ("warp_rnn", "linear_warp"):
-        base_settings = {k: v for k, v in base_settings.items() if not k.startswith("warp_")}
     rows = [f"| {AGENT_LABELS[agent]}: setting | mean score, seeds {', '.join(map(str, data['seeds']))} | "
             f"change from the base |", "|---|---|---|",
-            f"| base: the reference run of the time ({_settings(base_settings)}) | {base:.1f} | – |"]
+            f"| base: the reference run of the time ({_settings_of(agent, data['medium']['training'][agent])}) | "
+            f"{base:.1f} | – |"]
     for lever in data["mean_score_by_lever"]:
         scores = [r["score"] for r in data["runs"] if r["lever"] == lever]
         rows.append(f"| {lever} | {np.mean(scores):.1f} ({', '.join(f'{v:.1f}' for v in scores)}) | "
@@ -799,8 +802,7 @@ def describe_retuning(trial: str | Path = SWEEP_CHOICES_PATH, earlier: str | Pat
     if not Path(trial).exists():
         return f"(No test of the sweeps' choices found: {Path(trial).name} is missing.)"
     tried = json.loads(Path(trial).read_text(encoding="utf-8"))
-    size = {key: value for key, value in reference_config("medium").items() if key != "training"}
-    if {key: value for key, value in tried["config"].items() if key != "training"} != size:
+    if not _same_size(tried["config"]):
         return f"({Path(trial).name} was made for another medium size.)"
     before = {name: {int(seed): v for seed, v in per_seed.items()}
               for name, per_seed in data["reference_on_these_seeds"].items()}
@@ -816,10 +818,11 @@ def describe_retuning(trial: str | Path = SWEEP_CHOICES_PATH, earlier: str | Pat
         unseen = {seed: v for seed, v in now.items() if seed not in chosen_on}
         intervals = [paired_interval(part, before[agent]) for part in (now, unseen)]
         kept = _settings_of(agent, asdict(training_config(agent))) == _settings_of(agent, choice)
+        verdict = "yes" + ABLATION_NOTE.get(agent, "") if kept else "no"
         rows.append(f"| {AGENT_LABELS[agent]} | {_settings_of(agent, then)} → {_settings_of(agent, choice)} | "
                     f"{np.mean([before[agent][s] for s in now]):.1f} → {np.mean(list(now.values())):.1f} | "
                     + " | ".join(f"{i['mean']:+.1f} [{i['low']:+.1f}, {i['high']:+.1f}] ({i['n']} seeds)"
-                                 for i in intervals) + f" | {('yes' + ABLATION_NOTE.get(agent, '')) if kept else 'no'} |")
+                                 for i in intervals) + f" | {verdict} |")
     return "\n".join(rows) if len(rows) > 2 else "(No agent's settings changed since the earlier reference.)"
 
 
@@ -839,13 +842,12 @@ def describe_longer_runs(folder: str | Path = LEVERS_PATH.parent, focus: str = "
     each agent at today's :data:`TRAINING`): per number of episodes, ``focus``'s and ``other``'s mean and per-seed
     scores and the paired 95 % interval of their difference on the shared seeds. Files made with other settings or
     another maze are left out, and the sentence says how many."""
-    size = {k: v for k, v in reference_config("medium").items() if k not in ("training", "num_episodes")}
     scores: dict[int, dict[str, dict[int, float]]] = {}
     left_out = 0
     for path in sorted(Path(folder).glob(PROBE_GLOB)):
         data = json.loads(path.read_text(encoding="utf-8"))
         agent = data["runs"][0].get("agent", "warp_rnn")
-        same = {k: v for k, v in data["medium"].items() if k not in ("training", "num_episodes")} == size
+        same = _same_size(data["medium"], ignore=("training", "num_episodes"))
         today = _settings_of(agent, data["runs"][0]["config"]) == _settings_of(agent, asdict(training_config(agent)))
         if not (same and today):
             left_out += 1
