@@ -297,8 +297,8 @@ display(Markdown(rl.describe_retuning()))
 # settings whatever they do to their own score, so that they differ from it in the warp alone.
 #
 # **Would a longer run change the ranking?** Section e's sentence on progress says which agents were still
-# improving when the medium runs stopped. Runs twice as long, at today's settings, for the Warp-RNN and the
-# Hebbian agent (`benchmarks/maze_levers.py --levers "as trained" --episodes 1000`):
+# improving when the medium runs stopped. Longer runs of the same size, at today's settings, for the Warp-RNN and
+# the Hebbian agent (`benchmarks/maze_levers.py --levers "as trained" --episodes N`):
 
 # %%
 display(Markdown(rl.describe_longer_runs()))
