@@ -21,8 +21,9 @@ is played with θ_k, and
   (1/N) Σ_k ∇_φ L_AC(θ_k; φ, episode k), clipped.
 
 The authors' script uses rate 1e-3 for both, clipping at norm 4 and N = 30 (:class:`ActorCriticConfig`'s
-defaults); lesson 05 trains with the settings its medium-size sweep chose (:data:`TRAINING`: N = 1, θ rate 3e-3,
-clipping at 1), because a run of a few hundred episodes gives N = 30 too few φ-steps.
+defaults); lesson 05 trains with the settings its medium-size sweeps chose (:data:`TRAINING`: for the Warp-RNN
+N = 1, θ and φ rates 3e-3, clipping at 1, Adam ε 1e-4), because a run of a thousand episodes gives N = 30 too few
+φ-steps.
 
 So the meta-objective is :math:`L(\phi) = \sum_k L_{AC}(\theta_k; \phi)`: at every point θ_k of θ's history in the
 window, the actor-critic loss of the episode played at that point, evaluated at the point itself. This is the
@@ -80,7 +81,7 @@ ALL_AGENTS = ["warp_rnn", "l2rl", "hebbian", "l2rl_large", "no_warp", "linear_wa
 SIZES = {
     "fast": dict(maze_size=7, episode_length=100, wall_penalty=0.1, num_mazes=16, num_episodes=150, seeds=1,
                  scored_episodes=30, agents=ALL_AGENTS[:3]),
-    "medium": dict(maze_size=9, episode_length=100, wall_penalty=0.1, num_mazes=NUM_MAZES, num_episodes=500, seeds=8,
+    "medium": dict(maze_size=9, episode_length=100, wall_penalty=0.1, num_mazes=NUM_MAZES, num_episodes=1000, seeds=7,
                    scored_episodes=100, agents=ALL_AGENTS),
     "full": dict(maze_size=13, episode_length=200, wall_penalty=0.0, num_mazes=NUM_MAZES, num_episodes=1_000_000,
                  seeds=10, scored_episodes=5_000, agents=ALL_AGENTS),
@@ -115,51 +116,57 @@ class ActorCriticConfig:
     lr: float = 1e-3
     warp_lr: float = 1e-3
     warp_interval: int = 30
+    #: Adam's ε in m̂ / (√v̂ + ε), for θ's and φ's optimisers: PyTorch's default; Backpropamine's maze script uses 1e-4
+    adam_eps: float = 1e-8
 
     def __post_init__(self):
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ActorCriticConfig: gamma must lie in [0, 1], got {self.gamma}")
         if self.warp_interval < 1:
             raise ValueError(f"ActorCriticConfig: warp_interval must be >= 1 episode, got {self.warp_interval}")
-        if self.lr <= 0 or self.warp_lr <= 0 or self.grad_clip <= 0:
-            raise ValueError("ActorCriticConfig: lr, warp_lr and grad_clip must be positive")
+        if self.lr <= 0 or self.warp_lr <= 0 or self.grad_clip <= 0 or self.adam_eps <= 0:
+            raise ValueError("ActorCriticConfig: lr, warp_lr, grad_clip and adam_eps must be positive")
 
 
-#: how each agent's weights are trained: the task optimiser (Adam, ``lr``, gradients clipped to ``grad_clip``) and,
-#: for the warps, φ's rate and schedule; every other setting is :class:`ActorCriticConfig`'s default (γ 0.9, value
-#: weight 0.1, concentration 0.03: the WarpGrad maze script's, which Backpropamine's maze script also uses). Two
-#: sweeps chose them, the same kinds of change offered to every agent: ``benchmarks/maze_tuning.py`` (rates; 2 seeds,
-#: 120 episodes, a 7×7 maze: ``benchmarks/results/maze_tuning.json``), then ``benchmarks/maze_levers.py`` at the
-#: medium size (rates, clipping, φ's schedule; seeds 0 and 1 of the full medium run; one file per agent,
-#: ``benchmarks/results/maze_levers*.json``). In each, the highest mean score on its seeds wins, unless a whole
-#: reference made with every agent at its winner (:data:`SWEEP_CHOICES_PATH`) gave the winner a lower mean over
-#: all 8 seeds than the setting before (then that is kept); :data:`TRAINING_SOURCES` says where each setting comes
-#: from.
+#: how each agent's weights are trained: the task optimiser (Adam, ``lr``, ``adam_eps``, gradients clipped to
+#: ``grad_clip``) and, for the warps, φ's rate and schedule; every other setting is :class:`ActorCriticConfig`'s
+#: default (γ 0.9, value weight 0.1, concentration 0.03: the WarpGrad maze script's, which Backpropamine's maze
+#: script also uses). Sweeps chose them, the same kinds of change offered to every agent: ``benchmarks/maze_tuning.py``
+#: (rates; 2 seeds, 120 episodes, a 7×7 maze: ``benchmarks/results/maze_tuning.json``), then
+#: ``benchmarks/maze_levers.py`` on the medium maze, seeds 0 and 1: rounds 1 and 2 at 500 episodes (rates,
+#: clipping, φ's schedule; ``benchmarks/results/maze_levers*.json``), round 3 at 1,000 (Adam's ε and rates beside
+#: it; :data:`EPS_LEVER_PATHS`). In each, the highest mean score on its seeds wins, unless a whole reference made
+#: with every agent at its winner (:data:`SWEEP_CHOICES_PATH`) gave the winner a lower mean over all 8 seeds than
+#: the setting before (then that is kept); each round starts from the one before. :data:`TRAINING_SOURCES` says
+#: where each setting comes from.
 TRAINING = {
-    "warp_rnn": ActorCriticConfig(lr=3e-3, warp_lr=1e-3, grad_clip=1.0, warp_interval=1),
-    "linear_warp": ActorCriticConfig(lr=3e-3, warp_lr=1e-3, grad_clip=1.0, warp_interval=1),
-    "no_warp": ActorCriticConfig(lr=3e-3, grad_clip=1.0, warp_interval=1),
-    "l2rl": ActorCriticConfig(lr=1e-2, grad_clip=4.0),
+    "warp_rnn": ActorCriticConfig(lr=3e-3, warp_lr=3e-3, grad_clip=1.0, warp_interval=1, adam_eps=1e-4),
+    "linear_warp": ActorCriticConfig(lr=3e-3, warp_lr=3e-3, grad_clip=1.0, warp_interval=1, adam_eps=1e-4),
+    "no_warp": ActorCriticConfig(lr=3e-3, grad_clip=1.0, warp_interval=1, adam_eps=1e-4),
+    "l2rl": ActorCriticConfig(lr=1e-2, grad_clip=4.0, adam_eps=1e-4),
     "l2rl_large": ActorCriticConfig(lr=1e-2, grad_clip=4.0),
-    "hebbian": ActorCriticConfig(lr=1e-3, grad_clip=1.0),
-    "hebbian_plain": ActorCriticConfig(lr=1e-3, grad_clip=1.0),
+    "hebbian": ActorCriticConfig(lr=3e-3, grad_clip=1.0, adam_eps=1e-4),
+    "hebbian_plain": ActorCriticConfig(lr=3e-3, grad_clip=1.0, adam_eps=1e-4),
     "random": ActorCriticConfig(),
 }
 TRAINING_SOURCES = {
     "warp_rnn": "Adam; the WarpGrad maze script's defaults are θ and φ rate 1e-3, clip 4, a φ-step every 30 "
-                "episodes; the medium-size sweep chose θ rate 3e-3, clip 1 and a φ-step every episode (φ rate "
-                "1e-3 kept: 3e-4 and 3e-3 scored lower; θ rate 1e-2 scored lower)",
+                "episodes, ε 1e-8. Rounds 1 and 2 (500 episodes) chose θ rate 3e-3, clip 1 and a φ-step every "
+                "episode (θ rate 1e-2 and φ rates 3e-4, 1e-2 scored lower); round 3 (1,000 episodes) chose "
+                "Backpropamine's ε 1e-4 with φ rate 3e-3 (ε alone, and θ rate ×3 or ÷3 with it, scored lower)",
     "linear_warp": "as Warp-RNN (an ablation changes one thing)",
     "no_warp": "as Warp-RNN (an ablation changes one thing)",
-    "l2rl": "Adam, clip 4 (as the WarpGrad script); rate 1e-2, the best of 1e-4 … 1e-2 in the first sweep. The "
-            "medium-size sweep's best on seeds 0 and 1 (3e-2 with clip 1; 1e-1 fell below the random policy) "
-            "had a lower mean over all 8 seeds, so it was not kept (section e). Wang et al. (2016) tuned their "
-            "rate per task and give none for this maze",
-    "l2rl_large": "as learning to RL's first sweep, rate 1e-2, clip 4: at the medium size clip 1 (at rates 1e-2 and "
-                  "3e-3) and rate 3e-2 (with and without clip 1) scored lower",
-    "hebbian": "Adam, clip 1, rate 1e-3: the best in both sweeps (Backpropamine's maze script uses 1e-4 and clip 4 "
-               "for runs of up to 10⁶ episodes; here 1e-4 and 3e-4 learnt nothing, clip 4 at 1e-3 peaked and fell "
-               "back, and 3e-3 scored lower at the medium size)",
+    "l2rl": "Adam, clip 4 (as the WarpGrad script); rate 1e-2, the best of 1e-4 … 1e-2 in the first sweep. Round "
+            "2's best on seeds 0 and 1 (3e-2 with clip 1) had a lower mean over all 8 seeds, so it was not kept "
+            "(section e); round 3 chose Backpropamine's ε 1e-4 (rate ×3 or ÷3 with it scored lower). Wang et al. "
+            "(2016) tuned their rate per task and give none for this maze",
+    "l2rl_large": "as learning to RL's first sweep, rate 1e-2, clip 4: in round 2 clip 1 (at rates 1e-2 and 3e-3) and "
+                  "rate 3e-2 (with and without clip 1) scored lower, and in round 3 ε 1e-4 (alone, and with rate "
+                  "×3 or ÷3) scored lower than PyTorch's 1e-8",
+    "hebbian": "Adam, clip 1; Backpropamine's maze script uses rate 1e-4, clip 4 and ε 1e-4 for runs of up to 10⁶ "
+               "episodes. Rate 1e-3 was the best in the first two sweeps (1e-4 and 3e-4 learnt nothing, clip 4 "
+               "peaked and fell back, 3e-3 scored lower at 500 episodes); round 3 (1,000 episodes) chose "
+               "Backpropamine's ε 1e-4 with rate 3e-3 (ε alone scored lower)",
     "hebbian_plain": "as the Backpropamine agent",
     "random": "no training",
 }
@@ -275,8 +282,9 @@ class ActorCriticTrainer:
         self.agent, self.env, self.config, self.seed = agent, env, config, seed
         self.task_params = list(task_parameters(agent).values())
         self.warp_params = list(warp_parameters(agent).values())
-        self.task_optimizer = torch.optim.Adam(self.task_params, lr=config.lr) if self.task_params else None
-        self.warp_optimizer = torch.optim.Adam(self.warp_params, lr=config.warp_lr) if self.warp_params else None
+        eps = config.adam_eps
+        self.task_optimizer = torch.optim.Adam(self.task_params, lr=config.lr, eps=eps) if self.task_params else None
+        self.warp_optimizer = torch.optim.Adam(self.warp_params, lr=config.warp_lr, eps=eps) if self.warp_params else None
         self.generator = torch.Generator(device=env.device).manual_seed(seed)
         self.episodes_done = 0
         self.rewards: list[float] = []  # mean total reward per maze, per episode
@@ -673,11 +681,11 @@ def size_table() -> str:
 def training_table(names: Sequence[str]) -> str:
     """A Markdown table of how each agent in ``names`` is trained: Adam's rate for θ (and φ), the gradient
     clipping, and where the setting comes from (:data:`TRAINING`, :data:`TRAINING_SOURCES`)."""
-    rows = ["| agent | θ rate | φ rate | φ-step every | clip | source |", "|---|---|---|---|---|---|"]
+    rows = ["| agent | θ rate | φ rate | φ-step every | clip | Adam ε | source |", "|---|---|---|---|---|---|---|"]
     for name in names:
         config, has_warp = training_config(name), name in ("warp_rnn", "linear_warp")
         warp = f"{config.warp_lr:g} | {config.warp_interval} episode(s)" if has_warp else "– | –"
-        rows.append(f"| {AGENT_LABELS[name]} | {config.lr:g} | {warp} | {config.grad_clip:g} | "
+        rows.append(f"| {AGENT_LABELS[name]} | {config.lr:g} | {warp} | {config.grad_clip:g} | {config.adam_eps:g} | "
                     f"{TRAINING_SOURCES[name]} |")
     return "\n".join(rows)
 
@@ -697,6 +705,11 @@ BASELINE_LEVER_PATHS = {agent: LEVERS_PATH.with_name(f"maze_levers_{agent}.json"
                         for agent in ("l2rl", "hebbian", "l2rl_large")}
 
 
+#: what a sweep may change from the medium size and still be shown beside it: its length and number of seeds (the
+#: sweeps of rounds 1 and 2 ran when the medium size was 500 episodes, round 3 at 1,000; each table names its length)
+RUN_LENGTH = ("training", "num_episodes", "seeds")
+
+
 def _same_size(config: dict, ignore: Sequence[str] = ("training",)) -> bool:
     """Whether ``config`` (a results file's) is today's medium size, apart from the keys in ``ignore``."""
     today = reference_config("medium")
@@ -711,42 +724,55 @@ def _lever_file(path: str | Path) -> tuple[dict | None, str | None]:
     if not source.exists():
         return None, f"(No lever measurement found: run `python benchmarks/maze_levers.py` to make {source.name}.)"
     data = json.loads(source.read_text(encoding="utf-8"))
-    if not _same_size(data["medium"]):
-        return None, f"({source.name} was made for another medium size: run `python benchmarks/maze_levers.py` again.)"
+    if not _same_size(data["medium"], ignore=RUN_LENGTH):
+        return None, f"({source.name} was made for another maze: run `python benchmarks/maze_levers.py` again.)"
     return data, None
 
 
 def _settings(config: dict) -> str:
+    """``config``'s optimiser settings in words; Adam's ε only when it is not PyTorch's default (files written before
+    ε became a setting lack it: they used the default)."""
     text = f"θ rate {config['lr']:g}, clip {config['grad_clip']:g}"
     n = config.get("warp_interval")
-    return text + (f", φ rate {config['warp_lr']:g} every {n} episode{'s' if n != 1 else ''}" if "warp_lr" in config
-                   else "")
+    text += f", φ rate {config['warp_lr']:g} every {n} episode{'s' if n != 1 else ''}" if "warp_lr" in config else ""
+    eps = config.get("adam_eps", ActorCriticConfig.adam_eps)
+    return text + (f", Adam ε {eps:g}" if eps != ActorCriticConfig.adam_eps else "")
 
 
 def describe_levers(path: str | Path = LEVERS_PATH) -> str:
     """Markdown: an agent's medium-size score with its training settings changed (``benchmarks/maze_levers.py``'s
-    file: the Warp-RNN, or a baseline with ``--agent``), beside the base (the reference run of the time, on the
-    same seeds, whose settings the row names) and the best other agent of that run; a sentence instead when the
-    file is missing or was made for another medium size."""
+    file: the Warp-RNN, or a baseline with ``--agent``), beside the base and, when the file has the reference run
+    of its time, the best other agent of that run. The base is that reference on the same seeds, or else the
+    file's own runs of the lever "as trained". A sentence instead when the file is missing or was made for another
+    maze."""
     data, problem = _lever_file(path)
     if problem:
         return problem
     agent = data["runs"][0].get("agent", "warp_rnn")
     reference = {name: {int(seed): v for seed, v in per_seed.items()}
                  for name, per_seed in data["reference_on_these_seeds"].items()}
-    others = {a: float(np.mean(list(v.values()))) for a, v in reference.items() if a not in (agent, "random")}
-    best = max(others, key=others.get)
-    base = float(np.mean(list(reference[agent].values())))
-    rows = [f"| {AGENT_LABELS[agent]}: setting | mean score, seeds {', '.join(map(str, data['seeds']))} | "
-            f"change from the base |", "|---|---|---|",
-            f"| base: the reference run of the time ({_settings_of(agent, data['medium']['training'][agent])}) | "
-            f"{base:.1f} | – |"]
-    for lever in data["mean_score_by_lever"]:
+    levers = list(data["mean_score_by_lever"])
+    if agent in reference:
+        base = float(np.mean(list(reference[agent].values())))
+        base_row = f"base: the reference run of the time ({_settings_of(agent, data['medium']['training'][agent])})"
+    else:  # no reference of this length: the file's own runs at the agent's settings of the time
+        base_runs = [r for r in data["runs"] if r["lever"] == "as trained"]
+        base = float(np.mean([r["score"] for r in base_runs]))
+        base_row = (f"base: as trained then ({_settings_of(agent, base_runs[0]['config'])}; "
+                    f"{', '.join(format(r['score'], '.1f') for r in base_runs)})")
+        levers = [lever for lever in levers if lever != "as trained"]
+    rows = [f"| {AGENT_LABELS[agent]}: setting | mean score, seeds {', '.join(map(str, data['seeds']))} "
+            f"({data['medium']['num_episodes']:,} episodes) | change from the base |", "|---|---|---|",
+            f"| {base_row} | {base:.1f} | – |"]
+    for lever in levers:
         scores = [r["score"] for r in data["runs"] if r["lever"] == lever]
         rows.append(f"| {lever} | {np.mean(scores):.1f} ({', '.join(f'{v:.1f}' for v in scores)}) | "
                     f"{np.mean(scores) - base:+.1f} |")
-    rows.append(f"| *{AGENT_LABELS[best]}, the best other agent then* | *{others[best]:.1f}* | "
-                f"*{others[best] - base:+.1f}* |")
+    others = {a: float(np.mean(list(v.values()))) for a, v in reference.items() if a not in (agent, "random")}
+    if others:
+        best = max(others, key=others.get)
+        rows.append(f"| *{AGENT_LABELS[best]}, the best other agent then* | *{others[best]:.1f}* | "
+                    f"*{others[best] - base:+.1f}* |")
     return "\n".join(rows)
 
 
@@ -777,6 +803,27 @@ def describe_lever_on_all_seeds(path: str | Path, chosen_on: Sequence[int] = (0,
             f"on the {len(unseen)} seeds that did not choose it, minus {AGENT_LABELS[best]} {against(best, unseen)}.")
 
 
+#: the reference of the medium size when it was 500 episodes long (8 seeds, every agent at its settings after
+#: rounds 1 and 2), kept when the medium size was lengthened to 1,000 episodes
+REFERENCE_500_PATH = LEVERS_PATH.with_name("maze_reference_500_episodes.json")
+
+
+def describe_progress_at_500(path: str | Path = REFERENCE_500_PATH) -> str:
+    """Markdown: :func:`describe_progress` of the 500-episode reference at ``path`` (or a sentence saying it is
+    missing): which agents were still improving when those runs stopped."""
+    earlier = read_reference_file(REFERENCE_LESSON, "medium", path=path)
+    if earlier is None:
+        return f"(The 500-episode reference {Path(path).name} is missing.)"
+    return (f"In the reference of {earlier.config['num_episodes']:,} episodes ({earlier.config['seeds']} seeds): "
+            + describe_progress(reference_curves(earlier)))
+
+
+#: round 3 of the sweep, at 1,000 episodes (``--episodes 1000``): Backpropamine's Adam ε and, with it, θ's rate a
+#: factor 3 either side (φ's too for the Warp-RNN), offered to every trained agent from its round-2 settings
+EPS_LEVER_PATHS = {agent: LEVERS_PATH.with_name(f"maze_levers_eps_{agent}.json")
+                   for agent in ("warp_rnn", "l2rl", "hebbian", "l2rl_large")}
+
+
 #: the earlier reference's scores on every seed, with the settings it was made with: kept by the lever file that
 #: re-ran the Warp-RNN's chosen change on all 8 seeds (``reference_on_these_seeds``, ``medium["training"]``)
 EARLIER_REFERENCE_PATH = LEVERS_PATH.with_name("maze_levers_all_three_8_seeds.json")
@@ -802,7 +849,7 @@ def describe_retuning(trial: str | Path = SWEEP_CHOICES_PATH, earlier: str | Pat
     if not Path(trial).exists():
         return f"(No test of the sweeps' choices found: {Path(trial).name} is missing.)"
     tried = json.loads(Path(trial).read_text(encoding="utf-8"))
-    if not _same_size(tried["config"]):
+    if not _same_size(tried["config"], ignore=RUN_LENGTH):
         return f"({Path(trial).name} was made for another medium size.)"
     before = {name: {int(seed): v for seed, v in per_seed.items()}
               for name, per_seed in data["reference_on_these_seeds"].items()}
@@ -838,31 +885,34 @@ PROBE_GLOB = "maze_probe_*.json"
 
 def describe_longer_runs(folder: str | Path = LEVERS_PATH.parent, focus: str = "warp_rnn",
                          other: str = "hebbian") -> str:
-    """Markdown: the probes of longer runs in ``folder`` (:data:`PROBE_GLOB`; the medium size with more episodes,
-    each agent at today's :data:`TRAINING`): per number of episodes, ``focus``'s and ``other``'s mean and per-seed
-    scores and the paired 95 % interval of their difference on the shared seeds. Files made with other settings or
-    another maze are left out, and the sentence says how many."""
-    scores: dict[int, dict[str, dict[int, float]]] = {}
+    """Markdown: the probes of longer runs in ``folder`` (:data:`PROBE_GLOB`; the medium maze with some number of
+    episodes): per number of episodes and per pair of settings (today's :data:`TRAINING`, or those of the time,
+    named), ``focus``'s and ``other``'s mean and per-seed scores and the paired 95 % interval of their difference
+    on the shared seeds. Files made for another maze are left out, and the sentence says how many."""
+    scores: dict[tuple, dict[str, dict[int, float]]] = {}
+    settings: dict[tuple, dict[str, str]] = {}
     left_out = 0
     for path in sorted(Path(folder).glob(PROBE_GLOB)):
         data = json.loads(path.read_text(encoding="utf-8"))
         agent = data["runs"][0].get("agent", "warp_rnn")
-        same = _same_size(data["medium"], ignore=("training", "num_episodes"))
-        today = _settings_of(agent, data["runs"][0]["config"]) == _settings_of(agent, asdict(training_config(agent)))
-        if not (same and today):
+        if not _same_size(data["medium"], ignore=RUN_LENGTH):
             left_out += 1
             continue
-        per_seed = scores.setdefault(data["medium"]["num_episodes"], {}).setdefault(agent, {})
-        per_seed.update({run["seed"]: run["score"] for run in data["runs"]})
+        today = _settings_of(agent, data["runs"][0]["config"]) == _settings_of(agent, asdict(training_config(agent)))
+        key = (data["medium"]["num_episodes"], today)
+        scores.setdefault(key, {}).setdefault(agent, {}).update({run["seed"]: run["score"] for run in data["runs"]})
+        settings.setdefault(key, {})[agent] = _settings_of(agent, data["runs"][0]["config"])
     parts = []
-    for episodes, by_agent in sorted(scores.items()):
+    for (episodes, today), by_agent in sorted(scores.items(), key=lambda item: (item[0][0], not item[0][1])):
         if focus not in by_agent or other not in by_agent:
             continue
         text = [f"{AGENT_LABELS[a]} {np.mean(list(v.values())):.1f} (seeds {', '.join(map(str, sorted(v)))}: "
                 f"{', '.join(f'{v[s]:.1f}' for s in sorted(v))})" for a, v in ((focus, by_agent[focus]),
                                                                               (other, by_agent[other]))]
+        named = "today's settings" if today else ("the settings of the time (" + "; ".join(
+            f"{AGENT_LABELS[a]}: {settings[(episodes, today)][a]}" for a in (focus, other)) + ")")
         shared = sorted(set(by_agent[focus]) & set(by_agent[other]))
-        line = f"**{episodes:,} episodes**, today's settings: " + "; ".join(text)
+        line = f"**{episodes:,} episodes**, {named}: " + "; ".join(text)
         if len(shared) > 1:
             i = paired_interval({s: by_agent[focus][s] for s in shared}, {s: by_agent[other][s] for s in shared})
             line += (f". {AGENT_LABELS[focus]} minus {AGENT_LABELS[other]}: {i['mean']:+.1f} "
@@ -870,7 +920,76 @@ def describe_longer_runs(folder: str | Path = LEVERS_PATH.parent, focus: str = "
         parts.append(line + ".")
     if not parts:
         return "(No longer runs found: `benchmarks/maze_levers.py --levers \"as trained\" --episodes N` makes them.)"
-    return "\n\n".join(parts) + (f"\n\n({left_out} file(s) made with other settings left out.)" if left_out else "")
+    return "\n\n".join(parts) + (f"\n\n({left_out} file(s) made for another maze left out.)" if left_out else "")
+
+
+def describe_round_3_held_out(folder: str | Path = LEVERS_PATH.parent, chosen_on: Sequence[int] = (0, 1)) -> str:
+    """Markdown: round 3's choices tested on seeds that did not choose them. For each agent with runs of the
+    medium size's length at its settings *before* round 3 (a probe file, :data:`PROBE_GLOB`, whose settings are
+    the round-3 file's "as trained"), today's reference minus those runs on their shared seeds outside
+    ``chosen_on``, with the paired 95 % interval."""
+    reference = read_reference("medium")
+    if reference is None or reference.stale_fields(reference_config("medium")):
+        return "(No up-to-date reference: run `python -m warpkit reference 05 --size medium`.)"
+    today = reference_scores(reference)
+    parts = []
+    for agent, path in EPS_LEVER_PATHS.items():
+        if not path.exists() or agent not in today:
+            continue
+        before = next(r["config"] for r in json.loads(path.read_text(encoding="utf-8"))["runs"]
+                      if r["lever"] == "as trained")
+        if _settings_of(agent, before) == _settings_of(agent, asdict(training_config(agent))):
+            continue  # round 3 kept the settings: nothing to test
+        earlier: dict[int, float] = {}
+        for probe in sorted(Path(folder).glob(PROBE_GLOB)):
+            data = json.loads(probe.read_text(encoding="utf-8"))
+            if data["runs"][0].get("agent") == agent and _same_size(data["medium"], ignore=("training", "seeds")) and \
+                    _settings_of(agent, data["runs"][0]["config"]) == _settings_of(agent, before):
+                earlier.update({run["seed"]: run["score"] for run in data["runs"]})
+        shared = sorted(s for s in set(earlier) & set(today[agent]) if s not in chosen_on)
+        if len(shared) < 2:
+            continue
+        i = paired_interval({s: today[agent][s] for s in shared}, {s: earlier[s] for s in shared})
+        parts.append(f"{AGENT_LABELS[agent]}: {np.mean([earlier[s] for s in shared]):.1f} → "
+                     f"{np.mean([today[agent][s] for s in shared]):.1f}, {i['mean']:+.1f} [{i['low']:+.1f}, "
+                     f"{i['high']:+.1f}] (seeds {', '.join(map(str, shared))})")
+    if not parts:
+        return "(No runs at the settings before round 3 on other seeds.)"
+    return ("Round 3's choice on the seeds that did not choose it, the settings before → today's (the reference), "
+            "with the paired 95 % interval: " + "; ".join(parts) + ".")
+
+
+#: where ``benchmarks/maze_saturation.py`` writes its measurement (the Warp-RNN's saturated units and gates, and how
+#: far θ and φ moved, with PyTorch's and Backpropamine's Adam ε)
+SATURATION_PATH = REPO_ROOT / "benchmarks" / "results" / "maze_saturation.json"
+
+
+def describe_saturation(path: str | Path = SATURATION_PATH, at: Sequence[float] = (0.25, 0.5, 0.75, 1.0)) -> str:
+    """Markdown: for each (seed, Adam ε) run of ``benchmarks/maze_saturation.py``, its score and, at the fractions
+    ``at`` of the run, the fraction of saturated hidden units (|h| > 0.95) and of warp gates outside [0.1, 1.9],
+    and how far θ and φ had moved (‖θ − θ₀‖ / ‖θ₀‖, ‖φ − φ₀‖ / ‖φ₀‖) at the end. A sentence instead when the file
+    is missing or was made for another medium size or other Warp-RNN settings."""
+    source = Path(path)
+    if not source.exists():
+        return f"(No saturation measurement found: run `python benchmarks/maze_saturation.py` to make {source.name}.)"
+    data = json.loads(source.read_text(encoding="utf-8"))
+    today = asdict(training_config("warp_rnn"))
+    if data["medium"] != reference_config("medium") or any(
+            {**run["config"], "adam_eps": today["adam_eps"]} != today for run in data["runs"]):
+        return f"({source.name} was made for another medium size or other settings: run the script again.)"
+    episodes = data["medium"]["num_episodes"]
+    marks = [int(round(f * episodes)) for f in at]
+    head = " / ".join(f"{m:,}" for m in marks)
+    rows = [f"| seed | Adam ε | score | saturated units at episode {head} | saturated gates at {head} | θ moved | "
+            "φ moved |", "|---|---|---|---|---|---|---|"]
+    for run in data["runs"]:
+        by_episode = {row["episode"]: row for row in run["rows"]}
+        picked = [by_episode[m] for m in marks if m in by_episode]
+        units = " / ".join(f"{100 * r['saturated_units']:.0f} %" for r in picked)
+        gates = " / ".join(f"{100 * r['saturated_gates']:.0f} %" for r in picked)
+        rows.append(f"| {run['seed']} | {run['adam_eps']:g} | {run['score']:.1f} | {units} | {gates} | "
+                    f"{run['rows'][-1]['theta_moved']:.2f} | {run['rows'][-1]['phi_moved']:.2f} |")
+    return "\n".join(rows)
 
 
 #: where ``benchmarks/maze_sensitivity.py`` writes its measurement (seed 0, fast size, weights nudged by one ulp)
