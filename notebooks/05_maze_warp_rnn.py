@@ -264,6 +264,13 @@ if warpkit.record("reference_present", reference is not None):
 # The paper (13×13 maze, long training) reports the Warp-RNN ahead of learning-to-RL and of the Hebbian RNN; the
 # runs here are far shorter, so they say what *this much* training gives.
 #
+# **What the warp can and cannot do here.** The goals change with every episode, so θ's step after an episode
+# cannot learn *this* episode's goal: for every agent, finding and returning to the goal happens in the recurrent
+# state, within the episode, and the steps on the weights are meta-training. The warp's gates are computed from
+# the state at every step, so besides preconditioning θ's updates they change what the task RNN remembers, as an
+# LSTM's gates do. The ablations say what such gates add to a plain RNN; the two LSTMs, which have gates of their
+# own, say whether the HyperNetwork's gates do more than an LSTM's.
+#
 # **How the settings were chosen.** `benchmarks/maze_levers.py` trains one agent on the medium maze with its
 # settings changed (seeds 0 and 1), beside a base: the reference run *of the time* on the same seeds (whose
 # settings the first row names), or the agent's own runs at its settings of the time. Rounds 1 and 2 ran when the
@@ -350,11 +357,18 @@ for eps in (1e-8, 1e-4):
 
 # %%
 display(Markdown(rl.describe_saturation()))
+saturation = rl.saturation_runs()
+if saturation:
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    draw.plot_saturation(axes, saturation)
+    fig.tight_layout()
+    warpkit.show_figure(fig, "05_saturation", SAVE_FIGS)
 
 # %% [markdown]
-# **Notice.** Read each row from left to right: how the saturation grows during training, and whether the score
-# at the end follows it. The two values of ε start from the same weights and see the same mazes, so the
-# difference between two rows of one seed is the optimiser's alone.
+# **Notice.** Read each row of the table from left to right, and each line of the figure: how the saturation
+# grows during training, and whether the reward follows it (a sudden drop in reward beside a jump in saturated
+# units is a run falling into the trap). The two values of ε start from the same weights and see the same mazes,
+# so the difference between the two lines of one seed is the optimiser's alone.
 #
 # **Round 3, at 1,000 episodes.** Adam's ε was then offered to every trained agent, and with it θ's rate a factor 3
 # either side (and φ's rate, for the Warp-RNN), from each agent's settings after round 2:
@@ -362,12 +376,20 @@ display(Markdown(rl.describe_saturation()))
 # %%
 for agent, path in rl.EPS_LEVER_PATHS.items():
     display(Markdown(rl.describe_levers(path)))
+
+# %% [markdown]
+# **Notice.** The same rule picked every agent's winner: the highest mean on seeds 0 and 1. Two seeds are few, so
+# each winner that changed an agent's settings was then re-run on seeds 2 to 5 beside the settings before it, and
+# kept only if its mean over all six seeds was not lower (the rule of rounds 1 and 2); the ablations take the
+# Warp-RNN's settings. Section d's table holds the kept settings.
+
+# %%
 display(Markdown(rl.describe_round_3_held_out()))
 
 # %% [markdown]
-# **Notice.** The same rule picked every agent's winner (the highest mean on seeds 0 and 1), and the agents'
-# settings in section d are these winners; the ablations took the Warp-RNN's. The sentence under the tables
-# tests the choices on seeds that did not make them, where runs at the earlier settings exist.
+# **Notice.** The last column says which choices survived the seeds that did not make them. A change that wins on
+# two seeds and loses on the others is the reason a sweep's winner is never reported as a result before it has
+# been tested on other seeds.
 #
 # ## f. Does the trained Warp-RNN remember the goal?
 #

@@ -8,7 +8,7 @@ import pytest
 
 EXPECTED_FIGURES = {
     "05_maze.png", "05_random_episode.png", "05_learning_curves.png", "05_scores.png",
-    "05_warp_rnn_rollout.png", "05_warp_rnn_frames.png",
+    "05_warp_rnn_rollout.png", "05_warp_rnn_frames.png", "05_saturation.png",
 }
 AGENTS = ("warp_rnn", "l2rl", "hebbian", "random")  # the fast size's agents (the reference run has them all)
 

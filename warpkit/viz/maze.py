@@ -268,3 +268,25 @@ def maze_animation(walls, cells, goal, reached):
     animation = FuncAnimation(fig, update, frames=len(cells), interval=120, blit=False)
     plt.close(fig)
     return animation
+
+
+def plot_saturation(axes, runs: Sequence[Mapping], keys: Sequence[tuple[str, str]] = (
+        ("reward", "mean reward per episode"), ("saturated_units", "saturated hidden units (|h| > 0.95)"),
+        ("saturated_gates", "saturated warp gates (g < 0.1 or g > 1.9)"))):
+    """One panel per ``(key, label)`` of ``keys``: that measurement of ``benchmarks/maze_saturation.py`` against the
+    episode, one line per run (``runs``: its ``{"seed", "adam_eps", "rows"}``), the colour for Adam's ε and the
+    line style for the seed, so that the two values of ε for one seed share a style."""
+    styles = ["-", "--", ":", "-."]
+    seeds = sorted({run["seed"] for run in runs})
+    epsilons = sorted({run["adam_eps"] for run in runs})
+    colours = dict(zip(epsilons, ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]))
+    for ax, (key, label) in zip(np.atleast_1d(axes), keys):
+        for run in runs:
+            episodes = [row["episode"] for row in run["rows"]]
+            values = [row[key] for row in run["rows"]]
+            ax.plot(episodes, values, color=colours[run["adam_eps"]], linestyle=styles[seeds.index(run["seed"]) % 4],
+                    label=f"seed {run['seed']}, Adam ε {run['adam_eps']:g}", linewidth=1.5)
+        ax.set_xlabel("episode")
+        ax.set_title(label, fontsize=9)
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    return axes
