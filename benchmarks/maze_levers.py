@@ -7,9 +7,17 @@ mazes per episode and episodes from ``SIZES["medium"]``) for a few seeds.
         --out benchmarks/results/maze_levers_phi_every_episode_8_seeds.json   # a lever on every seed
     .venv/bin/python benchmarks/maze_levers.py --agent no_warp ...   # the same change to an ablation
     .venv/bin/python benchmarks/maze_levers.py --agent hebbian --levers "as trained" --episodes 1000 \
-        --out benchmarks/results/maze_probe_1000_hebbian.json          # a longer run at today's settings
+        --out benchmarks/results/maze_probe_1000_hebbian.json          # a longer run at the settings of the time
+    .venv/bin/python benchmarks/maze_levers.py --agent l2rl --episodes 1000 --levers "as trained" \
+        "Adam ε 1e-4 (Backpropamine's)" --out benchmarks/results/maze_levers_eps_l2rl.json   # round 3
+    .venv/bin/python benchmarks/maze_levers.py --agent l2rl --episodes 1000 --seeds 2 3 4 5 --levers "as trained" \
+        "Adam ε 1e-4 (Backpropamine's)" --out benchmarks/results/maze_levers_eps_l2rl_seeds_2_5.json  # its test
 
-Later rows combine levers (their names say so). ``--agent`` applies a lever to another agent: to an ablation, to
+Round 3 ran when the medium size had become 1,000 episodes long: Adam's ε and, beside it, the rates as a factor
+("×3", "÷3") of the agent's own, so that one lever fits every agent; each winner that changed an agent's settings
+was re-run on seeds 2–5 beside the settings before it (``maze_levers_eps_<agent>_seeds_2_5.json``). A run whose
+finished checkpoint already exists (the same settings and seed) is loaded, not trained again: its ``seconds`` is
+then the time to load it. Later rows combine levers (their names say so). ``--agent`` applies a lever to another agent: to an ablation, to
 check whether the lever's gain needs the warp, and to each baseline, so that every agent is offered the same kinds
 of change (``maze_levers_<agent>.json``). The highest mean on seeds 0 and 1, the base included, became each agent's
 setting in :data:`warpkit.experiments.maze.TRAINING` (a test checks it), and the reference was re-made with them;

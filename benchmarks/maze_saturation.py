@@ -6,8 +6,9 @@ takes steps of about the full rate when ε (PyTorch's default 1e-8) is far below
 amplified into drift, the drift saturates more units, and learning stalls. Backpropamine's maze script (Miconi et
 al., 2019) uses ε = 1e-4, which damps the steps of weights whose gradient is below about 1e-4.
 
-This script trains the Warp-RNN at the medium size (its settings from ``TRAINING``) with the two values of ε, for
-the given seeds, and records every ``--every`` episodes, measured on the episode just played:
+This script trains the Warp-RNN at the medium size (its settings from ``TRAINING``, φ's rate changed with
+``--warp-lr``: 1e-3 was its rate before round 3 of the sweep) with the two values of ε, for the given seeds, and
+records every ``--every`` episodes, measured on the episode just played:
 
 * the fraction of hidden activations with |h| > 0.95 (saturated tanh units),
 * the fraction of warp gates below 0.1 or above 1.9 (saturated gates),
@@ -15,9 +16,10 @@ the given seeds, and records every ``--every`` episodes, measured on the episode
 * the mean reward over the last ``--every`` episodes.
 
     .venv/bin/python benchmarks/maze_saturation.py --seeds 0 4 --workers 2   # benchmarks/results/maze_saturation.json
+    .venv/bin/python benchmarks/maze_saturation.py --seeds 0 4 --warp-lr 1e-3   # adds the runs at φ rate 1e-3
 
-Each finished run is kept in ``<out>.partial.json``; started again, the script skips them (a run takes a few
-minutes on one core). One torch thread per process; progress lines go to the terminal.
+Each finished run is kept in ``<out>.partial.json`` and the output file keeps the runs of other φ rates; started
+again, the script skips the runs it has (a run takes a few minutes on one core). One torch thread per process; progress lines go to the terminal.
 """
 
 from __future__ import annotations
@@ -44,7 +46,15 @@ def _distance(params, start) -> float:
     return float(moved / torch.sqrt(sum((p0 ** 2).sum() for p0 in start)))
 
 
-def one_run(seed: int, eps: float, episodes: int, every: int) -> dict:
+def settings(eps: float, warp_lr: float | None):
+    """The Warp-RNN's training settings of today with Adam's ε (and φ's rate, unless None) changed."""
+    from warpkit.experiments import maze as rl
+
+    config = replace(rl.training_config("warp_rnn"), adam_eps=eps)
+    return config if warp_lr is None else replace(config, warp_lr=warp_lr)
+
+
+def one_run(seed: int, eps: float, episodes: int, every: int, warp_lr: float | None = None) -> dict:
     import numpy as np
     import torch
 
@@ -55,7 +65,7 @@ def one_run(seed: int, eps: float, episodes: int, every: int) -> dict:
     from warpkit.models.maze_agents import make_agent
 
     medium = rl.SIZES["medium"]
-    config = replace(rl.training_config("warp_rnn"), adam_eps=eps)
+    config = settings(eps, warp_lr)
     torch.manual_seed(seed)  # as train_agent: the same seed gives the same run
     agent = make_agent("warp_rnn")
     trainer = rl.ActorCriticTrainer(agent, BatchedMaze(medium["num_mazes"], rl.maze_of(medium)), config, seed=seed)
@@ -96,6 +106,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 4])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--every", type=int, default=50, help="episodes between two measurements")
+    parser.add_argument("--warp-lr", type=float, default=None, help="φ's rate instead of today's")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maze_saturation.json"))
     args = parser.parse_args()
     from warpkit.experiments import maze as rl
@@ -103,26 +114,31 @@ def main() -> None:
     medium = rl.reference_config("medium")
     if medium["num_episodes"] % args.every:
         raise SystemExit(f"--every must divide the medium size's {medium['num_episodes']} episodes")
-    partial = Path(args.out).with_suffix(".partial.json")
-    done = json.loads(partial.read_text(encoding="utf-8")) if partial.exists() else []
-    done = [r for r in done if r["config"] == asdict(replace(rl.training_config("warp_rnn"), adam_eps=r["adam_eps"]))]
-    jobs = [(seed, eps) for seed in args.seeds for eps in EPSILONS
-            if not any(r["seed"] == seed and r["adam_eps"] == eps for r in done)]
+    out, partial = Path(args.out), Path(args.out).with_suffix(".partial.json")
+    kept = json.loads(out.read_text(encoding="utf-8"))["runs"] if out.exists() else []
+    done = kept + (json.loads(partial.read_text(encoding="utf-8")) if partial.exists() else [])
+    done = [r for r in done if r["config"] == asdict(settings(r["adam_eps"], r["config"]["warp_lr"]))]
+    warp_lr = settings(1e-8, args.warp_lr).warp_lr
+
+    def has(seed, eps):
+        return any(r["seed"] == seed and r["adam_eps"] == eps and r["config"]["warp_lr"] == warp_lr for r in done)
+
+    jobs = [(seed, eps) for seed in args.seeds for eps in EPSILONS if not has(seed, eps)]
     started, load = time.perf_counter(), os.getloadavg()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(one_run, seed, eps, medium["num_episodes"], args.every) for seed, eps in jobs]
+        futures = [pool.submit(one_run, seed, eps, medium["num_episodes"], args.every, args.warp_lr)
+                   for seed, eps in jobs]
         for future in futures:
             run = future.result()
             done.append(run)
             partial.write_text(json.dumps(done) + "\n")
-            print(f"seed {run['seed']}, Adam ε {run['adam_eps']:g}: score {run['score']:.1f} ({run['seconds']:.0f} s)",
-                  flush=True)
-    runs = sorted((r for r in done if r["seed"] in args.seeds), key=lambda r: (r["seed"], r["adam_eps"]))
-    Path(args.out).write_text(json.dumps({"medium": medium, "seeds": args.seeds, "every": args.every,
-                                          "wall_seconds": round(time.perf_counter() - started, 1),
-                                          "load_at_start": load, "runs": runs}, indent=1) + "\n")
-    partial.unlink()
-    print("wrote", args.out)
+            print(f"seed {run['seed']}, Adam ε {run['adam_eps']:g}, φ rate {run['config']['warp_lr']:g}: score "
+                  f"{run['score']:.1f} ({run['seconds']:.0f} s)", flush=True)
+    runs = sorted(done, key=lambda r: (-r["config"]["warp_lr"], r["seed"], r["adam_eps"]))
+    out.write_text(json.dumps({"medium": medium, "every": args.every, "wall_seconds": round(time.perf_counter() - started, 1),
+                               "load_at_start": load, "runs": runs}, indent=1) + "\n")
+    partial.unlink(missing_ok=True)
+    print("wrote", out)
 
 
 if __name__ == "__main__":

@@ -323,7 +323,7 @@ display(Markdown(rl.describe_longer_runs()))
 # that stall, beside others that climb, move a mean by more than the gap between two agents, and they point to
 # training that is unstable rather than to a weaker method. The next measurement looks for the cause.
 #
-# **What stalls a run: saturation, and Adam's ε.** A tanh unit passes the gradient times $1 - h^2$, so a unit
+# **What stalls a run? A hypothesis: saturation, and Adam's ε.** A tanh unit passes the gradient times $1 - h^2$, so a unit
 # with $|h|$ near 1 learns almost nothing; a warp gate $g = 1 + \tanh(\cdot)$ near 0 or 2 does the same for φ.
 # Adam moves every weight by
 #
@@ -350,25 +350,31 @@ for eps in (1e-8, 1e-4):
 
 # %% [markdown]
 # **Notice.** With ε = 1e-8 every step is within 10 % of the rate, 3e-3, whatever the gradient; with ε = 1e-4 a
-# gradient of 1e-6 moves the weight about a hundred times less. `benchmarks/maze_saturation.py` trains the Warp-RNN at the medium size
-# with both values of ε and measures, on the episode just played, the fraction of saturated hidden units
-# ($|h| > 0.95$) and of warp gates outside $[0.1, 1.9]$, and how far θ and φ moved from their start
-# ($\lVert\theta - \theta_0\rVert / \lVert\theta_0\rVert$, and the same for φ):
+# gradient of 1e-6 moves the weight about a hundred times less. To test the hypothesis,
+# `benchmarks/maze_saturation.py` trains the Warp-RNN at the medium size with both values of ε, at φ's rate before
+# round 3 (1e-3) and today's (round 3 is below), and measures, on the episode just played, the fraction of
+# saturated hidden units ($|h| > 0.95$) and of warp gates outside $[0.1, 1.9]$, and how far θ and φ moved from
+# their start ($\lVert\theta - \theta_0\rVert / \lVert\theta_0\rVert$, and the same for φ):
 
 # %%
 display(Markdown(rl.describe_saturation()))
 saturation = rl.saturation_runs()
 if saturation:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    draw.plot_saturation(axes, saturation)
+    rates = sorted({run["config"]["warp_lr"] for run in saturation})
+    fig, axes = plt.subplots(len(rates), 3, figsize=(13, 3.2 * len(rates)), squeeze=False)
+    for row, rate in zip(axes, rates):
+        draw.plot_saturation(row, [run for run in saturation if run["config"]["warp_lr"] == rate])
+        row[0].set_ylabel(f"φ rate {rate:g}")
     fig.tight_layout()
     warpkit.show_figure(fig, "05_saturation", SAVE_FIGS)
 
 # %% [markdown]
-# **Notice.** Read each row of the table from left to right, and each line of the figure: how the saturation
-# grows during training, and whether the reward follows it (a sudden drop in reward beside a jump in saturated
-# units is a run falling into the trap). The two values of ε start from the same weights and see the same mazes,
-# so the difference between the two lines of one seed is the optimiser's alone.
+# **Notice.** Read each row of the table from left to right, and each line of the figure (one row of panels per φ
+# rate): how the saturation grows during training, and whether the reward follows it (a sudden drop in reward
+# beside a jump in saturated units is a run falling into the trap). The two values of ε start from the same
+# weights and see the same mazes, so the difference between the two lines of one seed is the optimiser's alone.
+# The sentence under the table gives the means: judge the hypothesis by them, for each φ rate separately, and
+# remember that two seeds are few.
 #
 # **Round 3, at 1,000 episodes.** Adam's ε was then offered to every trained agent, and with it θ's rate a factor 3
 # either side (and φ's rate, for the Warp-RNN), from each agent's settings after round 2:
@@ -460,8 +466,9 @@ if INTERACTIVE:
 # * WarpGrad's RL form trains θ every episode and the warp φ every $N$ episodes on the gradients gathered along
 #   θ's own path (Algorithm 3), so the warp learns to precondition θ's updates, not to solve one maze. The authors'
 #   $N = 30$ is made for a million episodes; a short run needs more φ-steps, and then φ and θ train side by side.
-# * Over a short run, an optimiser setting as small as Adam's ε can decide whether training stalls in saturated
-#   units; section e measures it, and every agent was offered the same setting.
+# * Over a short run, a few seeds that stall can decide a comparison of means. Section e tests one explanation of
+#   the Warp-RNN's stalls (saturated units, Adam's ε) by measurement, and every agent was offered the same
+#   optimiser settings.
 # * A claim that one agent beats another needs several seeds and a paired interval, baselines trained at their own
 #   best settings, a control of the same size and ablations; the reference run provides them, and the sentences in
 #   section e say what it shows.

@@ -239,11 +239,14 @@ def test_the_retuning_table_tests_each_choice_on_every_seed_and_says_whether_it_
     assert "is missing" in maze.describe_retuning(trial, earlier)
     runs = [{"agent": a, "seed": s, "reward": v} for a, values in
             [("warp_rnn", [40.0, 40.0, 41.0, 43.0]), ("l2rl", [44.0, 44.0, 44.0, 44.0])] for s, v in enumerate(values)]
-    trial.write_text(json.dumps({"config": maze.reference_config("medium"), "runs": runs}))
+    after_round_2 = {agent: maze._settings_after_round_2(agent) for agent in ("warp_rnn", "l2rl")}
+    config = maze.reference_config("medium")
+    trial.write_text(json.dumps({"config": {**config, "training": {**config["training"], **after_round_2}},
+                                 "runs": runs}))
     table = maze.describe_retuning(trial, earlier)
-    # Warp-RNN: differences 10, 10, 11, 13 (mean +11.0; seeds 2, 3: +12.0), today's setting: kept
+    # Warp-RNN: differences 10, 10, 11, 13 (mean +11.0; seeds 2, 3: +12.0), the setting after round 2: kept
     assert "| 30.0 → 41.0 | +11.0 [" in table and "(4 seeds) | +12.0 [" in table and "(2 seeds) | yes |" in table
-    assert "learning to RL (LSTM) | θ rate 0.03, clip 1 → θ rate 0.01, clip 4 | 40.0 → 44.0 |" in table  # today's
+    assert "learning to RL (LSTM) | θ rate 0.03, clip 1 → θ rate 0.01, clip 4 | 40.0 → 44.0 |" in table
 
 
 def test_longer_runs_are_compared_on_shared_seeds_and_grouped_by_settings(tmp_path):
@@ -263,11 +266,13 @@ def test_longer_runs_are_compared_on_shared_seeds_and_grouped_by_settings(tmp_pa
     probe("old_w", "warp_rnn", {2: 90.0, 3: 90.0}, config={**old, "warp_lr": 0.1, "warp_interval": 3})
     probe("small", "hebbian", {4: 1.0}, maze_size=7)
     text = maze.describe_longer_runs(tmp_path)
-    assert text.startswith("**2,000 episodes**, today's settings: Warp-RNN (HyperNetwork warp) 60.0 (seeds 0, 1, 2")
-    assert "Hebbian (Backpropamine) 50.0 (seeds 0, 1: 40.0, 60.0)" in text  # the file with lr 0.5 is not today's
-    assert "minus Hebbian (Backpropamine): +10.0 [+10.0, +10.0] (paired 95 % interval, 2 seeds)" in text
-    assert "\n\n**2,000 episodes**, the settings of the time (Warp-RNN (HyperNetwork warp): θ rate 0.5, clip 1, φ rate " \
-        "0.1 every 3 episodes; Hebbian (Backpropamine): θ rate 0.5, clip 1): Warp-RNN (HyperNetwork warp) 90.0" in text
+    lines = text.split("\n\n")  # one per pair of settings: (today, today), (today, old), (old, today), (old, old)
+    assert len(lines) == 5 and lines[0].startswith("**2,000 episodes**: Warp-RNN (HyperNetwork warp) (θ rate")
+    assert ": today's) 60.0 (seeds 0, 1, 2: 50.0, 70.0, 60.0); Hebbian (Backpropamine) (θ rate" in lines[0]
+    assert ": today's) 50.0 (seeds 0, 1: 40.0, 60.0)" in lines[0]
+    assert "minus Hebbian (Backpropamine): +10.0 [+10.0, +10.0] (paired 95 % interval, 2 seeds)" in lines[0]
+    assert "Warp-RNN (HyperNetwork warp) (θ rate 0.5, clip 1, φ rate 0.1 every 3 episodes: of the time) 90.0" in \
+        lines[3] and "Hebbian (Backpropamine) (θ rate 0.5, clip 1: of the time) 98.5" in lines[3]
     assert "(1 file(s) made for another maze left out.)" in text
 
 
@@ -275,19 +280,28 @@ def test_the_saturation_table_reads_its_file_and_refuses_other_settings(tmp_path
     path = tmp_path / "maze_saturation.json"
     assert "No saturation measurement found" in maze.describe_saturation(path)
     config = dataclasses.asdict(maze.training_config("warp_rnn"))
-    rows = [{"episode": e, "reward": 1.0, "saturated_units": u, "saturated_gates": g, "theta_moved": 0.5,
-             "phi_moved": 0.25} for e, u, g in [(250, 0.1, 0.0), (500, 0.2, 0.05), (750, 0.3, 0.1), (1000, 0.4, 0.15)]]
-    run = {"seed": 4, "adam_eps": 1e-8, "config": {**config, "adam_eps": 1e-8}, "rows": rows, "score": 47.25}
-    medium = {**maze.reference_config("medium"), "num_episodes": 1000}
-    path.write_text(json.dumps({"medium": medium, "runs": [run]}))
-    if medium != maze.reference_config("medium"):
-        assert "another medium size" in maze.describe_saturation(path)
-        return
+    episodes = maze.reference_config("medium")["num_episodes"]
+    marks = [episodes // 4, episodes // 2, 3 * episodes // 4, episodes]
+
+    def run(seed, eps, warp_lr, units, score):
+        rows = [{"episode": e, "reward": 1.0, "saturated_units": u, "saturated_gates": u / 2, "theta_moved": 0.5,
+                 "phi_moved": 0.25} for e, u in zip(marks, units)]
+        return {"seed": seed, "adam_eps": eps, "config": {**config, "adam_eps": eps, "warp_lr": warp_lr},
+                "rows": rows, "score": score}
+
+    runs = [run(4, 1e-8, 1e-3, [0.1, 0.2, 0.3, 0.4], 47.25), run(4, 1e-4, 1e-3, [0.1, 0.1, 0.2, 0.2], 100.0),
+            run(0, 1e-8, 1e-3, [0.1, 0.2, 0.3, 0.6], 52.75), run(0, 1e-4, 1e-3, [0.1, 0.1, 0.2, 0.4], 90.0)]
+    path.write_text(json.dumps({"medium": maze.reference_config("medium"), "runs": runs}))
     table = maze.describe_saturation(path)
-    assert "saturated units at episode 250 / 500 / 750 / 1,000" in table
-    assert "| 4 | 1e-08 | 47.2 | 10 % / 20 % / 30 % / 40 % | 0 % / 5 % / 10 % / 15 % | 0.50 | 0.25 |" in table
-    path.write_text(json.dumps({"medium": medium, "runs": [{**run, "config": {**run["config"], "lr": 1.0}}]}))
-    assert "other settings" in maze.describe_saturation(path)
+    assert f"saturated units at episode {marks[0]:,} / {marks[1]:,} / {marks[2]:,} / {marks[3]:,}" in table
+    assert "| 0.001 | 4 | 1e-08 | 47.2 | 10 % / 20 % / 30 % / 40 % | 5 % / 10 % / 15 % / 20 % | 0.50 | 0.25 |" in table
+    assert table.index("| 0.001 | 0 | 1e-08 |") < table.index("| 0.001 | 4 | 1e-08 |")  # sorted by rate, seed, ε
+    # means over seeds 0 and 4: scores 50.0 → 95.0, units at the end 50 % → 30 %, gates 25 % → 15 %
+    assert ("φ rate 0.001, Adam ε 1e-08 → 0.0001 (means over seeds 0, 4): score 50.0 → 95.0; saturated units at the "
+            "end 50 % → 30 %, saturated gates 25 % → 15 %.") in table
+    runs[0]["config"]["lr"] = 1.0  # another θ rate: not today's Warp-RNN
+    path.write_text(json.dumps({"medium": maze.reference_config("medium"), "runs": runs}))
+    assert "other settings" in maze.describe_saturation(path) and maze.saturation_runs(path) == []
 
 
 def test_the_committed_saturation_measurement_matches_the_warp_rnn_of_today():

@@ -867,13 +867,22 @@ def describe_retuning(trial: str | Path = SWEEP_CHOICES_PATH, earlier: str | Pat
             continue
         unseen = {seed: v for seed, v in now.items() if seed not in chosen_on}
         intervals = [paired_interval(part, before[agent]) for part in (now, unseen)]
-        kept = _settings_of(agent, asdict(training_config(agent))) == _settings_of(agent, choice)
+        kept = _settings_of(agent, _settings_after_round_2(agent)) == _settings_of(agent, choice)
         verdict = "yes" + ABLATION_NOTE.get(agent, "") if kept else "no"
         rows.append(f"| {AGENT_LABELS[agent]} | {_settings_of(agent, then)} → {_settings_of(agent, choice)} | "
                     f"{np.mean([before[agent][s] for s in now]):.1f} → {np.mean(list(now.values())):.1f} | "
                     + " | ".join(f"{i['mean']:+.1f} [{i['low']:+.1f}, {i['high']:+.1f}] ({i['n']} seeds)"
                                  for i in intervals) + f" | {verdict} |")
     return "\n".join(rows) if len(rows) > 2 else "(No agent's settings changed since the earlier reference.)"
+
+
+def _settings_after_round_2(agent: str) -> dict:
+    """The settings ``agent`` had after rounds 1 and 2: the base ("as trained") of its round-3 file (the Warp-RNN's
+    for an ablation), or today's when it has none."""
+    path = EPS_LEVER_PATHS.get("warp_rnn" if agent in ABLATION_NOTE else agent)
+    if path is None or not path.exists():
+        return asdict(training_config(agent))
+    return next(r["config"] for r in json.loads(path.read_text(encoding="utf-8"))["runs"] if r["lever"] == "as trained")
 
 
 def _settings_of(agent: str, config: dict) -> str:
@@ -889,11 +898,11 @@ PROBE_GLOB = "maze_probe_*.json"
 def describe_longer_runs(folder: str | Path = LEVERS_PATH.parent, focus: str = "warp_rnn",
                          other: str = "hebbian") -> str:
     """Markdown: the probes of longer runs in ``folder`` (:data:`PROBE_GLOB`; the medium maze with some number of
-    episodes): per number of episodes and per pair of settings (today's :data:`TRAINING`, or those of the time,
-    named), ``focus``'s and ``other``'s mean and per-seed scores and the paired 95 % interval of their difference
-    on the shared seeds. Files made for another maze are left out, and the sentence says how many."""
-    scores: dict[tuple, dict[str, dict[int, float]]] = {}
-    settings: dict[tuple, dict[str, str]] = {}
+    episodes): per number of episodes and per pair of settings, ``focus``'s and ``other``'s mean and per-seed
+    scores, each agent's settings named (today's :data:`TRAINING` or those of the time), and the paired 95 %
+    interval of their difference on the shared seeds. Files made for another maze are left out, and the sentence
+    says how many."""
+    scores: dict[int, dict[str, dict[str, dict[int, float]]]] = {}
     left_out = 0
     for path in sorted(Path(folder).glob(PROBE_GLOB)):
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -901,29 +910,38 @@ def describe_longer_runs(folder: str | Path = LEVERS_PATH.parent, focus: str = "
         if not _same_size(data["medium"], ignore=RUN_LENGTH):
             left_out += 1
             continue
-        today = _settings_of(agent, data["runs"][0]["config"]) == _settings_of(agent, asdict(training_config(agent)))
-        key = (data["medium"]["num_episodes"], today)
-        scores.setdefault(key, {}).setdefault(agent, {}).update({run["seed"]: run["score"] for run in data["runs"]})
-        settings.setdefault(key, {})[agent] = _settings_of(agent, data["runs"][0]["config"])
+        settings = _settings_of(agent, data["runs"][0]["config"])
+        scores.setdefault(data["medium"]["num_episodes"], {}).setdefault(agent, {}).setdefault(settings, {}).update(
+            {run["seed"]: run["score"] for run in data["runs"]})
     parts = []
-    for (episodes, today), by_agent in sorted(scores.items(), key=lambda item: (item[0][0], not item[0][1])):
-        if focus not in by_agent or other not in by_agent:
-            continue
-        text = [f"{AGENT_LABELS[a]} {np.mean(list(v.values())):.1f} (seeds {', '.join(map(str, sorted(v)))}: "
-                f"{', '.join(f'{v[s]:.1f}' for s in sorted(v))})" for a, v in ((focus, by_agent[focus]),
-                                                                              (other, by_agent[other]))]
-        named = "today's settings" if today else ("the settings of the time (" + "; ".join(
-            f"{AGENT_LABELS[a]}: {settings[(episodes, today)][a]}" for a in (focus, other)) + ")")
-        shared = sorted(set(by_agent[focus]) & set(by_agent[other]))
-        line = f"**{episodes:,} episodes**, {named}: " + "; ".join(text)
-        if len(shared) > 1:
-            i = paired_interval({s: by_agent[focus][s] for s in shared}, {s: by_agent[other][s] for s in shared})
-            line += (f". {AGENT_LABELS[focus]} minus {AGENT_LABELS[other]}: {i['mean']:+.1f} "
-                     f"[{i['low']:+.1f}, {i['high']:+.1f}] (paired 95 % interval, {i['n']} seeds)")
-        parts.append(line + ".")
+    def in_order(agent: str) -> list:  # today's settings first
+        today = _settings_of(agent, asdict(training_config(agent)))
+        return sorted(by_agent.get(agent, {}).items(), key=lambda item: (item[0] != today, item[0]))
+
+    for episodes, by_agent in sorted(scores.items()):
+        for focus_settings, mine in in_order(focus):
+            for other_settings, theirs in in_order(other):
+                parts.append(_longer_line(episodes, (focus, focus_settings, mine), (other, other_settings, theirs)))
     if not parts:
         return "(No longer runs found: `benchmarks/maze_levers.py --levers \"as trained\" --episodes N` makes them.)"
     return "\n\n".join(parts) + (f"\n\n({left_out} file(s) made for another maze left out.)" if left_out else "")
+
+
+def _longer_line(episodes: int, *agents: tuple[str, str, dict[int, float]]) -> str:
+    """One line of :func:`describe_longer_runs`: two ``(agent, settings, {seed: score})`` and their difference."""
+    text = []
+    for agent, settings, values in agents:
+        when = "today's" if settings == _settings_of(agent, asdict(training_config(agent))) else "of the time"
+        text.append(f"{AGENT_LABELS[agent]} ({settings}: {when}) {np.mean(list(values.values())):.1f} (seeds "
+                    f"{', '.join(map(str, sorted(values)))}: {', '.join(f'{values[s]:.1f}' for s in sorted(values))})")
+    (focus, _, mine), (other, _, theirs) = agents
+    line = f"**{episodes:,} episodes**: " + "; ".join(text)
+    shared = sorted(set(mine) & set(theirs))
+    if len(shared) > 1:
+        i = paired_interval({s: mine[s] for s in shared}, {s: theirs[s] for s in shared})
+        line += (f". {AGENT_LABELS[focus]} minus {AGENT_LABELS[other]}: {i['mean']:+.1f} "
+                 f"[{i['low']:+.1f}, {i['high']:+.1f}] (paired 95 % interval, {i['n']} seeds)")
+    return line + "."
 
 
 def round_3_held_out(agent: str) -> dict | None:
@@ -973,42 +991,69 @@ def describe_round_3_held_out() -> str:
 SATURATION_PATH = REPO_ROOT / "benchmarks" / "results" / "maze_saturation.json"
 
 
-def saturation_runs(path: str | Path = SATURATION_PATH) -> list[dict]:
-    """The runs of ``benchmarks/maze_saturation.py``'s file (``{"seed", "adam_eps", "rows", ...}``), or [] when it
-    is missing or was made for another medium size (:func:`describe_saturation` says which)."""
+def _saturation_file(path: str | Path) -> tuple[list[dict], str | None]:
+    """The runs of ``benchmarks/maze_saturation.py``'s file and None, or [] and a sentence saying why it cannot be
+    shown: it is missing, or was made for another medium size or with Warp-RNN settings other than today's apart
+    from Adam's ε and φ's rate (the two things it varies)."""
     source = Path(path)
     if not source.exists():
-        return []
+        return [], f"(No saturation measurement found: run `python benchmarks/maze_saturation.py` to make {source.name}.)"
     data = json.loads(source.read_text(encoding="utf-8"))
-    return data["runs"] if data["medium"] == reference_config("medium") else []
+    today = asdict(training_config("warp_rnn"))
+    varied = ("adam_eps", "warp_lr")
+    if data["medium"] != reference_config("medium") or any(
+            {k: v for k, v in run["config"].items() if k not in varied} != {k: v for k, v in today.items()
+                                                                            if k not in varied} for run in data["runs"]):
+        return [], f"({source.name} was made for another medium size or other settings: run the script again.)"
+    return sorted(data["runs"], key=lambda r: (r["config"]["warp_lr"], r["seed"], r["adam_eps"])), None
+
+
+def saturation_runs(path: str | Path = SATURATION_PATH) -> list[dict]:
+    """The runs of ``benchmarks/maze_saturation.py``'s file (``{"seed", "adam_eps", "config", "rows", ...}``), or
+    [] when :func:`describe_saturation` would say why not."""
+    return _saturation_file(path)[0]
 
 
 def describe_saturation(path: str | Path = SATURATION_PATH, at: Sequence[float] = (0.25, 0.5, 0.75, 1.0)) -> str:
-    """Markdown: for each (seed, Adam ε) run of ``benchmarks/maze_saturation.py``, its score and, at the fractions
-    ``at`` of the run, the fraction of saturated hidden units (|h| > 0.95) and of warp gates outside [0.1, 1.9],
-    and how far θ and φ had moved (‖θ − θ₀‖ / ‖θ₀‖, ‖φ − φ₀‖ / ‖φ₀‖) at the end. A sentence instead when the file
-    is missing or was made for another medium size or other Warp-RNN settings."""
-    source = Path(path)
-    if not source.exists():
-        return f"(No saturation measurement found: run `python benchmarks/maze_saturation.py` to make {source.name}.)"
-    data = json.loads(source.read_text(encoding="utf-8"))
-    today = asdict(training_config("warp_rnn"))
-    if data["medium"] != reference_config("medium") or any(
-            {**run["config"], "adam_eps": today["adam_eps"]} != today for run in data["runs"]):
-        return f"({source.name} was made for another medium size or other settings: run the script again.)"
-    episodes = data["medium"]["num_episodes"]
+    """Markdown: for each (φ rate, seed, Adam ε) run of ``benchmarks/maze_saturation.py``, its score and, at the
+    fractions ``at`` of the run, the fraction of saturated hidden units (|h| > 0.95) and of warp gates outside
+    [0.1, 1.9], and how far θ and φ had moved (‖θ − θ₀‖ / ‖θ₀‖, ‖φ − φ₀‖ / ‖φ₀‖) at the end; then, per φ rate, the
+    means over seeds with each ε. A sentence instead when the file cannot be shown (:func:`_saturation_file`)."""
+    runs, problem = _saturation_file(path)
+    if problem:
+        return problem
+    episodes = reference_config("medium")["num_episodes"]
     marks = [int(round(f * episodes)) for f in at]
     head = " / ".join(f"{m:,}" for m in marks)
-    rows = [f"| seed | Adam ε | score | saturated units at episode {head} | saturated gates at {head} | θ moved | "
-            "φ moved |", "|---|---|---|---|---|---|---|"]
-    for run in data["runs"]:
+    rows = [f"| φ rate | seed | Adam ε | score | saturated units at episode {head} | saturated gates at {head} | "
+            "θ moved | φ moved |", "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
         by_episode = {row["episode"]: row for row in run["rows"]}
         picked = [by_episode[m] for m in marks if m in by_episode]
         units = " / ".join(f"{100 * r['saturated_units']:.0f} %" for r in picked)
         gates = " / ".join(f"{100 * r['saturated_gates']:.0f} %" for r in picked)
-        rows.append(f"| {run['seed']} | {run['adam_eps']:g} | {run['score']:.1f} | {units} | {gates} | "
-                    f"{run['rows'][-1]['theta_moved']:.2f} | {run['rows'][-1]['phi_moved']:.2f} |")
-    return "\n".join(rows)
+        rows.append(f"| {run['config']['warp_lr']:g} | {run['seed']} | {run['adam_eps']:g} | {run['score']:.1f} | "
+                    f"{units} | {gates} | {run['rows'][-1]['theta_moved']:.2f} | {run['rows'][-1]['phi_moved']:.2f} |")
+    return "\n".join(rows) + "\n\n" + _saturation_means(runs)
+
+
+def _saturation_means(runs: list[dict]) -> str:
+    """Per φ rate: the mean over seeds of the score and of the saturation at the end, for each Adam ε."""
+    parts = []
+    for rate in sorted({run["config"]["warp_lr"] for run in runs}):
+        by_eps: dict[float, list[dict]] = {}
+        for run in runs:
+            if run["config"]["warp_lr"] == rate:
+                by_eps.setdefault(run["adam_eps"], []).append(run)
+        eps = sorted(by_eps)
+        scores = " → ".join(f"{np.mean([r['score'] for r in by_eps[e]]):.1f}" for e in eps)
+        end = {key: " → ".join(f"{100 * np.mean([r['rows'][-1][key] for r in by_eps[e]]):.0f} %" for e in eps)
+               for key in ("saturated_units", "saturated_gates")}
+        seeds = ", ".join(map(str, sorted({run["seed"] for run in by_eps[eps[0]]})))
+        parts.append(f"φ rate {rate:g}, Adam ε {' → '.join(f'{e:g}' for e in eps)} (means over seeds {seeds}): "
+                     f"score {scores}; saturated units at the end {end['saturated_units']}, saturated gates "
+                     f"{end['saturated_gates']}.")
+    return " ".join(parts)
 
 
 #: where ``benchmarks/maze_sensitivity.py`` writes its measurement (seed 0, fast size, weights nudged by one ulp)
