@@ -19,7 +19,8 @@ records every ``--every`` episodes, measured on the episode just played:
     .venv/bin/python benchmarks/maze_saturation.py --seeds 0 4 --warp-lr 1e-3   # adds the runs at φ rate 1e-3
 
 Each finished run is kept in ``<out>.partial.json`` and the output file keeps the runs of other φ rates; started
-again, the script skips the runs it has (a run takes a few minutes on one core). One torch thread per process; progress lines go to the terminal.
+again, the script skips the runs it has (a run takes a few minutes on one core). One torch thread per process;
+progress lines go to the terminal.
 """
 
 from __future__ import annotations
@@ -135,8 +136,9 @@ def main() -> None:
             print(f"seed {run['seed']}, Adam ε {run['adam_eps']:g}, φ rate {run['config']['warp_lr']:g}: score "
                   f"{run['score']:.1f} ({run['seconds']:.0f} s)", flush=True)
     runs = sorted(done, key=lambda r: (-r["config"]["warp_lr"], r["seed"], r["adam_eps"]))
-    out.write_text(json.dumps({"medium": medium, "every": args.every, "wall_seconds": round(time.perf_counter() - started, 1),
-                               "load_at_start": load, "runs": runs}, indent=1) + "\n")
+    seconds = round(time.perf_counter() - started, 1)
+    out.write_text(json.dumps({"medium": medium, "every": args.every, "wall_seconds": seconds, "load_at_start": load,
+                               "runs": runs}, indent=1) + "\n")
     partial.unlink(missing_ok=True)
     print("wrote", out)
 

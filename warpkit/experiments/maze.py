@@ -285,9 +285,10 @@ class ActorCriticTrainer:
         self.agent, self.env, self.config, self.seed = agent, env, config, seed
         self.task_params = list(task_parameters(agent).values())
         self.warp_params = list(warp_parameters(agent).values())
-        eps = config.adam_eps
-        self.task_optimizer = torch.optim.Adam(self.task_params, lr=config.lr, eps=eps) if self.task_params else None
-        self.warp_optimizer = torch.optim.Adam(self.warp_params, lr=config.warp_lr, eps=eps) if self.warp_params else None
+        adam = torch.optim.Adam
+        self.task_optimizer = adam(self.task_params, lr=config.lr, eps=config.adam_eps) if self.task_params else None
+        self.warp_optimizer = (adam(self.warp_params, lr=config.warp_lr, eps=config.adam_eps) if self.warp_params
+                               else None)
         self.generator = torch.Generator(device=env.device).manual_seed(seed)
         self.episodes_done = 0
         self.rewards: list[float] = []  # mean total reward per maze, per episode
@@ -962,8 +963,9 @@ def round_3_held_out(agent: str) -> dict | None:
     before = {r["seed"]: r["score"] for r in runs if r["lever"] == "as trained"}
     after = {r["seed"]: r["score"] for r in runs if r["lever"] == lever}
     configs = {r["lever"]: r["config"] for r in runs}
+    kept = bool(np.mean(list(after.values())) >= np.mean(list(before.values())))
     return {"lever": lever, "before": before, "after": after, "before_config": configs["as trained"],
-            "after_config": configs[lever], "kept": bool(np.mean(list(after.values())) >= np.mean(list(before.values())))}
+            "after_config": configs[lever], "kept": kept}
 
 
 def describe_round_3_held_out() -> str:
@@ -997,13 +999,13 @@ def _saturation_file(path: str | Path) -> tuple[list[dict], str | None]:
     from Adam's ε and φ's rate (the two things it varies)."""
     source = Path(path)
     if not source.exists():
-        return [], f"(No saturation measurement found: run `python benchmarks/maze_saturation.py` to make {source.name}.)"
+        return [], (f"(No saturation measurement found: run `python benchmarks/maze_saturation.py` to make "
+                    f"{source.name}.)")
     data = json.loads(source.read_text(encoding="utf-8"))
-    today = asdict(training_config("warp_rnn"))
     varied = ("adam_eps", "warp_lr")
+    today = {k: v for k, v in asdict(training_config("warp_rnn")).items() if k not in varied}
     if data["medium"] != reference_config("medium") or any(
-            {k: v for k, v in run["config"].items() if k not in varied} != {k: v for k, v in today.items()
-                                                                            if k not in varied} for run in data["runs"]):
+            {k: v for k, v in run["config"].items() if k not in varied} != today for run in data["runs"]):
         return [], f"({source.name} was made for another medium size or other settings: run the script again.)"
     return sorted(data["runs"], key=lambda r: (r["config"]["warp_lr"], r["seed"], r["adam_eps"])), None
 
