@@ -330,8 +330,7 @@ display(Markdown(rl.describe_longer_runs()))
 # $$\Delta w = -\alpha\,\frac{\hat m}{\sqrt{\hat v} + \varepsilon},$$
 #
 # about $\alpha$ for any gradient much larger than ε, however small. With PyTorch's $\varepsilon = 10^{-8}$, a
-# weight whose gradient has all but vanished (a saturated unit's) still takes full-size steps in the direction of
-# its noise; Backpropamine's maze script (Miconi et al., 2019) uses $\varepsilon = 10^{-4}$, which shrinks the
+# weight whose gradient has all but vanished (a saturated unit's) can still take steps of about the full rate; Backpropamine's maze script (Miconi et al., 2019) uses $\varepsilon = 10^{-4}$, which shrinks the
 # steps of gradients below about $10^{-4}$. First Adam steps, measured:
 
 # %%
@@ -393,9 +392,9 @@ for agent, path in rl.EPS_LEVER_PATHS.items():
 display(Markdown(rl.describe_round_3_held_out()))
 
 # %% [markdown]
-# **Notice.** The last column says which choices survived the seeds that did not make them. A change that wins on
-# two seeds and loses on the others is the reason a sweep's winner is never reported as a result before it has
-# been tested on other seeds.
+# **Notice.** The last column says which choices survived the seeds that did not make them. Testing a winner on
+# other seeds guards against a change that wins on two seeds and loses on the rest; a sweep's winner is not a
+# result until it has been tested so.
 #
 # ## f. Does the trained Warp-RNN remember the goal?
 #
