@@ -6,6 +6,7 @@ Run from the repository root (takes minutes; the machine load is reported with e
 
     .venv/bin/python benchmarks/engine.py            # the issues' settings
     .venv/bin/python benchmarks/engine.py --quick    # small settings, a smoke test of the script itself
+    .venv/bin/python benchmarks/engine.py --out benchmarks/results/engine_cpu.json   # the committed record
 
 Every measurement runs in a fresh process with one torch thread (``--threads``).
 
@@ -17,11 +18,16 @@ Keys of the JSON object
 
     * ``reference``: one-point-at-a-time WarpGrad as the authors' code runs it (:func:`reference_meta_iteration`:
       per point a fresh task batch and meta batch, the SGD lookahead with a detached gradient, the meta loss
-      backpropagated into ``.grad`` by plain autograd, one φ-step; contiguous NCHW tensors);
+      backpropagated into ``.grad`` by plain autograd, one φ-step; contiguous NCHW tensors; PyTorch's stock
+      ``nn.Conv2d`` and ``nn.MaxPool2d``, :func:`stock_layers`);
+    * ``reference_warpkit_layers``: the same loop on warpkit's network, whose first convolution and max-pools
+      (:mod:`warpkit.models.cpu_layers`) compute the stock layers' functions and derivatives faster on a CPU;
+      ``meta_iteration_ratio_same_layers`` divides by it, so it shows what warpkit's adaptation and replay gain
+      on the same layers;
     * ``first_order`` and ``exact``: :class:`~warpkit.engine.meta.MetaLearner` with that objective and its
       defaults otherwise (replay ``"auto"``, lookahead ``"auto"``: fresh offline; NCHW network).
 
-    ``--meta-rounds`` interleaved rounds (ABC, CBA, ...), medians; the ratios are warpkit ÷ reference of the
+    ``--meta-rounds`` interleaved rounds (ABCD, DCBA, ...), medians; the ratios are warpkit ÷ reference of the
     medians, so every speed claim is a ratio measured in the same run. ``seconds_adapt_replay`` splits them.
 ``replay_gflops_per_second``, ``matmul_gflops_per_second``, ``replay_fraction_of_matmul``
     FLOPs of the replayed points (``torch.utils.flop_counter`` on one point of each path, times T·K) over the
@@ -29,7 +35,7 @@ Keys of the JSON object
 ``replay_seconds_per_point``, ``replay_gflop_per_point``
     the levers, one point at a time on the same network (medians, interleaved): the reference's work per point,
     a forward and backward pass
-    (NCHW and channels-last), the first-order gradient with the lookahead recomputed (``fresh``) or taken from
+    (with the stock layers and with warpkit's, NCHW; warpkit's channels-last), the first-order gradient with the lookahead recomputed (``fresh``) or taken from
     the buffer (``buffered``; plain autograd and ``torch.func``), the exact gradient by the general path
     (double backward through the lookahead, :mod:`warpkit.engine.objectives`), by :mod:`warpkit.engine.replay`
     with a fresh lookahead (the inner gradient's graph kept and differentiated once more) and split into Eq. 12
@@ -95,8 +101,29 @@ from warpkit.engine.replay import (eager_point_meta_gradient, point_meta_gradien
                                    replay_meta_gradient)
 from warpkit.engine.tasks import SupervisedTask  # noqa: E402
 from warpkit.engine.warp import task_parameters, warp_parameters  # noqa: E402
+from warpkit.kit.results import git_commit, machine  # noqa: E402
 
 WAYS, BATCH, INNER_LR = 20, 20, 0.1
+
+#: the files whose code the numbers measure: ``--out`` records their SHA-256, and ``tests/test_engine_benchmark.py``
+#: calls the committed result stale when one of them has changed since
+SOURCES = ("benchmarks/engine.py", "warpkit/engine/adapt.py", "warpkit/engine/replay.py",
+           "warpkit/engine/objectives.py", "warpkit/engine/meta.py", "warpkit/models/omniglot_net.py",
+           "warpkit/models/cpu_layers.py")
+
+
+def source_hashes() -> dict:
+    """SHA-256 of every file in :data:`SOURCES`, as it is in the working tree now."""
+    import hashlib
+
+    return {path: hashlib.sha256((REPO / path).read_bytes()).hexdigest() for path in SOURCES}
+
+
+def provenance(argv: list[str]) -> dict:
+    """What made a result: the command, the commit (``-dirty`` with uncommitted changes), the machine and the
+    hashes of the measured code."""
+    return {"command": " ".join(["python", "benchmarks/engine.py", *argv]), "commit": git_commit(REPO),
+            "machine": machine(), "sources": source_hashes()}
 
 
 def peak_rss_mb() -> float:
@@ -142,6 +169,19 @@ def child_warpgrad(steps: int, filters: int, chunk: int, held: bool) -> dict:
 # the reference: one-point-at-a-time WarpGrad, as the authors' code runs it
 # ----------------------------------------------------------------------------------------------------------
 META_WARP_LR, META_INIT_LR = 1e-3, 0.1
+
+
+def stock_layers(model):
+    """``model`` with PyTorch's stock ``nn.MaxPool2d`` in every block and a stock ``nn.Conv2d`` first, as the
+    authors' network has them (same weights). warpkit's :mod:`~warpkit.models.cpu_layers` compute the same
+    functions and derivatives, faster on a CPU."""
+    for block in model.blocks:
+        block.pool = torch.nn.MaxPool2d(2)
+    first = model.blocks[0].conv
+    stock = torch.nn.Conv2d(first.in_channels, first.out_channels, 3, padding=1).to(first.weight.dtype)
+    stock.load_state_dict(first.state_dict())
+    model.blocks[0].conv = stock
+    return model
 
 
 def _load(model, params: dict, buffers: dict) -> None:
@@ -219,15 +259,18 @@ def reference_meta_iteration(model, tasks, steps: int, generator: torch.Generato
 
 def child_meta(variant: str, filters: int, steps: int, num_tasks: int) -> dict:
     """Seconds of one meta-iteration (after a 2-step warm-up iteration) of ``variant``: ``"reference"``
-    (:func:`reference_meta_iteration`, contiguous NCHW tensors as in the authors' code) or warpkit's
+    (:func:`reference_meta_iteration` on the network with PyTorch's stock layers, :func:`stock_layers`, contiguous
+    NCHW tensors, as in the authors' code), ``"reference_warpkit_layers"`` (the same loop on warpkit's network,
+    whose first convolution and max-pools are :mod:`warpkit.models.cpu_layers`') or warpkit's
     :class:`~warpkit.engine.meta.MetaLearner` with the ``"first_order"`` or ``"exact"`` objective and its
     defaults otherwise (replay ``"auto"``, lookahead ``"auto"``), Warp-Leap
     (simplified Leap) with one φ-step per point, like the reference."""
     torch.manual_seed(0)
     model = OmniglotNet(ways=WAYS, filters=filters, warp="conv3")
     tasks = [synthetic_task(10 + i) for i in range(num_tasks)]
-    if variant == "reference":
+    if variant.startswith("reference"):
         model = model.to(memory_format=torch.contiguous_format)
+        model = model if variant == "reference_warpkit_layers" else stock_layers(model)
         generator = torch.Generator().manual_seed(0)
         reference_meta_iteration(model, tasks, 2, generator)
         return {"variant": variant, **reference_meta_iteration(model, tasks, steps, generator)}
@@ -349,7 +392,7 @@ def child_replay(filters: int, num_points: int, repeats: int, device: str = "cpu
 
 def lever_functions(model, points, task_batches, meta_batches):
     """Per-point work of each replay variant (one point at a time), for :func:`child_levers`."""
-    nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    stock = stock_layers(copy.deepcopy(model).to(memory_format=torch.contiguous_format))
     phi = {name: p.detach() for name, p in warp_parameters(model).items()}
     first_order = eager_point_meta_gradient(model, F.cross_entropy, INNER_LR, "first_order")
     first_order_func = point_meta_gradient(model, F.cross_entropy, INNER_LR, "first_order")
@@ -370,14 +413,14 @@ def lever_functions(model, points, task_batches, meta_batches):
         return torch.autograd.grad(loss, list(warp_parameters(model).values()))
 
     def reference_point(i):  # what reference_meta_iteration does per point (without the φ-step)
-        _load(nchw, points[i].params, points[i].buffers)
-        nchw.zero_grad(set_to_none=True)
-        F.cross_entropy(nchw(task_batches[i][0]), task_batches[i][1]).backward()
+        _load(stock, points[i].params, points[i].buffers)
+        stock.zero_grad(set_to_none=True)
+        F.cross_entropy(stock(task_batches[i][0]), task_batches[i][1]).backward()
         with torch.no_grad():
-            for p in task_parameters(nchw).values():
+            for p in task_parameters(stock).values():
                 p.sub_(INNER_LR * p.grad)
-        nchw.zero_grad(set_to_none=True)
-        F.cross_entropy(nchw(meta_batches[i][0]), meta_batches[i][1]).backward()
+        stock.zero_grad(set_to_none=True)
+        F.cross_entropy(stock(meta_batches[i][0]), meta_batches[i][1]).backward()
 
     def point(function, parameters, i, buffered):
         p = points[i]
@@ -386,7 +429,8 @@ def lever_functions(model, points, task_batches, meta_batches):
 
     return {
         "reference_point": reference_point,
-        "forward_backward_nchw": lambda i: forward_backward(nchw, i),
+        "forward_backward_stock_layers": lambda i: forward_backward(stock, i),
+        "forward_backward_warpkit_layers": lambda i: forward_backward(model, i),
         "forward_backward_channels_last": lambda i: forward_backward(channels_last, i),
         "first_order_fresh": lambda i: point(first_order, phi, i, False),
         "first_order_buffered": lambda i: point(first_order, phi, i, True),
@@ -489,6 +533,7 @@ def parse_arguments() -> argparse.Namespace:
                         help="interleaved rounds of (reference, first order, exact) meta-iterations")
     parser.add_argument("--meta", type=int, nargs=3, default=(64, 100, 4), metavar=("FILTERS", "K", "T"),
                         help="network filters, inner steps and tasks of the timed meta-iterations")
+    parser.add_argument("--out", help="also write the JSON object, with its provenance, to this file")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -550,14 +595,14 @@ def measure_memory(args, quick: bool, timeout: float) -> dict:
     }
 
 
-META_VARIANTS = ("reference", "first_order", "exact")
+META_VARIANTS = ("reference", "first_order", "exact", "reference_warpkit_layers")
 
 
 def measure_meta_iterations(args, filters: int, steps: int, tasks: int, rounds: int, timeout: float) -> dict:
     """Seconds per meta-iteration of the reference and of warpkit's defaults, ``rounds`` interleaved rounds (one
     fresh process each); the ratios are those of the medians."""
     runs = {variant: [] for variant in META_VARIANTS}
-    for round_index in range(rounds):  # A B C, then C B A, ...: a drifting load touches every variant alike
+    for round_index in range(rounds):  # A B C D, then D C B A, ...: a drifting load touches every variant alike
         for variant in META_VARIANTS[::-1] if round_index % 2 else META_VARIANTS:
             out = run_child(["meta", variant, str(filters), str(steps), str(tasks)], args.threads, timeout)
             runs[variant].append({**out, "load": round(load_average(), 2)})
@@ -571,9 +616,12 @@ def measure_meta_iterations(args, filters: int, steps: int, tasks: int, rounds: 
         "meta_iteration_ratio_exact": round(median["exact"]["seconds"] / median["reference"]["seconds"], 4),
         "meta_iteration_ratio_first_order": round(
             median["first_order"]["seconds"] / median["reference"]["seconds"], 4),
+        "meta_iteration_ratio_same_layers": {  # against the reference loop run on warpkit's layers
+            v: round(median[v]["seconds"] / median["reference_warpkit_layers"]["seconds"], 4)
+            for v in ("first_order", "exact")},
         "meta_iteration_runs": runs,
         "meta_iteration_settings": {"filters": filters, "K": steps, "T": tasks, "rounds": rounds,
-                                    "points": steps * tasks, "statistic": "median over interleaved rounds (ABC, CBA, ...)",
+                                    "points": steps * tasks, "statistic": "median over interleaved rounds (ABCD, DCBA, ...)",
                                     "schedule": "one φ-step per point, simplified Leap on θ_0"},
         "_median": median,
     }
@@ -592,6 +640,7 @@ def main() -> None:
     timeout = 3600
     started = time.perf_counter()
     load_start = load_average()
+    made_by = provenance(sys.argv[1:])  # before the run: the code measured, whatever happens to the checkout
     say(f"threads={args.threads} quick={quick}; cpu count {os.cpu_count()}")
     result = measure_memory(args, quick, timeout)
     meta = measure_meta_iterations(args, filters, steps, tasks, rounds, timeout)
@@ -643,6 +692,8 @@ def main() -> None:
         "quick": quick,
     })
     print(json.dumps(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps({**result, "provenance": made_by}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -195,3 +195,30 @@ def test_adapt_tasks_equals_adapting_each_task_alone():
                 assert torch.allclose(batched.buffers[k][name].double(), alone.buffers[k][name].double(), atol=1e-12)
         for name in alone.final_params:
             assert torch.allclose(batched.final_params[name], alone.final_params[name], atol=1e-12)
+
+
+def test_eager_inner_gradient_equals_torch_func_bit_for_bit():
+    """adapt's gradient by plain autograd (faster on a CPU) is torch.func.grad_and_value's, bit for bit, on the
+    Omniglot network with warps, BatchNorm and the corner max-pool; a parameter the loss does not use gets zeros."""
+    from torch.func import grad_and_value
+
+    from warpkit.engine.adapt import _eager_gradient_and_value, _task_loss, train_mode
+    from warpkit.models.omniglot_net import OmniglotNet
+
+    torch.manual_seed(0)
+    model = OmniglotNet(ways=5, filters=8, warp="conv3")
+    phi = {n: p.detach() for n, p in warp_parameters(model).items()}
+    theta = {n: p.detach() for n, p in task_parameters(model).items()}
+    theta["unused"] = torch.ones(3)
+    task_loss = _task_loss(model, nn.functional.cross_entropy, phi)
+
+    def loss(theta_, buffers, inputs, target):
+        return task_loss({n: t for n, t in theta_.items() if n != "unused"}, buffers, inputs, target)
+
+    inputs, target = torch.rand(10, 1, 28, 28), torch.arange(5).repeat(2)
+    with train_mode(model):
+        eager = _eager_gradient_and_value(loss)(theta, fresh_buffers(model), inputs, target)
+        functional = grad_and_value(loss)(theta, fresh_buffers(model), inputs, target)
+    assert torch.equal(eager[1], functional[1])
+    assert all(torch.equal(eager[0][n], functional[0][n]) for n in theta)
+    assert torch.equal(eager[0]["unused"], torch.zeros(3)) and eager[0]["blocks.0.conv.weight"].abs().sum() > 0

@@ -1,5 +1,6 @@
 """Every public class and function of the engine carries a short runnable example in its docstring, and the examples
-are right: doctest runs them module by module (and those of the kit's resumable-run helper and the sine family)."""
+are right: doctest runs them module by module (and those of the kit's resumable-run helper, the sine family and the
+network's CPU layers)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 ENGINE_MODULES = ["warpkit.engine." + name for name in
                   ("warp", "tasks", "adapt", "batchnorm", "buffer", "objectives", "options", "init_learners", "meta",
                    "multi_head", "baselines", "geometry", "guard", "persist", "predict", "distributed", "kfac")]
-OTHER_MODULES = ["warpkit.kit.sweep", "warpkit.data.sine"]
+OTHER_MODULES = ["warpkit.kit.sweep", "warpkit.data.sine", "warpkit.models.cpu_layers"]
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 

@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 
 from warpkit.engine.warp import ConvWarp, LinearWarp, ResidualConvWarp
+from warpkit.models.cpu_layers import MaxPool2x2, SingleChannelConv2d
 
 OMNIGLOT_WARPS = ("none", "conv3", "conv1", "residual_conv", "linear", "default")
 IMAGE_SIZE = 28
@@ -68,8 +69,10 @@ class ConvBlock(nn.Module):
 
     def __init__(self, in_channels: int, filters: int, batchnorm: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, filters, kernel_size=3, padding=1)
-        self.pool = nn.MaxPool2d(2)
+        # the stock layers' functions and derivatives, faster on a CPU (warpkit.models.cpu_layers)
+        self.conv = SingleChannelConv2d(filters) if in_channels == 1 else \
+            nn.Conv2d(in_channels, filters, kernel_size=3, padding=1)
+        self.pool = MaxPool2x2()
         self.norm = nn.BatchNorm2d(filters) if batchnorm else nn.Identity()
         self.activation = nn.ReLU()
 
